@@ -1,0 +1,2 @@
+//! dom0 control plane: starts driver domains before the guests that need them.
+fn main() {}

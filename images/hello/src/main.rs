@@ -1,0 +1,2 @@
+//! The hello driver domain: proves the runtime on real Xen.
+fn main() {}

@@ -1,0 +1,2 @@
+//! cargo xtask: images, testbed, demo, tests and benchmarks.
+fn main() {}
