@@ -1,2 +1,59 @@
-//! cargo xtask: images, testbed, demo, tests and benchmarks.
-fn main() {}
+//! `cargo xtask …`: builds images, drives the Xen testbed, runs the demo, tests and benchmarks.
+
+mod apt;
+mod elf;
+mod fetch;
+mod hosttools;
+mod images;
+mod qemu;
+mod release;
+mod results;
+mod rootfs;
+mod suite;
+mod testbed;
+mod unikernels;
+mod util;
+
+use release::Release;
+use util::Result;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  demo                         boot the appliance in the testbed and show what each guest got
+  test                         run every test: format, clippy, unit tests, all testbed scenarios
+  testbed fetch                download and unpack the release's Debian packages (cached)
+  testbed run <scenario>...    boot Xen under QEMU and run scenarios (`all` for every one)
+  testbed list                 list the scenarios in tests/scenarios
+
+environment:
+  XDD_RELEASE=bookworm|trixie  Xen 4.17/Linux 6.1 (default) or Xen 4.20/Linux 6.12
+";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let Err(e) = dispatch(&words) {
+        eprintln!("xtask: error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(args: &[&str]) -> Result {
+    match args {
+        ["testbed", "fetch"] => {
+            hosttools::ensure(false)?;
+            fetch::fetch(&fetch::Cache::new(Release::from_env()?)).map(|_| ())
+        }
+        ["testbed", "list"] => testbed::list(),
+        ["test"] => suite::test(),
+        ["demo"] => suite::demo(),
+        ["testbed", "run", names @ ..] => testbed::run(names).map(|_| ()),
+        [] | ["help"] | ["--help"] | ["-h"] => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(format!("unknown command `{}`\n{USAGE}", args.join(" "))),
+    }
+}

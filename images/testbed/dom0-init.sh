@@ -1,0 +1,38 @@
+#!/bin/sh
+# dom0 init of the testbed: brings up the Xen toolstack, then runs the scenario plan.
+export PATH=/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin:/usr/lib/xen/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mkdir -p /run/xen /run/xenstored /run/lock /var/lib/xen /var/lib/xenstored /var/log/xen/console \
+    /var/lib/testbed
+ln -sf /run /var/run
+hostname dom0
+echo "@@XDD boot stage=dom0-init uptime=$(cut -d' ' -f1 /proc/uptime)"
+
+kver=$(uname -r)
+while read -r m; do
+    insmod "/lib/modules/$kver/$m" || echo "@@XDD warn module=$m insmod-failed"
+done < /etc/testbed/modules
+
+mount -t xenfs xenfs /proc/xen
+xenstored --pid-file /run/xenstored.pid || echo "@@XDD error xenstored-failed"
+xen-init-dom0 >/var/log/xen/init-dom0.log 2>&1 || echo "@@XDD error xen-init-dom0-failed"
+xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console
+
+brctl addbr xenbr0
+echo 0 > /sys/class/net/xenbr0/bridge/forward_delay
+ip addr add 10.0.0.1/24 dev xenbr0
+ip link set xenbr0 up
+ip link set lo up
+echo "@@XDD boot stage=toolstack-up uptime=$(cut -d' ' -f1 /proc/uptime)"
+
+testbed-agent run /testbed/plan
+status=$?
+echo "@@XDD done status=$status"
+sync
+poweroff -f

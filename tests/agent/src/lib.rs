@@ -1,0 +1,8 @@
+//! Testbed agent library: the scenario format shared by `cargo xtask testbed` (host side) and
+//! the agent that runs scenarios inside dom0, the scenario runner, and the initramfs writer.
+
+pub mod cpio;
+pub mod events;
+pub mod runner;
+pub mod scenario;
+pub mod xs;

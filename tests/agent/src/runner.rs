@@ -1,0 +1,590 @@
+//! Executes scenarios in dom0 and prints `@@XDD` result lines for `cargo xtask testbed`.
+
+use crate::cpio::Archive;
+use crate::events::{Kind, Log};
+use crate::scenario::{
+    placeholder, placeholders, Action, Domain, DomainKind, Event, Scenario, Step,
+};
+use crate::xs::Xenstore;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Default timeout of waiting steps.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default timeout of commands.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Prints one result line on the console (which reaches the serial log).
+fn report(kind: &str, fields: &[(&str, String)], detail: Option<&str>) {
+    let mut line = format!("@@XDD {kind}");
+    for (k, v) in fields {
+        line.push_str(&format!(" {k}={}", v.replace(' ', "_")));
+    }
+    if let Some(d) = detail {
+        line.push_str(&format!(" detail={}", d.replace('\n', " | ")));
+    }
+    println!("{line}");
+}
+
+/// Runs every scenario named in the plan file; returns the number that failed.
+pub fn run_plan(plan: &Path, log: Arc<Log>) -> usize {
+    let text = std::fs::read_to_string(plan).unwrap_or_default();
+    let mut failed = 0;
+    for file in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let stem = Path::new(file)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("");
+        let parsed = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read {file}: {e}"))
+            .and_then(|t| Scenario::parse(&t, stem));
+        match parsed {
+            Ok(s) => {
+                if !Runner::new(&s, log.clone()).run() {
+                    failed += 1;
+                }
+            }
+            Err(e) => {
+                report("scenario-start", &[("name", stem.into())], None);
+                report(
+                    "check",
+                    &[
+                        ("scenario", stem.into()),
+                        ("name", "parse".into()),
+                        ("status", "fail".into()),
+                    ],
+                    Some(&e),
+                );
+                report(
+                    "scenario-end",
+                    &[
+                        ("name", stem.into()),
+                        ("status", "fail".into()),
+                        ("ms", "0".into()),
+                    ],
+                    None,
+                );
+                failed += 1;
+            }
+        }
+    }
+    failed
+}
+
+/// State of one scenario run.
+struct Runner<'a> {
+    sc: &'a Scenario,
+    log: Arc<Log>,
+    xs: Option<Xenstore>,
+    domids: BTreeMap<String, u32>,
+    start: Instant,
+    dir: PathBuf,
+    ok: bool,
+}
+
+/// Outcome of a step: pass, or fail with a reason.
+type StepResult = Result<(), String>;
+
+impl<'a> Runner<'a> {
+    fn new(sc: &'a Scenario, log: Arc<Log>) -> Runner<'a> {
+        Runner {
+            sc,
+            log,
+            xs: Xenstore::open().ok(),
+            domids: BTreeMap::new(),
+            start: Instant::now(),
+            dir: PathBuf::from(format!("/run/testbed/{}", sc.name)),
+            ok: true,
+        }
+    }
+
+    fn check(&mut self, name: &str, started: Instant, result: StepResult) {
+        let ms = started.elapsed().as_millis().to_string();
+        let status = if result.is_ok() { "pass" } else { "fail" };
+        if result.is_err() {
+            self.ok = false;
+        }
+        report(
+            "check",
+            &[
+                ("scenario", self.sc.name.clone()),
+                ("name", name.into()),
+                ("status", status.into()),
+                ("ms", ms),
+            ],
+            result.err().as_deref(),
+        );
+    }
+
+    fn run(mut self) -> bool {
+        report("scenario-start", &[("name", self.sc.name.clone())], None);
+        let _ = std::fs::create_dir_all(&self.dir);
+        let _ = sh("xl dmesg -c >/dev/null", Duration::from_secs(10));
+        self.start = Instant::now();
+        if self.xs.is_none() {
+            self.check(
+                "xenstore",
+                self.start,
+                Err("cannot connect to xenstored".into()),
+            );
+        }
+        for dev in &self.sc.qemu_devices {
+            let t = Instant::now();
+            let r = sh(
+                &format!(
+                    "xl pci-assignable-add {} 2>&1 || true; xl pci-assignable-list",
+                    dev.bdf()
+                ),
+                RUN_TIMEOUT,
+            )
+            .and_then(|out| {
+                if out.contains(&dev.bdf()[5..]) {
+                    Ok(())
+                } else {
+                    Err(format!("{} is not assignable: {out}", dev.bdf()))
+                }
+            });
+            self.check(&format!("assignable-{}", dev.name()), t, r);
+        }
+        let deadline = self.start + Duration::from_secs(self.sc.timeout_s);
+        for step in self.sc.steps.iter() {
+            if !self.ok {
+                break;
+            }
+            if Instant::now() > deadline {
+                self.check(
+                    "scenario-timeout",
+                    self.start,
+                    Err(format!("over {} s", self.sc.timeout_s)),
+                );
+                break;
+            }
+            let t = Instant::now();
+            let label = step.label();
+            let result = self.step(step);
+            match step.action() {
+                Ok(Action::Record { .. }) | Ok(Action::Sleep(_)) if result.is_ok() => {}
+                Ok(Action::Run(_)) if result.is_ok() => {}
+                _ => self.check(&label, t, result),
+            }
+        }
+        // A PVH domain that triple-faults is restarted silently by some configurations: fail it.
+        if let Ok(dmesg) = sh("xl dmesg", Duration::from_secs(10)) {
+            let faults: Vec<&str> = dmesg
+                .lines()
+                .filter(|l| l.contains("Triple fault"))
+                .collect();
+            if !faults.is_empty() {
+                self.check("no-triple-fault", self.start, Err(faults.join(" | ")));
+            }
+        }
+        self.timings();
+        if !self.ok {
+            self.diagnostics();
+        }
+        self.cleanup();
+        let status = if self.ok { "pass" } else { "fail" };
+        report(
+            "scenario-end",
+            &[
+                ("name", self.sc.name.clone()),
+                ("status", status.into()),
+                ("ms", self.start.elapsed().as_millis().to_string()),
+            ],
+            None,
+        );
+        self.ok
+    }
+
+    /// Replaces `{domid:NAME}` with the domain's id (`{domid:dom0}` → 0).
+    fn expand(&self, s: &str) -> Result<String, String> {
+        let mut out = s.to_string();
+        for p in placeholders(s) {
+            let id = if p == "dom0" {
+                0
+            } else {
+                *self
+                    .domids
+                    .get(&p)
+                    .ok_or_else(|| format!("{}: domain {p} was not created", placeholder(&p)))?
+            };
+            out = out.replace(&placeholder(&p), &id.to_string());
+        }
+        Ok(out)
+    }
+
+    fn step(&mut self, step: &Step) -> StepResult {
+        let timeout = step.timeout_s.map(Duration::from_secs);
+        let action = step.action()?;
+        let expect_fail = step.expects_failure();
+        match action {
+            Action::Run(cmd) => sh(&self.expand(&cmd)?, timeout.unwrap_or(RUN_TIMEOUT)).map(|_| ()),
+            Action::Check { command, .. } => {
+                let r = sh(&self.expand(&command)?, timeout.unwrap_or(RUN_TIMEOUT));
+                match (r, expect_fail) {
+                    (Ok(_), false) | (Err(_), true) => Ok(()),
+                    (Ok(out), true) => Err(format!(
+                        "expected failure, but it succeeded: {}",
+                        tail(&out, 3)
+                    )),
+                    (Err(e), false) => Err(e),
+                }
+            }
+            Action::Record {
+                name,
+                command,
+                unit,
+            } => {
+                let out = sh(&self.expand(&command)?, timeout.unwrap_or(RUN_TIMEOUT))?;
+                let value = out.split_whitespace().last().unwrap_or("").to_string();
+                if value.is_empty() {
+                    return Err(format!("{name}: the command printed nothing"));
+                }
+                report(
+                    "metric",
+                    &[
+                        ("scenario", self.sc.name.clone()),
+                        ("name", name),
+                        ("value", value),
+                        ("unit", unit),
+                    ],
+                    None,
+                );
+                Ok(())
+            }
+            Action::Create(name) => {
+                let d = self.sc.domain(&name).ok_or("unknown domain")?.clone();
+                let r = self.create(&d, timeout.unwrap_or(RUN_TIMEOUT));
+                match (r, expect_fail) {
+                    (Ok(()), false) | (Err(_), true) => Ok(()),
+                    (Ok(()), true) => {
+                        Err(format!("xl create {name} succeeded but should have failed"))
+                    }
+                    (Err(e), false) => Err(e),
+                }
+            }
+            Action::Wait { domain, check } => {
+                let id = *self
+                    .domids
+                    .get(&domain)
+                    .ok_or_else(|| format!("{domain} was not created"))?;
+                let path = format!("/local/domain/{id}/data/check/{check}");
+                let v =
+                    self.wait_node(&path, None, timeout.unwrap_or(WAIT_TIMEOUT), Some(&domain))?;
+                if v == "pass" {
+                    Ok(())
+                } else {
+                    Err(format!("guest {domain}: {v}"))
+                }
+            }
+            Action::WaitKey { path, value } => {
+                let path = self.expand(&path)?;
+                self.wait_node(
+                    &path,
+                    value.as_deref(),
+                    timeout.unwrap_or(WAIT_TIMEOUT),
+                    None,
+                )
+                .map(|_| ())
+            }
+            Action::Shutdown(name) => {
+                let t = timeout.unwrap_or(WAIT_TIMEOUT);
+                sh(&format!("xl shutdown {name}"), t)?;
+                let deadline = Instant::now() + t;
+                while Instant::now() < deadline {
+                    if sh(&format!("xl domid {name}"), t).is_err() {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(format!(
+                    "{name} still exists {} s after xl shutdown",
+                    t.as_secs()
+                ))
+            }
+            Action::Destroy(name) => sh(
+                &format!("xl destroy {name}"),
+                timeout.unwrap_or(WAIT_TIMEOUT),
+            )
+            .map(|_| ()),
+            Action::Sleep(s) => {
+                std::thread::sleep(Duration::from_secs_f64(s));
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits until `path` exists (and equals `want`, if given); returns its value.
+    fn wait_node(
+        &mut self,
+        path: &str,
+        want: Option<&str>,
+        timeout: Duration,
+        guest: Option<&str>,
+    ) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            let seen = self.log.len();
+            let xs = self.xs.as_mut().ok_or("no xenstore connection")?;
+            if let Ok(v) = xs.read(path) {
+                if want.is_none_or(|w| w == v) {
+                    return Ok(v);
+                }
+                last = Some(v);
+            }
+            if Instant::now() >= deadline {
+                let now = last
+                    .map(|v| format!("it is `{v}`"))
+                    .unwrap_or_else(|| "it does not exist".into());
+                let who = guest
+                    .map(|g| format!(" (guest {g}: see its console below)"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "{path}{} not seen within {} s; {now}{who}",
+                    want.map(|w| format!("={w}")).unwrap_or_default(),
+                    timeout.as_secs()
+                ));
+            }
+            self.log.wait_beyond(seen, Duration::from_millis(250));
+        }
+    }
+
+    fn create(&mut self, d: &Domain, timeout: Duration) -> StepResult {
+        let cfg = self.xl_config(d)?;
+        let cfg_path = self.dir.join(format!("{}.cfg", d.name));
+        std::fs::write(&cfg_path, &cfg)
+            .map_err(|e| format!("cannot write {}: {e}", cfg_path.display()))?;
+        self.log.push(Kind::CreateStart(d.name.clone()));
+        let r = sh(&format!("xl create {}", cfg_path.display()), timeout);
+        self.log.push(Kind::CreateDone(d.name.clone()));
+        if let Ok(id) = sh(&format!("xl domid {}", d.name), Duration::from_secs(10)) {
+            if let Ok(id) = id.trim().parse() {
+                self.domids.insert(d.name.clone(), id);
+            }
+        }
+        r.map(|_| ())
+    }
+
+    fn xl_config(&self, d: &Domain) -> Result<String, String> {
+        let mut c = format!(
+            "name = \"{}\"\ntype = \"{}\"\nmemory = {}\nvcpus = 1\non_poweroff = \"destroy\"\n\
+             on_reboot = \"destroy\"\non_crash = \"preserve\"\n",
+            d.name,
+            d.xl_type(),
+            d.memory_mib()
+        );
+        match d.kind {
+            DomainKind::Unikernel => {
+                let image = d.image.as_deref().unwrap_or_default();
+                c.push_str(&format!("kernel = \"/boot/xdd/{image}.elf\"\n"));
+                if !d.cmdline.is_empty() {
+                    c.push_str(&format!("cmdline = \"{}\"\n", d.cmdline));
+                }
+            }
+            DomainKind::LinuxGuest | DomainKind::LinuxDd => {
+                let base = if d.kind == DomainKind::LinuxDd {
+                    "linuxdd"
+                } else {
+                    "guest"
+                };
+                let ramdisk = self.dir.join(format!("{}.cpio.gz", d.name));
+                let mut data = std::fs::read(format!("/boot/testbed/{base}.cpio.gz"))
+                    .map_err(|e| format!("cannot read the {base} initramfs: {e}"))?;
+                let mut overlay = Archive::new();
+                overlay.file("scenario.sh", 0o755, format!("#!/bin/sh\n{}\n", d.script));
+                // The kernel accepts an uncompressed archive after a compressed one only at a
+                // 4-byte aligned offset; zero bytes in between are skipped.
+                data.resize(data.len().next_multiple_of(4), 0);
+                data.extend_from_slice(&overlay.to_bytes());
+                std::fs::write(&ramdisk, data)
+                    .map_err(|e| format!("cannot write {}: {e}", ramdisk.display()))?;
+                let mut extra = format!("console=hvc0 xdd.name={}", d.name);
+                if let Some(ip) = &d.ip {
+                    extra.push_str(&format!(" xdd.ip={ip}"));
+                }
+                if !d.cmdline.is_empty() {
+                    extra.push(' ');
+                    extra.push_str(&d.cmdline);
+                }
+                c.push_str(&format!(
+                    "kernel = \"/boot/testbed/vmlinux\"\nramdisk = \"{}\"\nextra = \"{extra}\"\n",
+                    ramdisk.display()
+                ));
+                if d.kind == DomainKind::LinuxDd {
+                    c.push_str("driver_domain = 1\n");
+                }
+            }
+        }
+        let mut config = d.config.clone();
+        for dev in &self.sc.qemu_devices {
+            config = config.replace(&format!("@{}", dev.name()), &dev.bdf());
+        }
+        c.push_str(&self.expand(&config)?);
+        c.push('\n');
+        Ok(c)
+    }
+
+    /// Evaluates and reports the scenario's timings from the event log.
+    fn timings(&mut self) {
+        for t in &self.sc.timings {
+            let from = Event::parse(&t.from)
+                .ok()
+                .and_then(|e| self.find(&e, self.start));
+            let to = from.and_then(|f| Event::parse(&t.to).ok().and_then(|e| self.find(&e, f)));
+            let mut fields = vec![("scenario", self.sc.name.clone()), ("name", t.name.clone())];
+            match (from, to) {
+                (Some(f), Some(to)) => {
+                    fields.push(("ms", format!("{:.1}", (to - f).as_secs_f64() * 1000.0)));
+                }
+                _ => fields.push(("status", "missing".into())),
+            }
+            report("timing", &fields, None);
+        }
+    }
+
+    fn find(&self, e: &Event, after: Instant) -> Option<Instant> {
+        match e {
+            Event::CreateStart(d) => self
+                .log
+                .first_after(after, |k| *k == Kind::CreateStart(d.clone())),
+            Event::CreateDone(d) => self
+                .log
+                .first_after(after, |k| *k == Kind::CreateDone(d.clone())),
+            Event::Xenstore { path, value } => {
+                let path = self.expand(path).ok()?;
+                self.log.first_after(after, |k| {
+                    matches!(k, Kind::Node { path: p, value: Some(v) } if *p == path && reached(v, value))
+                })
+            }
+            Event::Mark { domain, name } => {
+                let id = self.domids.get(domain)?;
+                let path = format!("/local/domain/{id}/data/mark/{name}");
+                self.log.first_after(
+                    after,
+                    |k| matches!(k, Kind::Node { path: p, value: Some(_) } if *p == path),
+                )
+            }
+        }
+    }
+
+    /// Prints what helps to understand a failure: guest consoles and Xen's log.
+    fn diagnostics(&self) {
+        for d in &self.sc.domains {
+            let f = format!("/var/log/xen/console/guest-{}.log", d.name);
+            if let Ok(text) = std::fs::read_to_string(&f) {
+                println!(
+                    "diag: ---- console of {} (last 40 lines of {f}) ----",
+                    d.name
+                );
+                for l in tail_lines(&text, 40) {
+                    println!("diag: {}| {l}", d.name);
+                }
+            }
+        }
+        if let Ok(out) = sh("xl list; xl dmesg | tail -n 25", Duration::from_secs(10)) {
+            for l in out.lines() {
+                println!("diag: xen| {l}");
+            }
+        }
+        if let Ok(out) = sh(
+            "tail -n 20 /var/log/xen/xl-*.log 2>/dev/null",
+            Duration::from_secs(10),
+        ) {
+            for l in out.lines() {
+                println!("diag: xl| {l}");
+            }
+        }
+    }
+
+    /// Destroys every domain but dom0 so the next scenario starts clean.
+    fn cleanup(&self) {
+        let _ = sh(
+            "for d in $(xl list | awk 'NR>2 {print $1}'); do xl destroy \"$d\" 2>/dev/null; done",
+            Duration::from_secs(60),
+        );
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// True when an observed value satisfies a wanted one. The watcher reads a node after it
+/// changed, so a quick 2→4 of a xenbus state may be seen only as 4: along the connect path
+/// (states 1–4) a later state counts as having passed the earlier one.
+fn reached(observed: &str, wanted: &str) -> bool {
+    match (observed.parse::<i64>(), wanted.parse::<i64>()) {
+        (Ok(o), Ok(w)) => o == w || (w < o && o <= 4),
+        _ => observed == wanted,
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    tail_lines(s, n).join(" | ")
+}
+
+fn tail_lines(s: &str, n: usize) -> Vec<&str> {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+/// Runs a shell command with a timeout; Ok(stdout) on exit 0, else Err with output's tail.
+pub fn sh(cmd: &str, timeout: Duration) -> Result<String, String> {
+    let out_path = std::env::temp_dir().join(format!(
+        "agent-{}-{:?}.out",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let out_file = std::fs::File::create(&out_path)
+        .map_err(|e| format!("cannot create {}: {e}", out_path.display()))?;
+    let err_file = out_file.try_clone().map_err(|e| e.to_string())?;
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(out_file)
+        .stderr(err_file)
+        .spawn()
+        .map_err(|e| format!("cannot run /bin/sh: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break Some(s);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    match status {
+        Some(s) if s.success() => Ok(out),
+        Some(s) => Err(format!("`{}` failed ({s}): {}", short(cmd), tail(&out, 4))),
+        None => Err(format!(
+            "`{}` timed out after {} s: {}",
+            short(cmd),
+            timeout.as_secs(),
+            tail(&out, 4)
+        )),
+    }
+}
+
+fn short(cmd: &str) -> String {
+    let one = cmd.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.len() > 80 {
+        format!(
+            "{}…",
+            &one[..one
+                .char_indices()
+                .nth(80)
+                .map(|(i, _)| i)
+                .unwrap_or(one.len())]
+        )
+    } else {
+        one
+    }
+}

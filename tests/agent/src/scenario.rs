@@ -1,0 +1,600 @@
+//! The scenario format: a data file in tests/scenarios/ naming domains to create (with their
+//! xl.cfg), steps to run in dom0 and guests, and timings to report.
+//!
+//! Both sides use it: `cargo xtask testbed` validates scenarios and learns which QEMU devices
+//! they need before booting; the agent in dom0 executes them.
+
+use serde::Deserialize;
+use std::collections::BTreeSet;
+
+/// One scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name; must equal the file name without `.toml`.
+    pub name: String,
+    /// One line saying what the scenario proves.
+    pub summary: String,
+    /// Upper bound for the whole scenario, in seconds.
+    #[serde(default = "default_scenario_timeout")]
+    pub timeout_s: u64,
+    /// QEMU devices the scenario passes through to a domain (`@name` in xl.cfg gives its BDF).
+    #[serde(default)]
+    pub qemu_devices: Vec<QemuDevice>,
+    /// Domains the scenario may create.
+    #[serde(default, rename = "domain")]
+    pub domains: Vec<Domain>,
+    /// Steps, run in order; the first failing one ends the scenario.
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Step>,
+    /// Durations between recorded events, reported in the summary.
+    #[serde(default, rename = "timing")]
+    pub timings: Vec<Timing>,
+}
+
+fn default_scenario_timeout() -> u64 {
+    300
+}
+
+/// QEMU devices a scenario can ask for; each gets a fixed PCI address in the testbed machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QemuDevice {
+    /// virtio-net-pci on QEMU user networking (10.0.2.0/24, gateway 10.0.2.2).
+    VirtioNet,
+    /// virtio-blk-pci on a scratch image file.
+    VirtioBlk,
+    /// qemu-xhci with a usb-storage stick.
+    Xhci,
+    /// ich9-intel-hda with a duplex codec.
+    Sound,
+}
+
+impl QemuDevice {
+    /// Every device, in PCI slot order.
+    pub const ALL: [QemuDevice; 4] = [
+        QemuDevice::VirtioNet,
+        QemuDevice::VirtioBlk,
+        QemuDevice::Xhci,
+        QemuDevice::Sound,
+    ];
+
+    /// The name used in scenario files and as `@name` in xl.cfg text.
+    pub fn name(self) -> &'static str {
+        match self {
+            QemuDevice::VirtioNet => "virtio-net",
+            QemuDevice::VirtioBlk => "virtio-blk",
+            QemuDevice::Xhci => "xhci",
+            QemuDevice::Sound => "sound",
+        }
+    }
+
+    /// PCI slot on bus 0 of the testbed machine.
+    pub fn slot(self) -> u8 {
+        match self {
+            QemuDevice::VirtioNet => 0x10,
+            QemuDevice::VirtioBlk => 0x11,
+            QemuDevice::Xhci => 0x12,
+            QemuDevice::Sound => 0x13,
+        }
+    }
+
+    /// The device's BDF as xl and pciback spell it.
+    pub fn bdf(self) -> String {
+        format!("0000:00:{:02x}.0", self.slot())
+    }
+}
+
+/// What a domain is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DomainKind {
+    /// A Linux guest (stock frontends) running the domain's `script`.
+    LinuxGuest,
+    /// A Linux driver domain: netback/blkback, a bridge and `xl devd`.
+    LinuxDd,
+    /// One of the project's unikernel images (`image`).
+    Unikernel,
+}
+
+/// A domain a scenario can create.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Domain {
+    /// Domain name (`{domid:NAME}` in paths and commands becomes its domid).
+    pub name: String,
+    /// What it is built from.
+    pub kind: DomainKind,
+    /// Unikernel image name (file /boot/xdd/<image>.elf in dom0).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// `pv` or `pvh`; default pv for Linux, pvh for unikernels.
+    #[serde(default, rename = "type")]
+    pub domain_type: Option<String>,
+    /// Memory in MiB.
+    #[serde(default)]
+    pub memory: Option<u32>,
+    /// Address of the guest's eth0 (`10.0.0.10/24`); Linux kinds only.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// Extra kernel command line.
+    #[serde(default)]
+    pub cmdline: String,
+    /// More xl.cfg lines (vif=, disk=, pci=, …); `@virtio-net` etc. become BDFs.
+    #[serde(default)]
+    pub config: String,
+    /// Shell script the guest runs after boot (Linux kinds); `check NAME CMD…` reports.
+    #[serde(default)]
+    pub script: String,
+}
+
+impl Domain {
+    /// The xl.cfg `type`.
+    pub fn xl_type(&self) -> &str {
+        self.domain_type.as_deref().unwrap_or(match self.kind {
+            DomainKind::Unikernel => "pvh",
+            _ => "pv",
+        })
+    }
+
+    /// Memory in MiB.
+    pub fn memory_mib(&self) -> u32 {
+        self.memory.unwrap_or(match self.kind {
+            DomainKind::LinuxGuest => 160,
+            DomainKind::LinuxDd => 128,
+            DomainKind::Unikernel => 16,
+        })
+    }
+}
+
+/// One step. Exactly one action key is set (`run` may accompany `check` and `record`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// A dom0 shell command that must succeed (alone, or the body of `check`/`record`).
+    #[serde(default)]
+    pub run: Option<String>,
+    /// Names a dom0 check: `run` must exit 0.
+    #[serde(default)]
+    pub check: Option<String>,
+    /// Records `run`'s output (a number) as a metric with this name.
+    #[serde(default)]
+    pub record: Option<String>,
+    /// Unit of a recorded metric.
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// `xl create` of a scenario domain.
+    #[serde(default)]
+    pub create: Option<String>,
+    /// Waits for a guest check: `domain:check` (the guest's data/check/<check> = pass).
+    #[serde(default)]
+    pub wait: Option<String>,
+    /// Waits until a xenstore node exists (`path`) or has a value (`path=value`); `{domid:NAME}` → domid.
+    #[serde(default)]
+    pub wait_key: Option<String>,
+    /// `xl shutdown` of a domain, then waits until it is gone.
+    #[serde(default)]
+    pub shutdown: Option<String>,
+    /// `xl destroy` of a domain.
+    #[serde(default)]
+    pub destroy: Option<String>,
+    /// Sleeps this many seconds.
+    #[serde(default)]
+    pub sleep: Option<f64>,
+    /// `pass` (default) or `fail`: for `create` and `check`, the expected outcome.
+    #[serde(default)]
+    pub expect: Option<String>,
+    /// Step timeout in seconds (default 60; `run` 120).
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+}
+
+/// The action of a step, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Shell command in dom0 that must succeed.
+    Run(String),
+    /// Named dom0 check.
+    Check { name: String, command: String },
+    /// Metric recorded from a command's output.
+    Record {
+        name: String,
+        command: String,
+        unit: String,
+    },
+    /// `xl create`.
+    Create(String),
+    /// Wait for a guest check.
+    Wait { domain: String, check: String },
+    /// Wait for a xenstore node to exist, or to have a value.
+    WaitKey { path: String, value: Option<String> },
+    /// Orderly shutdown.
+    Shutdown(String),
+    /// Destroy.
+    Destroy(String),
+    /// Sleep.
+    Sleep(f64),
+}
+
+impl Step {
+    /// The step's action, or why the step is malformed.
+    pub fn action(&self) -> Result<Action, String> {
+        let mut actions = Vec::new();
+        match (&self.check, &self.record, &self.run) {
+            (Some(_), Some(_), _) => return Err("a step is either `check` or `record`".into()),
+            (Some(n), None, Some(c)) => actions.push(Action::Check {
+                name: n.clone(),
+                command: c.clone(),
+            }),
+            (None, Some(n), Some(c)) => actions.push(Action::Record {
+                name: n.clone(),
+                command: c.clone(),
+                unit: self.unit.clone().unwrap_or_default(),
+            }),
+            (Some(_), None, None) | (None, Some(_), None) => {
+                return Err("`check` and `record` need `run`".into())
+            }
+            (None, None, Some(c)) => actions.push(Action::Run(c.clone())),
+            (None, None, None) => {}
+        }
+        if let Some(d) = &self.create {
+            actions.push(Action::Create(d.clone()));
+        }
+        if let Some(w) = &self.wait {
+            let (domain, check) = w
+                .split_once(':')
+                .ok_or_else(|| format!("wait = \"{w}\": expected domain:check"))?;
+            actions.push(Action::Wait {
+                domain: domain.into(),
+                check: check.into(),
+            });
+        }
+        if let Some(w) = &self.wait_key {
+            let (path, value) = match w.split_once('=') {
+                Some((p, v)) => (p.to_string(), Some(v.to_string())),
+                None => (w.clone(), None),
+            };
+            actions.push(Action::WaitKey { path, value });
+        }
+        if let Some(d) = &self.shutdown {
+            actions.push(Action::Shutdown(d.clone()));
+        }
+        if let Some(d) = &self.destroy {
+            actions.push(Action::Destroy(d.clone()));
+        }
+        if let Some(s) = self.sleep {
+            actions.push(Action::Sleep(s));
+        }
+        match actions.len() {
+            1 => Ok(actions.remove(0)),
+            0 => Err(
+                "a step needs an action (run, check, record, create, wait, wait_key, \
+                      shutdown, destroy, sleep)"
+                    .into(),
+            ),
+            _ => Err("a step has more than one action".into()),
+        }
+    }
+
+    /// True when the step is expected to fail (`expect = "fail"`).
+    pub fn expects_failure(&self) -> bool {
+        self.expect.as_deref() == Some("fail")
+    }
+
+    /// A short label for result lines.
+    pub fn label(&self) -> String {
+        match self.action() {
+            Ok(Action::Run(c)) => format!("run {}", first_words(&c)),
+            Ok(Action::Check { name, .. }) => name,
+            Ok(Action::Record { name, .. }) => name,
+            Ok(Action::Create(d)) => format!("create-{d}"),
+            Ok(Action::Wait { domain, check }) => format!("{domain}:{check}"),
+            Ok(Action::WaitKey {
+                path,
+                value: Some(v),
+            }) => format!("key {path}={v}"),
+            Ok(Action::WaitKey { path, value: None }) => format!("key {path}"),
+            Ok(Action::Shutdown(d)) => format!("shutdown-{d}"),
+            Ok(Action::Destroy(d)) => format!("destroy-{d}"),
+            Ok(Action::Sleep(s)) => format!("sleep-{s}"),
+            Err(e) => e,
+        }
+    }
+}
+
+fn first_words(s: &str) -> String {
+    let line = s
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    line.chars().take(40).collect()
+}
+
+/// A duration between two events, reported as a timing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timing {
+    /// Name in the summary.
+    pub name: String,
+    /// Start event (see [`Event`]).
+    pub from: String,
+    /// End event: the first matching event after `from`.
+    pub to: String,
+}
+
+/// An event a timing refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `create:<dom>`: `xl create` started.
+    CreateStart(String),
+    /// `created:<dom>`: `xl create` returned.
+    CreateDone(String),
+    /// `xs:<path>=<value>`: a xenstore node took a value (`{domid:NAME}` → domid).
+    Xenstore { path: String, value: String },
+    /// `mark:<dom>:<name>`: a guest wrote data/mark/<name>.
+    Mark { domain: String, name: String },
+}
+
+impl Event {
+    /// Parses an event reference.
+    pub fn parse(s: &str) -> Result<Event, String> {
+        let (kind, rest) = s
+            .split_once(':')
+            .ok_or_else(|| format!("event `{s}`: no kind"))?;
+        match kind {
+            "create" => Ok(Event::CreateStart(rest.into())),
+            "created" => Ok(Event::CreateDone(rest.into())),
+            "xs" => {
+                let (p, v) = rest
+                    .split_once('=')
+                    .ok_or_else(|| format!("event `{s}`: expected xs:path=value"))?;
+                Ok(Event::Xenstore {
+                    path: p.into(),
+                    value: v.into(),
+                })
+            }
+            "mark" => {
+                let (d, n) = rest
+                    .split_once(':')
+                    .ok_or_else(|| format!("event `{s}`: expected mark:dom:name"))?;
+                Ok(Event::Mark {
+                    domain: d.into(),
+                    name: n.into(),
+                })
+            }
+            _ => Err(format!(
+                "event `{s}`: unknown kind `{kind}` (create, created, xs, mark)"
+            )),
+        }
+    }
+}
+
+/// Domain names of the `{domid:NAME}` placeholders in a string (replaced by domids when run).
+pub fn placeholders(s: &str) -> Vec<String> {
+    s.split("{domid:")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_string()))
+        .collect()
+}
+
+/// The placeholder text for a domain.
+pub fn placeholder(name: &str) -> String {
+    format!("{{domid:{name}}}")
+}
+
+impl Scenario {
+    /// Parses and validates a scenario; `file_stem` is its file name without extension.
+    pub fn parse(text: &str, file_stem: &str) -> Result<Scenario, String> {
+        let s: Scenario = toml::from_str(text).map_err(|e| format!("{file_stem}.toml: {e}"))?;
+        s.validate(file_stem)
+            .map_err(|e| format!("{file_stem}.toml: {e}"))?;
+        Ok(s)
+    }
+
+    /// Looks up a domain by name.
+    pub fn domain(&self, name: &str) -> Option<&Domain> {
+        self.domains.iter().find(|d| d.name == name)
+    }
+
+    fn validate(&self, file_stem: &str) -> Result<(), String> {
+        if self.name != file_stem {
+            return Err(format!("name `{}` differs from the file name", self.name));
+        }
+        let mut names = BTreeSet::new();
+        for d in &self.domains {
+            if d.name.is_empty()
+                || !d
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                return Err(format!(
+                    "domain name `{}`: use letters, digits and '-'",
+                    d.name
+                ));
+            }
+            if !names.insert(d.name.as_str()) {
+                return Err(format!("domain `{}` is defined twice", d.name));
+            }
+            match (d.kind, &d.image) {
+                (DomainKind::Unikernel, None) => {
+                    return Err(format!("domain `{}`: a unikernel needs `image`", d.name))
+                }
+                (DomainKind::LinuxGuest | DomainKind::LinuxDd, Some(_)) => {
+                    return Err(format!("domain `{}`: `image` is for unikernels", d.name))
+                }
+                _ => {}
+            }
+            if !matches!(d.xl_type(), "pv" | "pvh") {
+                return Err(format!("domain `{}`: type must be pv or pvh", d.name));
+            }
+            for word in d
+                .config
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '@'))
+            {
+                if let Some(dev) = word.strip_prefix('@') {
+                    if !self.qemu_devices.iter().any(|q| q.name() == dev) {
+                        return Err(format!(
+                            "domain `{}` uses @{dev}: list it in qemu_devices",
+                            d.name
+                        ));
+                    }
+                }
+            }
+        }
+        let known = |n: &str| names.contains(n) || n == "dom0";
+        let check_placeholders = |s: &str, what: &str| -> Result<(), String> {
+            for p in placeholders(s) {
+                if !known(&p) {
+                    return Err(format!("{what}: `{}` names no domain", placeholder(&p)));
+                }
+            }
+            Ok(())
+        };
+        for (i, step) in self.steps.iter().enumerate() {
+            let what = format!("step {}", i + 1);
+            let action = step.action().map_err(|e| format!("{what}: {e}"))?;
+            if step
+                .expect
+                .as_deref()
+                .is_some_and(|e| e != "pass" && e != "fail")
+            {
+                return Err(format!("{what}: expect must be pass or fail"));
+            }
+            match &action {
+                Action::Create(d)
+                | Action::Shutdown(d)
+                | Action::Destroy(d)
+                | Action::Wait { domain: d, .. } => {
+                    if !names.contains(d.as_str()) {
+                        return Err(format!("{what}: unknown domain `{d}`"));
+                    }
+                }
+                Action::Run(c)
+                | Action::Check { command: c, .. }
+                | Action::Record { command: c, .. } => check_placeholders(c, &what)?,
+                Action::WaitKey { path, .. } => check_placeholders(path, &what)?,
+                Action::Sleep(s) if !(0.0..=600.0).contains(s) => {
+                    return Err(format!("{what}: sleep must be 0–600 s"))
+                }
+                Action::Sleep(_) => {}
+            }
+        }
+        for t in &self.timings {
+            for e in [&t.from, &t.to] {
+                match Event::parse(e).map_err(|err| format!("timing {}: {err}", t.name))? {
+                    Event::CreateStart(d)
+                    | Event::CreateDone(d)
+                    | Event::Mark { domain: d, .. } => {
+                        if !names.contains(d.as_str()) {
+                            return Err(format!("timing {}: unknown domain `{d}`", t.name));
+                        }
+                    }
+                    Event::Xenstore { path, .. } => {
+                        check_placeholders(&path, &format!("timing {}", t.name))?
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "demo"
+summary = "a guest pings dom0"
+qemu_devices = ["virtio-net"]
+
+[[domain]]
+name = "guest"
+kind = "linux-guest"
+ip = "10.0.0.10/24"
+config = "pci = ['@virtio-net']"
+script = "check ping ping -c 1 10.0.0.1"
+
+[[step]]
+create = "guest"
+
+[[step]]
+wait = "guest:ping"
+timeout_s = 30
+
+[[step]]
+check = "dom0-sees-guest"
+run = "xl list guest"
+
+[[timing]]
+name = "connected"
+from = "create:guest"
+to = "xs:/local/domain/{domid:guest}/device/vif/0/state=4"
+"#;
+
+    #[test]
+    fn parses_a_valid_scenario() {
+        let s = Scenario::parse(GOOD, "demo").unwrap();
+        assert_eq!(s.domains[0].xl_type(), "pv");
+        assert_eq!(s.domains[0].memory_mib(), 160);
+        assert_eq!(s.steps[0].action().unwrap(), Action::Create("guest".into()));
+        assert_eq!(
+            s.steps[1].action().unwrap(),
+            Action::Wait {
+                domain: "guest".into(),
+                check: "ping".into()
+            }
+        );
+        assert!(matches!(s.steps[2].action().unwrap(), Action::Check { .. }));
+        assert_eq!(
+            Event::parse(&s.timings[0].to).unwrap(),
+            Event::Xenstore {
+                path: "/local/domain/{domid:guest}/device/vif/0/state".into(),
+                value: "4".into()
+            }
+        );
+        assert_eq!(QemuDevice::VirtioNet.bdf(), "0000:00:10.0");
+    }
+
+    fn err(text: &str) -> String {
+        Scenario::parse(text, "demo").unwrap_err()
+    }
+
+    #[test]
+    fn rejects_mistakes_with_a_reason() {
+        assert!(err(&GOOD.replace("name = \"demo\"", "name = \"other\"")).contains("differs"));
+        assert!(
+            err(&GOOD.replace("create = \"guest\"", "create = \"nobody\""))
+                .contains("unknown domain")
+        );
+        assert!(err(&GOOD.replace("qemu_devices = [\"virtio-net\"]", "")).contains("@virtio-net"));
+        assert!(err(&GOOD.replace("{domid:guest}", "{domid:ghost}")).contains("names no domain"));
+        assert!(
+            err(&GOOD.replace("wait = \"guest:ping\"", "wait = \"guest\""))
+                .contains("domain:check")
+        );
+        assert!(
+            err(&GOOD.replace("create = \"guest\"", "create = \"guest\"\nsleep = 1.0"))
+                .contains("more than one")
+        );
+        assert!(
+            err(&GOOD.replace("kind = \"linux-guest\"", "kind = \"unikernel\"")).contains("image")
+        );
+        assert!(err(&format!("{GOOD}\n[[step]]\nbogus = 1\n")).contains("bogus"));
+        assert!(
+            err(&GOOD.replace("from = \"create:guest\"", "from = \"boot:guest\""))
+                .contains("unknown kind")
+        );
+    }
+
+    #[test]
+    fn finds_placeholders() {
+        assert_eq!(
+            placeholders("/local/domain/{domid:a}/backend/vif/{domid:b}/0"),
+            ["a", "b"]
+        );
+        assert!(placeholders("awk '{print $3}'").is_empty());
+    }
+}

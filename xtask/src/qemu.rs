@@ -1,0 +1,204 @@
+//! Boots Xen and dom0 under QEMU (TCG), streams the serial console to a log, enforces a timeout.
+
+use crate::images::Boot;
+use crate::util::{self, Result};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use testbed_agent::scenario::QemuDevice;
+
+/// How a QEMU run ended.
+pub struct Outcome {
+    /// Every serial line.
+    pub lines: Vec<String>,
+    /// True when the run hit its timeout and QEMU was killed.
+    pub timed_out: bool,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+/// Options of one boot.
+pub struct Machine<'a> {
+    /// Files to boot.
+    pub boot: &'a Boot,
+    /// Passed-through devices to add.
+    pub devices: Vec<QemuDevice>,
+    /// Kill QEMU after this long.
+    pub timeout: Duration,
+    /// Serial log destination.
+    pub log: PathBuf,
+    /// Scratch directory for device backing files.
+    pub scratch: PathBuf,
+}
+
+fn device_args(d: QemuDevice, scratch: &Path) -> Result<Vec<String>> {
+    let addr = format!("addr=0x{:02x}", d.slot());
+    Ok(match d {
+        QemuDevice::VirtioNet => vec![
+            "-netdev".into(),
+            "user,id=usernet".into(),
+            "-device".into(),
+            format!("virtio-net-pci,netdev=usernet,bus=pcie.0,{addr}"),
+        ],
+        QemuDevice::VirtioBlk => {
+            let img = scratch_image(scratch, "virtio-blk.img", 64)?;
+            vec![
+                "-drive".into(),
+                format!("file={},if=none,id=vblk,format=raw", img.display()),
+                "-device".into(),
+                format!("virtio-blk-pci,drive=vblk,bus=pcie.0,{addr}"),
+            ]
+        }
+        QemuDevice::Xhci => {
+            let img = scratch_image(scratch, "usb-stick.img", 16)?;
+            vec![
+                "-device".into(),
+                format!("qemu-xhci,id=xhci,bus=pcie.0,{addr}"),
+                "-drive".into(),
+                format!("file={},if=none,id=ustick,format=raw", img.display()),
+                "-device".into(),
+                "usb-storage,bus=xhci.0,drive=ustick".into(),
+            ]
+        }
+        QemuDevice::Sound => vec![
+            "-audiodev".into(),
+            "none,id=snd0".into(),
+            "-device".into(),
+            format!("ich9-intel-hda,id=hda,bus=pcie.0,{addr}"),
+            "-device".into(),
+            "hda-duplex,bus=hda.0,audiodev=snd0".into(),
+        ],
+    })
+}
+
+fn scratch_image(dir: &Path, name: &str, mib: u64) -> Result<PathBuf> {
+    util::mkdirs(dir)?;
+    let p = dir.join(name);
+    let f = std::fs::File::create(&p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+    f.set_len(mib << 20)
+        .map_err(|e| format!("cannot size {}: {e}", p.display()))?;
+    Ok(p)
+}
+
+/// Boots the machine and returns the serial output; QEMU is gone when this returns.
+pub fn run(m: &Machine) -> Result<Outcome> {
+    let hide: String = m.devices.iter().map(|d| format!("({})", d.bdf())).collect();
+    let mut dom0_args = String::from("console=hvc0 earlyprintk=xen");
+    if !hide.is_empty() {
+        dom0_args.push_str(&format!(" xen-pciback.hide={hide}"));
+    }
+    let initrd = format!(
+        "{} {},{}",
+        m.boot.dom0_kernel.display(),
+        dom0_args,
+        m.boot.dom0_initrd.display()
+    );
+    if dom0_args.contains(',') {
+        return Err(
+            "dom0's command line must not contain commas (QEMU splits -initrd on them)".into(),
+        );
+    }
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-machine", "q35", "-cpu", "qemu64,+svm,+npt,+rdrand"])
+        .args(["-accel", "tcg,thread=single", "-m", "3072", "-smp", "2"])
+        .args(["-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio", "-net", "none"])
+        .args(["-device", "intel-iommu"])
+        .arg("-kernel")
+        .arg(&m.boot.xen)
+        .args([
+            "-append",
+            "dom0_mem=1024M,max:1024M dom0_max_vcpus=2 loglvl=all guest_loglvl=all console=com1 iommu=1",
+        ])
+        .arg("-initrd")
+        .arg(initrd);
+    for d in &m.devices {
+        cmd.args(device_args(*d, &m.scratch)?);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let start = Instant::now();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let tx2 = tx.clone();
+    std::thread::spawn(move || forward(stdout, tx));
+    std::thread::spawn(move || forward(stderr, tx2));
+
+    util::mkdirs(m.log.parent().unwrap_or(Path::new(".")))?;
+    let mut log = std::fs::File::create(&m.log)
+        .map_err(|e| format!("cannot create {}: {e}", m.log.display()))?;
+    let mut lines = Vec::new();
+    let mut timed_out = false;
+    let mut done_at: Option<Instant> = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                let _ = writeln!(log, "[{:7.2}] {line}", start.elapsed().as_secs_f64());
+                if line.contains("@@XDD ") {
+                    eprintln!(
+                        "  {:6.1}s {}",
+                        start.elapsed().as_secs_f64(),
+                        progress(&line)
+                    );
+                }
+                if line.contains("@@XDD done") {
+                    done_at = Some(Instant::now());
+                }
+                lines.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            // Drain what is left in the pipes.
+            while let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+                let _ = writeln!(log, "[{:7.2}] {line}", start.elapsed().as_secs_f64());
+                lines.push(line);
+            }
+            break;
+        }
+        let grace_over = done_at.is_some_and(|t| t.elapsed() > Duration::from_secs(20));
+        if start.elapsed() > m.timeout || grace_over {
+            timed_out = !grace_over;
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(Outcome {
+        lines,
+        timed_out,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// A readable form of an `@@XDD` line for live progress.
+fn progress(line: &str) -> &str {
+    line.split_once("@@XDD ")
+        .map(|(_, rest)| rest)
+        .unwrap_or(line)
+}
+
+fn forward(r: impl std::io::Read, tx: mpsc::Sender<String>) {
+    let mut reader = BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let s = String::from_utf8_lossy(&buf);
+                let s = s.trim_end_matches(['\n', '\r']).replace('\r', "");
+                if tx.send(s).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
