@@ -8,3 +8,5 @@ mkdir -p /var/run/xen /var/lib/xen /var/log/xen
 xl devd -F >/var/log/xen/devd.log 2>&1 &
 sleep 0.2
 testbed-agent mark devd
+# The readiness contract of xdd driver domains: data/ready=1 once backends can be served.
+testbed-agent xs write data/ready 1

@@ -206,29 +206,21 @@ fn xen_hcd(cache: &Cache, m: &Manifest) -> Result {
     util::write(&installed, ko)
 }
 
-/// Builds the agent as a static binary (it runs in dom0 and in guests).
-fn build_agent() -> Result<PathBuf> {
+/// Builds a dom0/guest tool as a static binary (glibc, crt-static): no libraries needed.
+fn build_static(package: &str, bin: &str) -> Result<PathBuf> {
     let root = util::workspace_root();
     util::run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(&root)
-            .args([
-                "rustc",
-                "--quiet",
-                "-p",
-                "testbed-agent",
-                "--bin",
-                "testbed-agent",
-            ])
-            .args([
-                "--profile",
-                "guest-tools",
-                "--",
-                "-C",
-                "target-feature=+crt-static",
-            ]),
+            .args(["rustc", "--quiet", "-p", package, "--bin", bin])
+            .args(["--profile", "guest-tools", "--", "-C", "target-feature=+crt-static"]),
     )?;
-    Ok(root.join("target/guest-tools/testbed-agent"))
+    Ok(root.join("target/guest-tools").join(bin))
+}
+
+/// The testbed agent (dom0 and guests).
+fn build_agent() -> Result<PathBuf> {
+    build_static("testbed-agent", "testbed-agent")
 }
 
 fn common_files(fs: &mut RootFs, agent: &Path) -> Result {
@@ -356,6 +348,8 @@ fn dom0_base(
             .symlink(&format!("usr/sbin/{p}"), &format!("/{bin}/{p}"));
     }
     fs.library("libgcc_s.so.1")?;
+    let xddctl = build_static("xdd-control", "xddctl")?;
+    fs.host_file(&xddctl, "usr/sbin/xddctl", 0o755)?;
     fs.host_file(vmlinux, "boot/testbed/vmlinux", 0o644)?;
     fs.archive
         .file("boot/testbed/guest.cpio.gz", 0o644, guest.to_vec());

@@ -1,2 +1,6 @@
-//! dom0 control plane: starts driver domains before the guests that need them.
-fn main() {}
+//! xddctl: the dom0 control plane of xdd (driver domains first, guests after).
+
+fn main() {
+    eprintln!("xddctl: not implemented yet");
+    std::process::exit(2);
+}

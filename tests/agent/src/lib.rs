@@ -5,4 +5,3 @@ pub mod cpio;
 pub mod events;
 pub mod runner;
 pub mod scenario;
-pub mod xs;

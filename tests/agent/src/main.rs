@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use testbed_agent::events::{Kind, Log};
 use testbed_agent::runner;
-use testbed_agent::xs::Xenstore;
+use xdd_control::xenstore::Xenstore;
 
 const USAGE: &str = "\
 usage: testbed-agent run <plan>              run the scenarios listed in <plan> (dom0)

@@ -5,12 +5,12 @@ use crate::events::{Kind, Log};
 use crate::scenario::{
     placeholder, placeholders, Action, Domain, DomainKind, Event, Scenario, Step,
 };
-use crate::xs::Xenstore;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use xdd_control::xenstore::Xenstore;
 
 /// Default timeout of waiting steps.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -149,6 +149,18 @@ impl<'a> Runner<'a> {
             });
             self.check(&format!("assignable-{}", dev.name()), t, r);
         }
+        for f in &self.sc.files {
+            let t = Instant::now();
+            let path = Path::new(&f.path);
+            let r = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|_| std::fs::write(path, &f.content))
+                .map_err(|e| format!("cannot write {}: {e}", f.path));
+            if r.is_err() {
+                self.check(&format!("file {}", f.path), t, r);
+            }
+        }
         let deadline = self.start + Duration::from_secs(self.sc.timeout_s);
         for step in self.sc.steps.iter() {
             if !self.ok {
@@ -199,21 +211,34 @@ impl<'a> Runner<'a> {
         self.ok
     }
 
-    /// Replaces `{domid:NAME}` with the domain's id (`{domid:dom0}` → 0).
-    fn expand(&self, s: &str) -> Result<String, String> {
+    /// Replaces `{domid:NAME}` with the domain's id (`{domid:dom0}` → 0). Domains created by
+    /// tools under test are looked up with `xl domid`.
+    fn expand(&mut self, s: &str) -> Result<String, String> {
         let mut out = s.to_string();
         for p in placeholders(s) {
-            let id = if p == "dom0" {
-                0
-            } else {
-                *self
-                    .domids
-                    .get(&p)
-                    .ok_or_else(|| format!("{}: domain {p} was not created", placeholder(&p)))?
-            };
+            let id = self
+                .domid(&p)
+                .ok_or_else(|| format!("{}: no domain {p} exists", placeholder(&p)))?;
             out = out.replace(&placeholder(&p), &id.to_string());
         }
         Ok(out)
+    }
+
+    /// The domid of a domain by name, asking xl when this run did not create it.
+    fn domid(&mut self, name: &str) -> Option<u32> {
+        if name == "dom0" {
+            return Some(0);
+        }
+        if let Some(id) = self.domids.get(name) {
+            let current = sh(&format!("xl domname {id}"), Duration::from_secs(10));
+            if current.is_ok_and(|n| n.trim() == name) {
+                return Some(*id);
+            }
+        }
+        let out = sh(&format!("xl domid {name}"), Duration::from_secs(10)).ok()?;
+        let id: u32 = out.trim().parse().ok()?;
+        self.domids.insert(name.to_string(), id);
+        Some(id)
     }
 
     fn step(&mut self, step: &Step) -> StepResult {
@@ -266,11 +291,14 @@ impl<'a> Runner<'a> {
                     (Err(e), false) => Err(e),
                 }
             }
+            Action::Prepare(name) => {
+                let d = self.sc.domain(&name).ok_or("unknown domain")?.clone();
+                self.prepare(&d).map(|_| ())
+            }
             Action::Wait { domain, check } => {
-                let id = *self
-                    .domids
-                    .get(&domain)
-                    .ok_or_else(|| format!("{domain} was not created"))?;
+                let id = self
+                    .domid(&domain)
+                    .ok_or_else(|| format!("no domain {domain} exists"))?;
                 let path = format!("/local/domain/{id}/data/check/{check}");
                 let v =
                     self.wait_node(&path, None, timeout.unwrap_or(WAIT_TIMEOUT), Some(&domain))?;
@@ -353,11 +381,17 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn create(&mut self, d: &Domain, timeout: Duration) -> StepResult {
+    /// Writes a domain's xl.cfg (and its ramdisk); returns the config's path.
+    fn prepare(&mut self, d: &Domain) -> Result<PathBuf, String> {
         let cfg = self.xl_config(d)?;
         let cfg_path = self.dir.join(format!("{}.cfg", d.name));
         std::fs::write(&cfg_path, &cfg)
             .map_err(|e| format!("cannot write {}: {e}", cfg_path.display()))?;
+        Ok(cfg_path)
+    }
+
+    fn create(&mut self, d: &Domain, timeout: Duration) -> StepResult {
+        let cfg_path = self.prepare(d)?;
         self.log.push(Kind::CreateStart(d.name.clone()));
         let r = sh(&format!("xl create {}", cfg_path.display()), timeout);
         self.log.push(Kind::CreateDone(d.name.clone()));
@@ -369,7 +403,7 @@ impl<'a> Runner<'a> {
         r.map(|_| ())
     }
 
-    fn xl_config(&self, d: &Domain) -> Result<String, String> {
+    fn xl_config(&mut self, d: &Domain) -> Result<String, String> {
         let mut c = format!(
             "name = \"{}\"\ntype = \"{}\"\nmemory = {}\nvcpus = 1\non_poweroff = \"destroy\"\n\
              on_reboot = \"destroy\"\non_crash = \"preserve\"\n",
@@ -446,7 +480,7 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn find(&self, e: &Event, after: Instant) -> Option<Instant> {
+    fn find(&mut self, e: &Event, after: Instant) -> Option<Instant> {
         match e {
             Event::CreateStart(d) => self
                 .log
@@ -461,7 +495,7 @@ impl<'a> Runner<'a> {
                 })
             }
             Event::Mark { domain, name } => {
-                let id = self.domids.get(domain)?;
+                let id = self.domid(domain)?;
                 let path = format!("/local/domain/{id}/data/mark/{name}");
                 self.log.first_after(
                     after,

@@ -21,6 +21,9 @@ pub struct Scenario {
     /// QEMU devices the scenario passes through to a domain (`@name` in xl.cfg gives its BDF).
     #[serde(default)]
     pub qemu_devices: Vec<QemuDevice>,
+    /// Files written in dom0 before the first step (appliance descriptions, configs, …).
+    #[serde(default, rename = "file")]
+    pub files: Vec<File>,
     /// Domains the scenario may create.
     #[serde(default, rename = "domain")]
     pub domains: Vec<Domain>,
@@ -83,6 +86,16 @@ impl QemuDevice {
     pub fn bdf(self) -> String {
         format!("0000:00:{:02x}.0", self.slot())
     }
+}
+
+/// A file the agent writes in dom0 before the scenario's steps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// Absolute path in dom0.
+    pub path: String,
+    /// Contents.
+    pub content: String,
 }
 
 /// What a domain is built from.
@@ -166,6 +179,10 @@ pub struct Step {
     /// `xl create` of a scenario domain.
     #[serde(default)]
     pub create: Option<String>,
+    /// Writes a domain's xl.cfg (and ramdisk) to /run/testbed/<scenario>/<name>.cfg without
+    /// creating it, for tools under test (the control plane) to create.
+    #[serde(default)]
+    pub prepare: Option<String>,
     /// Waits for a guest check: `domain:check` (the guest's data/check/<check> = pass).
     #[serde(default)]
     pub wait: Option<String>,
@@ -204,6 +221,8 @@ pub enum Action {
     },
     /// `xl create`.
     Create(String),
+    /// Write a domain's xl.cfg without creating it.
+    Prepare(String),
     /// Wait for a guest check.
     Wait { domain: String, check: String },
     /// Wait for a xenstore node to exist, or to have a value.
@@ -239,6 +258,9 @@ impl Step {
         }
         if let Some(d) = &self.create {
             actions.push(Action::Create(d.clone()));
+        }
+        if let Some(d) = &self.prepare {
+            actions.push(Action::Prepare(d.clone()));
         }
         if let Some(w) = &self.wait {
             let (domain, check) = w
@@ -288,6 +310,7 @@ impl Step {
             Ok(Action::Check { name, .. }) => name,
             Ok(Action::Record { name, .. }) => name,
             Ok(Action::Create(d)) => format!("create-{d}"),
+            Ok(Action::Prepare(d)) => format!("prepare-{d}"),
             Ok(Action::Wait { domain, check }) => format!("{domain}:{check}"),
             Ok(Action::WaitKey {
                 path,
@@ -443,6 +466,11 @@ impl Scenario {
                 }
             }
         }
+        for f in &self.files {
+            if !f.path.starts_with('/') {
+                return Err(format!("file `{}`: the path must be absolute", f.path));
+            }
+        }
         let known = |n: &str| names.contains(n) || n == "dom0";
         let check_placeholders = |s: &str, what: &str| -> Result<(), String> {
             for p in placeholders(s) {
@@ -464,6 +492,7 @@ impl Scenario {
             }
             match &action {
                 Action::Create(d)
+                | Action::Prepare(d)
                 | Action::Shutdown(d)
                 | Action::Destroy(d)
                 | Action::Wait { domain: d, .. } => {
