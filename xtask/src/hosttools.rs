@@ -9,6 +9,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("cpio", "cpio"),
     ("gzip", "gzip"),
     ("xz", "xz-utils"),
+    ("zstd", "zstd"),
     ("dpkg-deb", "dpkg"),
     ("apt-get", "apt"),
     ("make", "make"),

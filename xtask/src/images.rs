@@ -134,21 +134,25 @@ fn guest_vmlinux(cache: &Cache, m: &Manifest) -> Result<PathBuf> {
     }
     let bz = cache.sysroot().join(format!("boot/vmlinuz-{}", m.kernel));
     let data = util::read(&bz)?;
-    let magic = b"\xfd7zXZ\x00";
-    let at = data
-        .windows(magic.len())
-        .position(|w| w == magic)
-        .ok_or_else(|| format!("{}: no xz payload found", bz.display()))?;
-    let tmp = cache.images().join("vmlinux.xz");
+    // Debian 12 compresses the kernel with xz, Debian 13 with zstd.
+    let formats: [(&[u8], &str); 2] = [
+        (b"\xfd7zXZ\x00", "xz -dcq --single-stream"),
+        (b"\x28\xb5\x2f\xfd", "zstd -dcq"),
+    ];
+    let (at, tool) = formats
+        .iter()
+        .find_map(|(magic, tool)| {
+            data.windows(magic.len())
+                .position(|w| w == *magic)
+                .map(|at| (at, *tool))
+        })
+        .ok_or_else(|| format!("{}: no xz or zstd payload found", bz.display()))?;
+    let tmp = cache.images().join("vmlinux.payload");
     util::write(&tmp, &data[at..])?;
-    // Trailing bytes after the xz stream make xz complain; the stream itself is complete.
+    // Trailing bytes after the compressed stream make the tools complain; the stream is whole.
     let _ = Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "xz -dcq --single-stream '{}' > '{}'",
-            tmp.display(),
-            out.display()
-        ))
+        .arg(format!("{tool} '{}' > '{}'", tmp.display(), out.display()))
         .status();
     let elf = util::read(&out)?;
     let _ = std::fs::remove_file(&tmp);
@@ -164,8 +168,26 @@ fn guest_vmlinux(cache: &Cache, m: &Manifest) -> Result<PathBuf> {
 /// module tree so module resolution finds it.
 fn xen_hcd(cache: &Cache, m: &Manifest) -> Result {
     let sys = cache.sysroot();
-    let installed = sys.join(format!("lib/modules/{}/extra/xen-hcd.ko", m.kernel));
+    let installed = crate::rootfs::module_dir(&sys, &m.kernel).join("extra/xen-hcd.ko");
     if installed.is_file() {
+        return Ok(());
+    }
+    // Out-of-tree modules must be built with the kernel's own compiler.
+    let config =
+        String::from_utf8_lossy(&util::read(&sys.join(format!("boot/config-{}", m.kernel)))?)
+            .into_owned();
+    let cc = config
+        .lines()
+        .find_map(|l| l.strip_prefix("CONFIG_CC_VERSION_TEXT=\""))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or("gcc")
+        .to_string();
+    if util::which(&cc).is_none() {
+        eprintln!(
+            "testbed: warning: xen-hcd (PVUSB frontend) not built: the {} kernel was built with \
+             {cc}, which this host lacks; guests of this release have no PVUSB frontend",
+            cache.release.suite
+        );
         return Ok(());
     }
     let work = cache.base.join("xen-hcd");
@@ -199,7 +221,7 @@ fn xen_hcd(cache: &Cache, m: &Manifest) -> Result {
             .arg("-C")
             .arg(&headers)
             .arg(format!("M={}", work.display()))
-            .arg("CC=gcc-12")
+            .arg(format!("CC={cc}"))
             .arg("modules"),
     )?;
     let ko = util::read(&work.join("xen-hcd.ko"))?;
@@ -213,7 +235,13 @@ fn build_static(package: &str, bin: &str) -> Result<PathBuf> {
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(&root)
             .args(["rustc", "--quiet", "-p", package, "--bin", bin])
-            .args(["--profile", "guest-tools", "--", "-C", "target-feature=+crt-static"]),
+            .args([
+                "--profile",
+                "guest-tools",
+                "--",
+                "-C",
+                "target-feature=+crt-static",
+            ]),
     )?;
     Ok(root.join("target/guest-tools").join(bin))
 }
@@ -270,9 +298,12 @@ fn guest_initramfs(cache: &Cache, m: &Manifest, agent: &Path) -> Result<Vec<u8>>
     fs.host_file(&t.join("guest-inittab"), "etc/inittab", 0o644)?;
     fs.host_file(&t.join("guest-init.sh"), "etc/testbed/init.sh", 0o755)?;
     fs.host_file(&t.join("udhcpc.script"), "etc/testbed/udhcpc.script", 0o755)?;
-    let mut all: Vec<&str> = GUEST_MODULES.to_vec();
-    all.extend(GUEST_OPTIONAL_MODULES);
-    fs.modules(&m.kernel, &all)?;
+    fs.modules(&m.kernel, GUEST_MODULES)?;
+    for optional in GUEST_OPTIONAL_MODULES {
+        if let Err(e) = fs.modules(&m.kernel, &[optional]) {
+            eprintln!("testbed: warning: guests will lack {optional}: {e}");
+        }
+    }
     let boot = fs.modules(&m.kernel, GUEST_MODULES)?;
     write_module_order(&mut fs, &boot)?;
     fs.program("usr/bin/iperf3", "usr/bin/iperf3")?;

@@ -88,16 +88,14 @@ impl Release {
 
     /// Packages whose programs the guests' test scenarios use.
     pub fn guest_tool_packages(&self) -> Vec<String> {
-        [
-            "iperf3",
-            "libiperf0",
-            "libsctp1",
-            "libssl3",
-            "ethtool",
-            "libmnl0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        let ssl = if self.suite == "bookworm" {
+            "libssl3"
+        } else {
+            "libssl3t64"
+        };
+        ["iperf3", "libiperf0", "libsctp1", ssl, "ethtool", "libmnl0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 }

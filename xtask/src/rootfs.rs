@@ -49,7 +49,21 @@ impl RootFs {
 
     /// Resolves a path inside the sysroot, following absolute symlinks inside it.
     fn resolve(&self, rel: &str) -> Result<PathBuf> {
-        let mut p = self.sysroot.join(rel.trim_start_matches('/'));
+        let rel = rel.trim_start_matches('/');
+        match self.resolve_exact(rel) {
+            Some(p) => Ok(p),
+            // Merged-/usr releases (Debian 13) ship /lib, /bin, … only under /usr.
+            None => self.resolve_exact(&format!("usr/{rel}")).ok_or_else(|| {
+                format!(
+                    "{rel} is not in the unpacked packages ({})",
+                    self.sysroot.display()
+                )
+            }),
+        }
+    }
+
+    fn resolve_exact(&self, rel: &str) -> Option<PathBuf> {
+        let mut p = self.sysroot.join(rel);
         for _ in 0..16 {
             match std::fs::read_link(&p) {
                 Ok(t) if t.is_absolute() => {
@@ -59,14 +73,7 @@ impl RootFs {
                 Err(_) => break,
             }
         }
-        if p.is_file() {
-            Ok(p)
-        } else {
-            Err(format!(
-                "{rel} is not in the unpacked packages ({})",
-                self.sysroot.display()
-            ))
-        }
+        p.is_file().then_some(p)
     }
 
     /// Adds a dynamically linked program from the sysroot plus its library closure.
@@ -132,22 +139,16 @@ impl RootFs {
     /// writes `modules.dep` for busybox modprobe.
     pub fn modules(&mut self, kernel: &str, names: &[&str]) -> Result<Vec<String>> {
         let base = format!("lib/modules/{kernel}");
-        let index = module_index(&self.sysroot.join(&base))?;
+        let src_dir = module_dir(&self.sysroot, kernel);
+        let index = module_index(&src_dir)?;
         let mut order: Vec<String> = Vec::new();
         let mut deps_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for name in names {
-            visit(
-                &index,
-                &self.sysroot.join(&base),
-                &norm(name),
-                &mut order,
-                &mut deps_of,
-                0,
-            )?;
+            visit(&index, &src_dir, &norm(name), &mut order, &mut deps_of, 0)?;
         }
         for m in &order {
             let rel = &index[m];
-            let data = util::read(&self.sysroot.join(&base).join(rel))?;
+            let data = read_module(&src_dir.join(rel))?;
             self.archive.file(&format!("{base}/{rel}"), 0o644, data);
             // depmod lists all (transitive) dependencies, the one to load first last.
             let mut all = Vec::new();
@@ -177,6 +178,33 @@ impl RootFs {
     }
 }
 
+/// The directory holding a kernel's modules in the sysroot (`/lib` or merged `/usr/lib`).
+pub fn module_dir(sysroot: &Path, kernel: &str) -> PathBuf {
+    let plain = sysroot.join("lib/modules").join(kernel);
+    if plain.is_dir() {
+        plain
+    } else {
+        sysroot.join("usr/lib/modules").join(kernel)
+    }
+}
+
+/// Reads a module file, decompressing `.ko.xz` (busybox insmod wants plain ELF).
+fn read_module(path: &Path) -> Result<Vec<u8>> {
+    if !path.exists() {
+        let xz = PathBuf::from(format!("{}.xz", path.display()));
+        let out = Command::new("xz")
+            .arg("-dc")
+            .arg(&xz)
+            .output()
+            .map_err(|e| format!("cannot run xz: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("cannot decompress {}", xz.display()));
+        }
+        return Ok(out.stdout);
+    }
+    util::read(path)
+}
+
 /// Module names treat `-` and `_` alike.
 fn norm(name: &str) -> String {
     name.replace('-', "_")
@@ -194,10 +222,10 @@ fn module_index(dir: &Path) -> Result<BTreeMap<String, String>> {
             } else if let Some(stem) = p
                 .file_name()
                 .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".ko"))
+                .and_then(|n| n.strip_suffix(".ko").or_else(|| n.strip_suffix(".ko.xz")))
             {
                 let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                index.insert(norm(stem), rel);
+                index.insert(norm(stem), rel.trim_end_matches(".xz").to_string());
             }
         }
     }
@@ -221,7 +249,7 @@ fn visit(
     let rel = index
         .get(name)
         .ok_or_else(|| format!("kernel module {name} not found"))?;
-    let data = util::read(&base.join(rel))?;
+    let data = read_module(&base.join(rel))?;
     let elf = Elf::parse(&data).ok_or_else(|| format!("{rel} is not ELF"))?;
     let modinfo = elf.section(".modinfo").unwrap_or(&[]);
     let deps: Vec<String> = modinfo

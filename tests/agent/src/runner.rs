@@ -205,6 +205,7 @@ impl<'a> Runner<'a> {
                 ("name", self.sc.name.clone()),
                 ("status", status.into()),
                 ("ms", self.start.elapsed().as_millis().to_string()),
+                ("xenstore_events", self.log.len().to_string()),
             ],
             None,
         );
@@ -224,21 +225,19 @@ impl<'a> Runner<'a> {
         Ok(out)
     }
 
-    /// The domid of a domain by name, asking xl when this run did not create it.
+    /// The domid of a domain by name: the live one (domains may be re-created by tools under
+    /// test), else the last one seen (the domain may be gone by the time timings are computed).
     fn domid(&mut self, name: &str) -> Option<u32> {
         if name == "dom0" {
             return Some(0);
         }
-        if let Some(id) = self.domids.get(name) {
-            let current = sh(&format!("xl domname {id}"), Duration::from_secs(10));
-            if current.is_ok_and(|n| n.trim() == name) {
-                return Some(*id);
-            }
+        let live = sh(&format!("xl domid {name}"), Duration::from_secs(10))
+            .ok()
+            .and_then(|out| out.trim().parse::<u32>().ok());
+        if let Some(id) = live {
+            self.domids.insert(name.to_string(), id);
         }
-        let out = sh(&format!("xl domid {name}"), Duration::from_secs(10)).ok()?;
-        let id: u32 = out.trim().parse().ok()?;
-        self.domids.insert(name.to_string(), id);
-        Some(id)
+        self.domids.get(name).copied()
     }
 
     fn step(&mut self, step: &Step) -> StepResult {
