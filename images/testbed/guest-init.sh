@@ -10,7 +10,8 @@ mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 
 kver=$(uname -r)
-while read -r m; do
+# xdd.nomodules=1 leaves the frontends out (the harness self-test's guest that never connects).
+grep -q 'xdd.nomodules=1' /proc/cmdline || while read -r m; do
     insmod "/lib/modules/$kver/$m" 2>/dev/null || echo "guest: insmod $m failed"
 done < /etc/testbed/modules
 [ -d /proc/xen ] && mount -t xenfs xenfs /proc/xen 2>/dev/null

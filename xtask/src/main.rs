@@ -26,6 +26,7 @@ commands:
   testbed fetch                download and unpack the release's Debian packages (cached)
   testbed run <scenario>...    boot Xen under QEMU and run scenarios (`all` for every one)
   testbed list                 list the scenarios in tests/scenarios
+  testbed selftest             check that the harness reports failures and hangs
 
 environment:
   XDD_RELEASE=bookworm|trixie  Xen 4.17/Linux 6.1 (default) or Xen 4.20/Linux 6.12
@@ -47,6 +48,7 @@ fn dispatch(args: &[&str]) -> Result {
             fetch::fetch(&fetch::Cache::new(Release::from_env()?)).map(|_| ())
         }
         ["testbed", "list"] => testbed::list(),
+        ["testbed", "selftest"] => testbed::selftest(),
         ["test"] => suite::test(),
         ["demo"] => suite::demo(),
         ["testbed", "run", names @ ..] => testbed::run(names).map(|_| ()),

@@ -17,6 +17,8 @@ pub struct Outcome {
     pub timed_out: bool,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// QEMU's process id.
+    pub pid: u32,
 }
 
 /// Options of one boot.
@@ -120,6 +122,7 @@ pub fn run(m: &Machine) -> Result<Outcome> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let pid = child.id();
     let start = Instant::now();
     let (tx, rx) = mpsc::channel::<String>();
     let stdout = child.stdout.take().expect("piped");
@@ -175,6 +178,7 @@ pub fn run(m: &Machine) -> Result<Outcome> {
         lines,
         timed_out,
         elapsed: start.elapsed(),
+        pid,
     })
 }
 

@@ -34,6 +34,58 @@ pub fn all_names() -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Directory of the harness self-test scenarios (not part of `all`).
+pub fn harness_dir() -> PathBuf {
+    util::workspace_root().join("tests/harness")
+}
+
+/// Loads and validates one scenario file.
+pub fn load_file(path: &std::path::Path) -> Result<(Scenario, String)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    Ok((Scenario::parse(&text, stem)?, text))
+}
+
+/// The harness self-test: a failing check and a hang must both be reported as failures that
+/// name the check and the log, and QEMU must be gone afterwards.
+pub fn selftest() -> Result {
+    let scenarios = vec![
+        load_file(&harness_dir().join("never-connects.toml"))?,
+        load_file(&harness_dir().join("hangs.toml"))?,
+    ];
+    let report = run_scenarios(&scenarios, Some(Duration::from_secs(90)))?;
+    let mut problems = Vec::new();
+    let check = "key:/local/domain/{domid:deaf}/device/vif/0/state=4";
+    if !report
+        .text
+        .contains(&format!("FAILED never-connects: check `{check}`"))
+    {
+        problems.push("the failing wait was not reported by name");
+    }
+    if !report.text.contains(&report.log.display().to_string()) {
+        problems.push("the log path was not printed");
+    }
+    if !report.timed_out || !report.text.contains("FAILED hangs: did not finish") {
+        problems.push("the hanging scenario was not ended by the timeout");
+    }
+    if std::path::Path::new(&format!("/proc/{}", report.qemu_pid)).exists() {
+        problems.push("QEMU is still running");
+    }
+    if report.failed != 2 {
+        problems.push("both self-test scenarios must fail");
+    }
+    if problems.is_empty() {
+        eprintln!("testbed: harness self-test passed (failures reported, QEMU gone)");
+        Ok(())
+    } else {
+        Err(format!("harness self-test: {}", problems.join("; ")))
+    }
+}
+
 /// Loads and validates scenarios by name (`all` for every one).
 pub fn load(names: &[&str]) -> Result<Vec<(Scenario, String)>> {
     let names: Vec<String> = if names.is_empty() || names == ["all"] {
@@ -65,23 +117,59 @@ pub fn list() -> Result {
 
 /// Runs scenarios in one boot; returns their results (Err when any failed).
 pub fn run(names: &[&str]) -> Result<Vec<ScenarioResult>> {
-    let scenarios = load(names)?;
+    let report = run_scenarios(&load(names)?, None)?;
+    if report.failed == 0 && !report.timed_out {
+        Ok(report.results)
+    } else {
+        Err(format!(
+            "{} of {} scenarios failed (log: {})",
+            report.failed,
+            report.results.len(),
+            report.log.display()
+        ))
+    }
+}
+
+/// What one boot of the testbed produced.
+pub struct Report {
+    /// Per-scenario results.
+    pub results: Vec<ScenarioResult>,
+    /// Scenarios that failed or did not finish.
+    pub failed: usize,
+    /// True when QEMU was killed by the timeout.
+    pub timed_out: bool,
+    /// The saved serial log.
+    pub log: PathBuf,
+    /// Everything printed about the run (table, failures, log path).
+    pub text: String,
+    /// QEMU's process id (gone by the time this is returned).
+    pub qemu_pid: u32,
+}
+
+/// Boots the testbed once for `scenarios` (timeout computed from them unless given), prints
+/// and returns the report.
+pub fn run_scenarios(
+    scenarios: &[(Scenario, String)],
+    timeout: Option<Duration>,
+) -> Result<Report> {
     hosttools::ensure(false)?;
     let cache = Cache::new(Release::from_env()?);
     let manifest = fetch::fetch(&cache)?;
     eprintln!("testbed: building images");
-    let boot = images::build(&cache, &manifest, &scenarios)?;
+    let boot = images::build(&cache, &manifest, scenarios)?;
     let mut devices: Vec<QemuDevice> = scenarios
         .iter()
         .flat_map(|(s, _)| s.qemu_devices.iter().copied())
         .collect();
     devices.sort();
     devices.dedup();
-    let timeout = BOOT_ALLOWANCE
-        + scenarios
-            .iter()
-            .map(|(s, _)| Duration::from_secs(s.timeout_s + 30))
-            .sum::<Duration>();
+    let timeout = timeout.unwrap_or_else(|| {
+        BOOT_ALLOWANCE
+            + scenarios
+                .iter()
+                .map(|(s, _)| Duration::from_secs(s.timeout_s + 30))
+                .sum::<Duration>()
+    });
     let names: Vec<String> = scenarios.iter().map(|(s, _)| s.name.clone()).collect();
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -108,7 +196,7 @@ pub fn run(names: &[&str]) -> Result<Vec<ScenarioResult>> {
     })?;
     let _ = std::fs::copy(&log, logs.join("latest.log"));
     let results = results::collect(&names, &outcome.lines);
-    println!("\n{}", results::table(&results));
+    let mut text = format!("\n{}", results::table(&results));
     let failed: Vec<&ScenarioResult> = results
         .iter()
         .filter(|r| !(r.finished && r.passed))
@@ -116,31 +204,31 @@ pub fn run(names: &[&str]) -> Result<Vec<ScenarioResult>> {
     for r in &failed {
         for (check, ok, detail) in &r.checks {
             if !ok {
-                println!("FAILED {}: check `{check}`: {detail}", r.name);
+                text.push_str(&format!("FAILED {}: check `{check}`: {detail}\n", r.name));
             }
         }
         if !r.finished {
-            println!("FAILED {}: did not finish", r.name);
+            text.push_str(&format!("FAILED {}: did not finish\n", r.name));
         }
     }
     if outcome.timed_out {
-        println!(
-            "\ntestbed: timed out after {}s; QEMU was killed. Last lines:",
+        text.push_str(&format!(
+            "\ntestbed: timed out after {}s; QEMU was killed. Last lines:\n",
             outcome.elapsed.as_secs()
-        );
+        ));
         for l in outcome.lines.iter().rev().take(30).rev() {
-            println!("  | {l}");
+            text.push_str(&format!("  | {l}\n"));
         }
     }
-    println!("testbed: full serial log: {}", log.display());
-    if failed.is_empty() && !outcome.timed_out {
-        Ok(results)
-    } else {
-        Err(format!(
-            "{} of {} scenarios failed (log: {})",
-            failed.len().max(usize::from(outcome.timed_out)),
-            results.len(),
-            log.display()
-        ))
-    }
+    text.push_str(&format!("testbed: full serial log: {}\n", log.display()));
+    print!("{text}");
+    let failed = failed.len();
+    Ok(Report {
+        results,
+        failed,
+        timed_out: outcome.timed_out,
+        log,
+        text,
+        qemu_pid: outcome.pid,
+    })
 }

@@ -1,2 +1,25 @@
-//! Platform-independent unikernel runtime: platform traits, xenstore client, xenbus framework, executor.
+//! Platform-independent unikernel runtime: platform traits, xenstore client, xenbus framework,
+//! executor.
+//!
+//! - [`platform`]: the traits backends reach Xen through (grants, event channels, xenstore
+//!   transport, clock, `wait`), implemented by `minios-rt` on Xen and by `host` in tests.
+//! - [`ring`]: ring.h shared rings over [`platform::SharedMem`], copy-once.
+//! - [`xenstore`]: a blocking xenstore client with a bounded watch queue.
+//! - [`xenbus`]: the backend device state machine and a frontend helper.
+//! - [`executor`]: the poll loop, `control/shutdown`, and the `data/ready` signal.
+//! - `host` (feature `host`): the in-process platform for tests and fuzzers.
 #![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod executor;
+#[cfg(any(test, feature = "host"))]
+pub mod host;
+pub mod platform;
+pub mod ring;
+#[cfg(test)]
+mod testutil;
+pub mod xenbus;
+pub mod xenstore;

@@ -303,8 +303,12 @@ impl Step {
         self.expect.as_deref() == Some("fail")
     }
 
-    /// A short label for result lines.
+    /// A short label for result lines (no spaces).
     pub fn label(&self) -> String {
+        self.describe().replace(' ', "_")
+    }
+
+    fn describe(&self) -> String {
         match self.action() {
             Ok(Action::Run(c)) => format!("run {}", first_words(&c)),
             Ok(Action::Check { name, .. }) => name,
@@ -315,8 +319,8 @@ impl Step {
             Ok(Action::WaitKey {
                 path,
                 value: Some(v),
-            }) => format!("key {path}={v}"),
-            Ok(Action::WaitKey { path, value: None }) => format!("key {path}"),
+            }) => format!("key:{path}={v}"),
+            Ok(Action::WaitKey { path, value: None }) => format!("key:{path}"),
             Ok(Action::Shutdown(d)) => format!("shutdown-{d}"),
             Ok(Action::Destroy(d)) => format!("destroy-{d}"),
             Ok(Action::Sleep(s)) => format!("sleep-{s}"),
