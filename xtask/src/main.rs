@@ -1,6 +1,7 @@
 //! `cargo xtask …`: builds images, drives the Xen testbed, runs the demo, tests and benchmarks.
 
 mod apt;
+mod bench;
 mod elf;
 mod fetch;
 mod hosttools;
@@ -23,6 +24,7 @@ usage: cargo xtask <command>
 commands:
   demo                         boot the appliance in the testbed and show what each guest got
   test                         run every test: format, clippy, unit tests, all testbed scenarios
+  bench net|blk                our driver domains next to Linux's, in one testbed boot
   testbed fetch                download and unpack the release's Debian packages (cached)
   testbed run <scenario>...    boot Xen under QEMU and run scenarios (`all` for every one)
   testbed list                 list the scenarios in tests/scenarios
@@ -50,6 +52,7 @@ fn dispatch(args: &[&str]) -> Result {
         ["testbed", "list"] => testbed::list(),
         ["testbed", "selftest"] => testbed::selftest(),
         ["test"] => suite::test(),
+        ["bench", what] => bench::run(what),
         ["demo"] => suite::demo(),
         ["testbed", "run", names @ ..] => testbed::run(names).map(|_| ()),
         [] | ["help"] | ["--help"] | ["-h"] => {

@@ -33,6 +33,7 @@ pub fn test() -> Result {
                     "--quiet",
                     "--workspace",
                     "--all-targets",
+                    "--all-features",
                     "--",
                     "-D",
                     "warnings",

@@ -1,0 +1,2 @@
+//! blkif backend: protocol and request logic, host-testable.
+#![no_std]

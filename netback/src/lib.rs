@@ -1,0 +1,2 @@
+//! netif backend: protocol and request logic, host-testable.
+#![no_std]
