@@ -3,7 +3,7 @@
 
 use crate::results::ScenarioResult;
 use crate::util::{self, Result};
-use crate::{hosttools, testbed};
+use crate::{hosttools, testbed, unikernels};
 use std::process::Command;
 use std::time::Instant;
 
@@ -33,11 +33,23 @@ pub fn test() -> Result {
                     "--quiet",
                     "--workspace",
                     "--all-targets",
-                    "--all-features",
                     "--",
                     "-D",
                     "warnings",
                 ]))
+            }),
+        ),
+        (
+            // The unikernel binaries, without test builds (whose dev-dependencies would give
+            // the runtime a std through feature unification).
+            "clippy (unikernel images)",
+            Box::new(|| {
+                util::run(
+                    cargo()
+                        .args(["clippy", "--quiet", "--bins"])
+                        .args(unikernels::package_args())
+                        .args(["--", "-D", "warnings"]),
+                )
             }),
         ),
         (
@@ -60,7 +72,12 @@ pub fn test() -> Result {
 }
 
 /// Scenarios the demo boots.
-const DEMO: &[&str] = &["baseline-pv", "linux-netdd"];
+const DEMO: &[&str] = &[
+    "baseline-pv",
+    "linux-netdd",
+    "appliance-up-down",
+    "appliance-restart",
+];
 
 /// Boots the appliance in the testbed and prints what each guest got.
 pub fn demo() -> Result {

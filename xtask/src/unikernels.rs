@@ -14,14 +14,44 @@ pub struct Unikernel {
     pub package: &'static str,
     /// Binary target.
     pub bin: &'static str,
+    /// Cargo features the image needs (e.g. `unikernel` for backend crates whose library
+    /// also builds on the host).
+    pub features: &'static [&'static str],
 }
 
 /// Every unikernel image the project builds.
-pub const ALL: &[Unikernel] = &[Unikernel {
-    name: "hello",
-    package: "hello-dd",
-    bin: "hello-dd",
-}];
+pub const ALL: &[Unikernel] = &[
+    Unikernel {
+        name: "hello",
+        package: "hello-dd",
+        bin: "hello-dd",
+        features: &["unikernel"],
+    },
+    Unikernel {
+        name: "blkback",
+        package: "blkback",
+        bin: "blkback-dd",
+        features: &["unikernel"],
+    },
+    Unikernel {
+        name: "netback",
+        package: "netback",
+        bin: "netback-dd",
+        features: &["unikernel"],
+    },
+];
+
+/// `-p` and `--features` arguments naming every image, for checking them all in one command.
+pub fn package_args() -> Vec<String> {
+    let mut args = Vec::new();
+    let mut features = Vec::new();
+    for u in ALL {
+        args.extend(["-p".to_string(), u.package.to_string()]);
+        features.extend(u.features.iter().map(|f| format!("{}/{f}", u.package)));
+    }
+    args.extend(["--features".to_string(), features.join(",")]);
+    args
+}
 
 /// Builds one image with the `unikernel` profile; returns the ELF's path.
 pub fn build(u: &Unikernel) -> Result<PathBuf> {
@@ -38,7 +68,8 @@ pub fn build(u: &Unikernel) -> Result<PathBuf> {
                 u.package,
                 "--bin",
                 u.bin,
-            ]),
+            ])
+            .args(u.features.iter().flat_map(|f| ["--features", f])),
     )?;
     Ok(root.join("target/unikernel").join(u.bin))
 }
