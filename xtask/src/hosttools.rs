@@ -17,7 +17,7 @@ const TOOLS: &[(&str, &str)] = &[
 ];
 
 /// Debian packages the test command installs (host tools plus Xen headers for ABI tests).
-pub const TEST_PACKAGES: &[&str] = &["libxen-dev", "libelf-dev"];
+pub const TEST_PACKAGES: &[&str] = &["libxen-dev"];
 
 /// Checks the host tools; installs missing ones with apt when `install` and root.
 pub fn ensure(install: bool) -> Result {

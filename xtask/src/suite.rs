@@ -60,6 +60,7 @@ pub fn test() -> Result {
             "testbed scenarios",
             Box::new(|| testbed::run(&["all"]).map(|_| ())),
         ),
+        ("testbed harness self-test", Box::new(testbed::selftest)),
     ];
     for (name, stage) in stages {
         let t = Instant::now();
