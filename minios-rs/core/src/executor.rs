@@ -5,7 +5,7 @@
 //!     read xenstore; hand each queued watch event to the task that owns its token;
 //!     poll every task (each checks its own event channels and timers);
 //!     if a stop was requested: stop every task, return the reason;
-//!     platform.wait(earliest deadline any task asked for)   // SCHEDOP_block on Xen
+//!     platform.wait(earliest deadline any task asked for)   // SCHEDOP_poll on Xen
 //! }
 //! ```
 //!

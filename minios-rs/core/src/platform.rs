@@ -489,9 +489,10 @@ pub trait Platform: Grants + Events + Clock {
     /// Blocks until an event channel fires, xenstore data arrives, or `deadline_ns` (per
     /// [`Clock::now_ns`]) passes; `None` waits without a deadline. Returns at once if a port
     /// is already pending (fired and not yet taken with [`EventChannel::take_pending`]), if
-    /// the xenstore transport holds unread bytes, or if the deadline has passed. On Xen this
-    /// is `SCHEDOP_block` (with a one-shot timer for the deadline) after checking those
-    /// conditions with event delivery disabled — never a busy loop. Spurious returns are
+    /// the xenstore transport holds unread bytes, or if the deadline has passed. On Xen the
+    /// PVH runtime blocks in `SCHEDOP_poll` on the bound ports (the timer's VIRQ among them,
+    /// armed with a one-shot timer for the deadline); Xen marks the vCPU blocked before it
+    /// checks the ports, so no wake-up is lost — never a busy loop. Spurious returns are
     /// allowed.
     fn wait(&self, deadline_ns: Option<u64>);
 }
