@@ -1,6 +1,118 @@
-//! xddctl: the dom0 control plane of xdd (driver domains first, guests after).
+//! xddctl: the dom0 control plane of xdd — driver domains first, guests after.
+
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use xdd_control::appliance::{Appliance, RealFiles, DEFAULT_PATH};
+use xdd_control::timeline::Timeline;
+use xdd_control::xl::Xl;
+use xdd_control::{check, down, install, logger, status, supervise, up};
+
+/// Starts Xen driver domains before the guests that need them, and stops them afterwards.
+#[derive(Parser)]
+#[command(name = "xddctl", version)]
+struct Cli {
+    /// The appliance file (TOML).
+    #[arg(short, long, global = true, default_value = DEFAULT_PATH)]
+    config: PathBuf,
+    /// More messages on stderr (-v: info, -vv: debug, e.g. every xl command).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the appliance file and print the start and stop order; starts nothing.
+    Check,
+    /// Start the driver domains in dependency order, then each guest once its backends are
+    /// ready; on failure, destroy what this command started.
+    Up,
+    /// Stop the guests, then the driver domains in reverse dependency order.
+    Down,
+    /// Show every domain: role, state, readiness, backends with xenbus states, memory, uptime.
+    Status,
+    /// `up`, then stay up: restart driver domains that die and re-attach their devices.
+    Run,
+    /// Install the images, the appliance file, xddctl and the systemd unit.
+    Install {
+        /// Directory holding the images (`<name>.elf` or `<name>`); default: already in place.
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// Root of the target filesystem.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Do not copy this xddctl to /usr/sbin/xddctl.
+        #[arg(long)]
+        no_binary: bool,
+    },
+}
 
 fn main() {
-    eprintln!("xddctl: not implemented yet");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    logger::init(cli.verbose);
+    if let Err(e) = execute(&cli) {
+        eprintln!("xddctl: error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn load(cli: &Cli) -> Result<Appliance, String> {
+    Appliance::load(&cli.config, &RealFiles)
+}
+
+fn execute(cli: &Cli) -> Result<(), String> {
+    match &cli.command {
+        Command::Check => {
+            print!("{}", check::describe(&load(cli)?));
+            Ok(())
+        }
+        Command::Up => {
+            let app = load(cli)?;
+            up::up(&app, &Xl::new()?, &Timeline::stdout())
+        }
+        Command::Down => {
+            let app = load(cli)?;
+            down::down(&app, &Xl::new()?, &Timeline::stdout())
+        }
+        Command::Status => {
+            let app = match load(cli) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    log::warn!("{e}; showing domains without their roles");
+                    None
+                }
+            };
+            let rows = status::gather(app.as_ref(), &Xl::new()?)?;
+            print!("{}", status::render(&rows));
+            Ok(())
+        }
+        Command::Run => {
+            let app = load(cli)?;
+            supervise::run(&app, &Xl::new()?, &Timeline::stdout())
+        }
+        Command::Install {
+            images,
+            root,
+            no_binary,
+        } => {
+            let me = std::env::current_exe().map_err(|e| format!("where am I? {e}"))?;
+            let done = install::install(&install::Install {
+                config: &cli.config,
+                images: images.as_deref(),
+                root,
+                binary: (!no_binary).then_some(me.as_path()),
+            })?;
+            for line in done {
+                println!("installed {line}");
+            }
+            println!(
+                "next: systemctl daemon-reload && systemctl enable --now xdd \
+                 (or: xddctl up / xddctl down by hand)"
+            );
+            Ok(())
+        }
+    }
 }

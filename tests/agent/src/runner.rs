@@ -6,9 +6,10 @@ use crate::scenario::{
     placeholder, placeholders, Action, Domain, DomainKind, Event, Scenario, Step,
 };
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xdd_control::xenstore::Xenstore;
 
@@ -535,6 +536,20 @@ impl<'a> Runner<'a> {
 
     /// Destroys every domain but dom0 so the next scenario starts clean.
     fn cleanup(&self) {
+        // Processes a step left running in the background (a supervisor under test, such as
+        // `xddctl run`) end with the scenario, before its domains are destroyed.
+        let groups = std::mem::take(&mut *STEP_GROUPS.lock().unwrap_or_else(|e| e.into_inner()));
+        let left: Vec<String> = live_groups()
+            .into_iter()
+            .filter(|g| groups.contains(g))
+            .map(|g| format!("-{g}"))
+            .collect();
+        if !left.is_empty() {
+            let _ = sh(
+                &format!("kill -9 {}", left.join(" ")),
+                Duration::from_secs(10),
+            );
+        }
         let _ = sh(
             "for d in $(xl list | awk 'NR>2 {print $1}'); do xl destroy \"$d\" 2>/dev/null; done",
             Duration::from_secs(60),
@@ -562,6 +577,25 @@ fn tail_lines(s: &str, n: usize) -> Vec<&str> {
     lines[lines.len().saturating_sub(n)..].to_vec()
 }
 
+/// Process groups of the shells [`sh`] started (each runs in its own group).
+static STEP_GROUPS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// The process groups that have members now (from /proc/<pid>/stat).
+fn live_groups() -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // Fields after the command's closing parenthesis: state ppid pgrp …
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        if let Some(g) = rest.split_whitespace().nth(2).and_then(|g| g.parse().ok()) {
+            out.push(g);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// Runs a shell command with a timeout; Ok(stdout) on exit 0, else Err with output's tail.
 pub fn sh(cmd: &str, timeout: Duration) -> Result<String, String> {
     let out_path = std::env::temp_dir().join(format!(
@@ -578,14 +612,24 @@ pub fn sh(cmd: &str, timeout: Duration) -> Result<String, String> {
         .stdin(Stdio::null())
         .stdout(out_file)
         .stderr(err_file)
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run /bin/sh: {e}"))?;
+    STEP_GROUPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(child.id());
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Ok(Some(s)) = child.try_wait() {
             break Some(s);
         }
         if Instant::now() >= deadline {
+            // The whole group: a timed-out step must not leave its children running.
+            let _ = Command::new("kill")
+                .arg("-9")
+                .arg(format!("-{}", child.id()))
+                .status();
             let _ = child.kill();
             let _ = child.wait();
             break None;

@@ -1,0 +1,222 @@
+//! A fake toolstack for tests: domains and xenstore in memory, every call logged.
+
+use crate::devices::DeviceKind;
+use crate::toolstack::{Change, DomainInfo, RunState, Toolstack};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// What the fake knows.
+#[derive(Default)]
+pub struct State {
+    /// Next domid handed out.
+    pub next_domid: u32,
+    /// Running domains: name → domid.
+    pub domains: BTreeMap<String, u32>,
+    /// Xenstore.
+    pub xs: BTreeMap<String, String>,
+    /// Calls, as "create netdd", "destroy web1", …
+    pub calls: Vec<String>,
+    /// Domains that never write data/ready.
+    pub never_ready: BTreeSet<String>,
+    /// Domains whose create fails with this message.
+    pub fail_create: BTreeMap<String, String>,
+    /// Domains that ignore `xl shutdown`.
+    pub ignore_shutdown: BTreeSet<String>,
+    /// How long a create takes.
+    pub create_delay: Duration,
+    /// Domains `xl list` shows as crashed.
+    pub crashed: BTreeSet<String>,
+}
+
+/// The fake toolstack.
+pub struct Fake(pub Mutex<State>);
+
+impl Fake {
+    /// A fake with only Domain-0.
+    pub fn new() -> Fake {
+        let f = Fake(Mutex::new(State {
+            next_domid: 1,
+            ..Default::default()
+        }));
+        f.state().domains.insert("Domain-0".into(), 0);
+        f
+    }
+
+    /// Locks the state.
+    pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The calls so far.
+    pub fn calls(&self) -> Vec<String> {
+        self.state().calls.clone()
+    }
+
+    /// Makes a domain exist without `create` (already running before a test).
+    pub fn add_running(&self, name: &str) -> u32 {
+        let mut s = self.state();
+        let id = s.next_domid;
+        s.next_domid += 1;
+        s.domains.insert(name.into(), id);
+        s.xs.insert(format!("/local/domain/{id}/name"), name.into());
+        id
+    }
+
+    /// Makes a domain vanish as if it crashed and was destroyed (no call logged).
+    pub fn kill(&self, name: &str) {
+        let mut s = self.state();
+        if let Some(id) = s.domains.remove(name) {
+            let prefix = format!("/local/domain/{id}/");
+            s.xs.retain(|k, _| !k.starts_with(&prefix));
+        }
+    }
+}
+
+fn remove_domain(s: &mut State, name: &str) {
+    if let Some(id) = s.domains.remove(name) {
+        let prefix = format!("/local/domain/{id}/");
+        s.xs.retain(|k, _| !k.starts_with(&prefix));
+    }
+}
+
+impl Toolstack for Fake {
+    fn create(&self, name: &str, _config: &Path) -> Result<u32, String> {
+        let delay = {
+            let mut s = self.state();
+            s.calls.push(format!("create {name}"));
+            s.create_delay
+        };
+        std::thread::sleep(delay);
+        let mut s = self.state();
+        if let Some(e) = s.fail_create.get(name) {
+            return Err(e.clone());
+        }
+        if s.domains.contains_key(name) {
+            return Err(format!("domain {name} already exists"));
+        }
+        let id = s.next_domid;
+        s.next_domid += 1;
+        s.domains.insert(name.into(), id);
+        s.xs.insert(format!("/local/domain/{id}/name"), name.into());
+        if !s.never_ready.contains(name) {
+            s.xs.insert(format!("/local/domain/{id}/data/ready"), "1".into());
+        }
+        Ok(id)
+    }
+
+    fn destroy(&self, name: &str) -> Result<(), String> {
+        let mut s = self.state();
+        s.calls.push(format!("destroy {name}"));
+        s.crashed.remove(name);
+        remove_domain(&mut s, name);
+        Ok(())
+    }
+
+    fn shutdown(&self, name: &str) -> Result<(), String> {
+        let mut s = self.state();
+        s.calls.push(format!("shutdown {name}"));
+        if !s.ignore_shutdown.contains(name) {
+            remove_domain(&mut s, name);
+        }
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<DomainInfo>, String> {
+        let s = self.state();
+        Ok(s.domains
+            .iter()
+            .map(|(n, &id)| DomainInfo {
+                name: n.clone(),
+                domid: id,
+                memory_mib: 64,
+                vcpus: 1,
+                state: if s.crashed.contains(n) {
+                    RunState::Crashed
+                } else {
+                    RunState::Running
+                },
+            })
+            .collect())
+    }
+
+    fn uptimes(&self) -> Result<BTreeMap<String, u64>, String> {
+        Ok(self
+            .state()
+            .domains
+            .keys()
+            .map(|n| (n.clone(), 42))
+            .collect())
+    }
+
+    fn pci_assignable(&self, bdf: &str) -> Result<(), String> {
+        self.state().calls.push(format!("pci-assignable {bdf}"));
+        Ok(())
+    }
+
+    fn attach(&self, domain: &str, kind: DeviceKind, args: &[String]) -> Result<(), String> {
+        let mut s = self.state();
+        s.calls
+            .push(format!("attach {domain} {kind} {}", args.join(" ")));
+        let id = *s.domains.get(domain).ok_or("no such domain")?;
+        let backend = args
+            .iter()
+            .flat_map(|a| a.split(','))
+            .find_map(|p| p.trim().strip_prefix("backend="))
+            .ok_or("no backend")?
+            .to_string();
+        let bid = *s.domains.get(&backend).ok_or("no such backend")?;
+        let dir = format!("/local/domain/{id}/device/{}/", kind.xenstore_dir());
+        let devid = (0..)
+            .find(|n| !s.xs.keys().any(|k| k.starts_with(&format!("{dir}{n}/"))))
+            .unwrap_or(0);
+        s.xs.insert(format!("{dir}{devid}/backend-id"), bid.to_string());
+        s.xs.insert(format!("{dir}{devid}/state"), "4".into());
+        if let Some(mac) = args
+            .iter()
+            .flat_map(|a| a.split(','))
+            .find_map(|p| p.trim().strip_prefix("mac="))
+        {
+            s.xs.insert(format!("{dir}{devid}/mac"), mac.to_string());
+        }
+        Ok(())
+    }
+
+    fn detach(&self, domain: &str, kind: DeviceKind, devid: u32) -> Result<(), String> {
+        let mut s = self.state();
+        s.calls.push(format!("detach {domain} {kind} {devid}"));
+        let id = *s.domains.get(domain).ok_or("no such domain")?;
+        let prefix = format!("/local/domain/{id}/device/{}/{devid}/", kind.xenstore_dir());
+        s.xs.retain(|k, _| !k.starts_with(&prefix));
+        Ok(())
+    }
+
+    fn read(&self, path: &str) -> Option<String> {
+        self.state().xs.get(path).cloned()
+    }
+
+    fn directory(&self, path: &str) -> Vec<String> {
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        let s = self.state();
+        let mut out: Vec<String> =
+            s.xs.keys()
+                .filter_map(|k| k.strip_prefix(&prefix))
+                .map(|rest| rest.split('/').next().unwrap_or(rest).to_string())
+                .collect();
+        out.dedup();
+        out
+    }
+
+    fn remove(&self, path: &str) -> Result<(), String> {
+        let mut s = self.state();
+        s.calls.push(format!("rm {path}"));
+        let prefix = format!("{path}/");
+        s.xs.retain(|k, _| k != path && !k.starts_with(&prefix));
+        Ok(())
+    }
+
+    fn watch(&self, _on_change: Box<dyn Fn(Change) + Send>) -> Result<(), String> {
+        Ok(())
+    }
+}

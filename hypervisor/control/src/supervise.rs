@@ -1,0 +1,721 @@
+//! `xddctl run`: brings the appliance up, then stays up. When a driver domain dies it
+//! records what each frontend saw, detaches the dead devices (so frontends drop them and
+//! libxl forgets them), restarts the driver domain, waits until it is ready, re-attaches the
+//! devices with `xl network-attach`/`block-attach`/… (same MAC for vifs), and reports when
+//! each frontend is Connected again.
+//!
+//! Linux frontends cannot follow a backend to a new domain: the backend's domid is fixed when
+//! the device is created, so a restarted driver domain always means new devices.
+
+use crate::appliance::{Appliance, Domain, Role};
+use crate::devices::DeviceKind;
+use crate::status::state_name;
+use crate::timeline::{secs, Timeline};
+use crate::toolstack::{xenstore_alive, Change, DomainInfo, RunState, Toolstack};
+use crate::up::up;
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How often domains are checked without a release event.
+const TICK: Duration = Duration::from_secs(5);
+/// At most this many restarts of one driver domain …
+const MAX_RESTARTS: usize = 5;
+/// … within this window; then `run` leaves it down.
+const RESTART_WINDOW: Duration = Duration::from_secs(600);
+
+/// A frontend whose backend lives in a given domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frontend {
+    /// Frontend domain name.
+    pub domain: String,
+    /// Its domid.
+    pub domid: u32,
+    /// Device type.
+    pub kind: DeviceKind,
+    /// Device id (`device/<dir>/<devid>`).
+    pub devid: u32,
+    /// Frontend xenbus state when looked at.
+    pub state: Option<String>,
+    /// A vif's MAC address.
+    pub mac: Option<String>,
+}
+
+/// Every frontend (in the running domains `list`) whose backend is domain `backend`.
+pub fn frontends_on(ts: &dyn Toolstack, list: &[DomainInfo], backend: u32) -> Vec<Frontend> {
+    let mut out = Vec::new();
+    for d in list.iter().filter(|d| d.domid != backend) {
+        let base = format!("/local/domain/{}/device", d.domid);
+        for dir in ts.directory(&base) {
+            let Some(kind) = DeviceKind::from_xenstore_dir(&dir) else {
+                continue;
+            };
+            for devid in ts.directory(&format!("{base}/{dir}")) {
+                let node = format!("{base}/{dir}/{devid}");
+                let Ok(devid) = devid.parse() else { continue };
+                if ts.read(&format!("{node}/backend-id")).as_deref()
+                    != Some(backend.to_string().as_str())
+                {
+                    continue;
+                }
+                out.push(Frontend {
+                    domain: d.name.clone(),
+                    domid: d.domid,
+                    kind,
+                    devid,
+                    state: ts.read(&format!("{node}/state")),
+                    mac: (kind == DeviceKind::Vif)
+                        .then(|| ts.read(&format!("{node}/mac")))
+                        .flatten(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// How to re-create one device on a restarted driver domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reattach {
+    /// The device as it was.
+    pub frontend: Frontend,
+    /// Arguments for `xl <kind>-attach <domain> …`, or why it cannot be re-created.
+    pub args: Result<Vec<String>, String>,
+}
+
+/// Decides how to re-attach the devices that were on driver domain `dd`: from the xl.cfg
+/// entry describing each (matched by type and devid), else (vifs only) from what xenstore
+/// still says (backend and MAC).
+pub fn plan_reattach(app: &Appliance, dd: &str, fronts: &[Frontend]) -> Vec<Reattach> {
+    fronts
+        .iter()
+        .map(|f| {
+            let entry = app.domain(&f.domain).and_then(|d| {
+                d.devices.iter().find(|e| {
+                    e.kind == f.kind
+                        && e.devid() == Some(f.devid)
+                        && e.backend.as_deref() == Some(dd)
+                })
+            });
+            let args = match (entry, f.kind) {
+                (Some(e), _) => Ok(e.attach_args(dd, f.mac.as_deref())),
+                (None, DeviceKind::Vif) => {
+                    let mut a = vec![format!("backend={dd}")];
+                    if let Some(mac) = &f.mac {
+                        a.push(format!("mac={mac}"));
+                    }
+                    Ok(a)
+                }
+                (None, kind) => Err(format!(
+                    "{kind} {} of `{}` is not described in the appliance; attach it again by \
+                     hand (xl {} {} …)",
+                    f.devid,
+                    f.domain,
+                    kind.attach_command(),
+                    f.domain
+                )),
+            };
+            Reattach {
+                frontend: f.clone(),
+                args,
+            }
+        })
+        .collect()
+}
+
+/// Polls `f` every 100 ms until it returns `Some` or `timeout` passes.
+fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What `run` knows about a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Up(u32),
+    Gone,
+}
+
+/// The supervisor of `xddctl run`.
+pub struct Supervisor<'a> {
+    app: &'a Appliance,
+    ts: &'a dyn Toolstack,
+    tl: &'a Timeline,
+    seen: BTreeMap<usize, Seen>,
+    restarts: BTreeMap<usize, Vec<Instant>>,
+}
+
+impl<'a> Supervisor<'a> {
+    /// A supervisor for an appliance that is up.
+    pub fn new(app: &'a Appliance, ts: &'a dyn Toolstack, tl: &'a Timeline) -> Supervisor<'a> {
+        Supervisor {
+            app,
+            ts,
+            tl,
+            seen: BTreeMap::new(),
+            restarts: BTreeMap::new(),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.app.stop_flag().exists()
+    }
+
+    /// Looks at every domain once and recovers dead driver domains. Returns true when
+    /// something is still dying (look again soon).
+    pub fn check(&mut self) -> Result<bool, String> {
+        let list = self.ts.list()?;
+        let mut dying = false;
+        for i in 0..self.app.domains.len() {
+            if self.stopping() {
+                return Ok(false);
+            }
+            let d = &self.app.domains[i];
+            let now = list.iter().find(|x| x.name == d.name);
+            let before = self.seen.get(&i).copied();
+            match (d.role, before, now) {
+                (_, _, Some(x)) if x.state == RunState::Dying => dying = true,
+                (Role::Driver, Some(Seen::Up(old)), None) => {
+                    self.recover(i, old, "is gone", false)?
+                }
+                (Role::Driver, Some(Seen::Up(old)), Some(x)) if !x.state.is_alive() => {
+                    let why = format!("is {}", x.state.label());
+                    self.recover(i, old, &why, true)?
+                }
+                (Role::Driver, Some(Seen::Up(old)), Some(x)) if x.domid != old => {
+                    self.tl.event(
+                        &d.name,
+                        "replaced",
+                        &format!("domid {old} → {} (restarted by xl)", x.domid),
+                    );
+                    self.recover(i, old, "was replaced", false)?
+                }
+                (Role::Guest, Some(Seen::Up(old)), None) => {
+                    self.tl
+                        .event(&d.name, "gone", &format!("guest (domid {old}) is no more"));
+                    self.seen.insert(i, Seen::Gone);
+                }
+                (_, _, Some(x)) if x.state.is_alive() => {
+                    if before == Some(Seen::Gone) {
+                        self.tl
+                            .event(&d.name, "back", &format!("running as domid {}", x.domid));
+                    }
+                    self.seen.insert(i, Seen::Up(x.domid));
+                }
+                (_, None, None) => {
+                    self.seen.insert(i, Seen::Gone);
+                }
+                _ => {}
+            }
+        }
+        Ok(dying)
+    }
+
+    /// Handles the death of driver domain `i` (old domid `old`).
+    fn recover(&mut self, i: usize, old: u32, why: &str, destroy: bool) -> Result<(), String> {
+        let (app, ts, tl) = (self.app, self.ts, self.tl);
+        let dd = &app.domains[i];
+        let died = Instant::now();
+        tl.event(&dd.name, "died", &format!("domid {old} {why}"));
+        self.seen.insert(i, Seen::Gone);
+        if destroy {
+            if let Err(e) = ts.destroy(&dd.name) {
+                tl.event(&dd.name, "warning", &format!("xl destroy: {e}"));
+            }
+        }
+        let list = ts.list()?;
+        let fronts = frontends_on(ts, &list, old);
+        for f in &fronts {
+            tl.event(
+                &f.domain,
+                "saw",
+                &format!(
+                    "{}/{}: backend {} gone while the frontend was {}",
+                    f.kind,
+                    f.devid,
+                    dd.name,
+                    state_name(f.state.as_deref())
+                ),
+            );
+        }
+        // Detach the dead devices while the driver domain restarts.
+        let replacement = list.iter().find(|x| x.name == dd.name && x.domid != old);
+        let restart = std::thread::scope(|scope| {
+            for f in &fronts {
+                scope.spawn(move || detach(ts, tl, f));
+            }
+            match replacement {
+                Some(x) if x.state.is_alive() => wait_ready(ts, tl, dd, x.domid, died),
+                _ => self.restart(i),
+            }
+        });
+        let domid = match restart {
+            Ok(id) => id,
+            Err(e) => {
+                tl.event(&dd.name, "down", &e);
+                return Ok(());
+            }
+        };
+        self.seen.insert(i, Seen::Up(domid));
+        let plan = plan_reattach(app, &dd.name, &fronts);
+        let timeout = app.settings.reconnect_timeout;
+        let outcomes = reattach(ts, tl, (&dd.name, domid), plan, died, timeout);
+        let summary = if outcomes.is_empty() {
+            "no devices to re-attach".to_string()
+        } else {
+            outcomes.join(", ")
+        };
+        tl.event(
+            &dd.name,
+            "recovered",
+            &format!("in {}: {summary}", secs(died.elapsed())),
+        );
+        Ok(())
+    }
+
+    /// Creates driver domain `i` again and waits until it is ready; returns its domid.
+    fn restart(&mut self, i: usize) -> Result<u32, String> {
+        let (app, ts, tl) = (self.app, self.ts, self.tl);
+        let dd = &app.domains[i];
+        let now = Instant::now();
+        let stopping = self.stopping();
+        let recent = self.restarts.entry(i).or_default();
+        recent.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+        if !dd.restart {
+            return Err("restart = false: left down".into());
+        }
+        if recent.len() >= MAX_RESTARTS {
+            return Err(format!(
+                "died {} times within {} s: left down (fix it, then `xddctl up`)",
+                recent.len() + 1,
+                RESTART_WINDOW.as_secs()
+            ));
+        }
+        if stopping {
+            return Err("xddctl down is stopping the appliance: not restarted".into());
+        }
+        recent.push(now);
+        tl.event(&dd.name, "create", &format!("restart ({})", dd.origin));
+        let domid = ts.create(&dd.name, &dd.config_path)?;
+        tl.event(
+            &dd.name,
+            "created",
+            &format!("domid {domid} (xl create took {})", secs(now.elapsed())),
+        );
+        wait_ready(ts, tl, dd, domid, now)
+    }
+}
+
+/// Waits until a (re)started driver domain's readiness key is 1; `since` is when its
+/// `xl create` began.
+fn wait_ready(
+    ts: &dyn Toolstack,
+    tl: &Timeline,
+    dd: &Domain,
+    domid: u32,
+    since: Instant,
+) -> Result<u32, String> {
+    let Some(r) = &dd.ready else {
+        return Ok(domid);
+    };
+    let path = r.path(domid);
+    let ok = poll_until(r.timeout, || match ts.read(&path).as_deref() {
+        Some("1") => Some(true),
+        _ if !xenstore_alive(ts, domid) => Some(false),
+        _ => None,
+    });
+    match ok {
+        Some(true) => {
+            tl.event(
+                &dd.name,
+                "ready",
+                &format!("{path}=1, {} after create", secs(since.elapsed())),
+            );
+            Ok(domid)
+        }
+        Some(false) => Err(format!("died again before {path} became 1")),
+        None => Err(format!(
+            "{path} not 1 within {} after the restart",
+            secs(r.timeout)
+        )),
+    }
+}
+
+/// The frontend that replaces `old` on driver domain `domid` once it is Connected: same
+/// guest and type, and the same MAC (vifs) or devid (disks: same vdev).
+fn connected_replacement(ts: &dyn Toolstack, old: &Frontend, domid: u32) -> Option<u32> {
+    let dir = old.kind.xenstore_dir();
+    let base = format!("/local/domain/{}/device/{dir}", old.domid);
+    ts.directory(&base).into_iter().find_map(|devid| {
+        let node = format!("{base}/{devid}");
+        let devid: u32 = devid.parse().ok()?;
+        let read = |k: &str| ts.read(&format!("{node}/{k}"));
+        let same = match old.kind {
+            DeviceKind::Vif => old.mac.is_none() || read("mac") == old.mac,
+            DeviceKind::Disk => devid == old.devid,
+            _ => true,
+        };
+        (same
+            && read("backend-id") == Some(domid.to_string())
+            && read("state").as_deref() == Some("4"))
+        .then_some(devid)
+    })
+}
+
+/// Re-attaches the planned devices to driver domain `dd` (now `domid`), all in parallel, and
+/// waits for each frontend to be Connected; returns one outcome per device.
+fn reattach(
+    ts: &dyn Toolstack,
+    tl: &Timeline,
+    (dd, domid): (&str, u32),
+    plan: Vec<Reattach>,
+    died: Instant,
+    timeout: Duration,
+) -> Vec<String> {
+    let one = |r: Reattach| -> Option<String> {
+        let f = r.frontend;
+        let args = match r.args {
+            Ok(a) => a,
+            Err(e) => {
+                tl.event(&f.domain, "skipped", &e);
+                return Some(format!("{} {} skipped", f.domain, f.kind));
+            }
+        };
+        if let Err(e) = ts.attach(&f.domain, f.kind, &args) {
+            tl.event(&f.domain, "failed", &format!("re-attach: {e}"));
+            return Some(format!("{} {} not re-attached", f.domain, f.kind));
+        }
+        let at = Instant::now();
+        tl.event(
+            &f.domain,
+            "attached",
+            &format!("{} on {dd} ({})", f.kind, args.join(" ")),
+        );
+        match poll_until(timeout, || connected_replacement(ts, &f, domid)) {
+            Some(devid) => {
+                tl.event(
+                    &f.domain,
+                    "reconnected",
+                    &format!(
+                        "{}/{devid} Connected on {dd} (domid {domid}): {} after attach, {} \
+                         after {dd} died",
+                        f.kind,
+                        secs(at.elapsed()),
+                        secs(died.elapsed()),
+                    ),
+                );
+                Some(format!("{} {}/{devid} reconnected", f.domain, f.kind))
+            }
+            None => {
+                tl.event(
+                    &f.domain,
+                    "stuck",
+                    &format!("{} on {dd} not Connected within {}", f.kind, secs(timeout)),
+                );
+                Some(format!("{} {} not reconnected", f.domain, f.kind))
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = plan
+            .into_iter()
+            .map(|r| scope.spawn(move || one(r)))
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok().flatten())
+            .collect()
+    })
+}
+
+/// Detaches one dead device; if xl cannot, removes its xenstore nodes as libxl would.
+fn detach(ts: &dyn Toolstack, tl: &Timeline, f: &Frontend) {
+    let t = Instant::now();
+    match ts.detach(&f.domain, f.kind, f.devid) {
+        Ok(()) => tl.event(
+            &f.domain,
+            "detached",
+            &format!("{}/{} in {}", f.kind, f.devid, secs(t.elapsed())),
+        ),
+        Err(e) => {
+            tl.event(
+                &f.domain,
+                "detach",
+                &format!("xl failed ({e}); removing its xenstore nodes"),
+            );
+            let dir = f.kind.xenstore_dir();
+            for p in [
+                format!("/local/domain/{}/device/{dir}/{}", f.domid, f.devid),
+                format!("/libxl/{}/device/{dir}/{}", f.domid, f.devid),
+            ] {
+                if let Err(e) = ts.remove(&p) {
+                    tl.event(&f.domain, "warning", &format!("rm {p}: {e}"));
+                }
+            }
+        }
+    }
+}
+
+/// `xddctl run`: `up`, then supervise until `xddctl down` sets the stop flag.
+pub fn run(app: &Appliance, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), String> {
+    up(app, ts, tl)?;
+    let (tx, rx) = mpsc::channel::<Change>();
+    if let Err(e) = ts.watch(Box::new(move |c| {
+        let _ = tx.send(c);
+    })) {
+        log::warn!(
+            "no xenstore watch ({e}); checking every {} s",
+            TICK.as_secs()
+        );
+    }
+    tl.note("xddctl run: supervising; `xddctl down` stops the appliance and this command");
+    let mut sup = Supervisor::new(app, ts, tl);
+    sup.check()?;
+    let mut next = Instant::now() + TICK;
+    loop {
+        let wait = next.saturating_duration_since(Instant::now());
+        let mut released = false;
+        match rx.recv_timeout(wait) {
+            Ok(c) => {
+                released |= c == "@releaseDomain";
+                while let Ok(c) = rx.try_recv() {
+                    released |= c == "@releaseDomain";
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
+        }
+        if sup.stopping() {
+            tl.event("run", "stop", "xddctl down is stopping the appliance");
+            return Ok(());
+        }
+        if released || Instant::now() >= next {
+            let dying = sup.check()?;
+            next = Instant::now()
+                + if dying {
+                    Duration::from_millis(200)
+                } else {
+                    TICK
+                };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::appliance::tests::{files, load, APPLIANCE};
+    use crate::fake::Fake;
+
+    fn app(tag: &str) -> Appliance {
+        let dir = std::env::temp_dir().join(format!("xddctl-run-{}-{tag}", std::process::id()));
+        let text = APPLIANCE
+            .replace(
+                "state_dir = \"/run/xdd\"",
+                &format!("state_dir = {:?}", dir),
+            )
+            .replace(
+                "ready_timeout_s = 20",
+                "ready_timeout_s = 2\nreconnect_timeout_s = 1",
+            );
+        load(&text, &files()).unwrap()
+    }
+
+    fn frontend(domain: &str, kind: DeviceKind, devid: u32, mac: Option<&str>) -> Frontend {
+        Frontend {
+            domain: domain.into(),
+            domid: 9,
+            kind,
+            devid,
+            state: Some("4".into()),
+            mac: mac.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn plans_reattachment_from_the_guests_configs() {
+        let a = app("plan");
+        let fronts = [
+            frontend("web1", DeviceKind::Vif, 0, Some("00:16:3e:00:01:10")),
+            frontend("web2", DeviceKind::Vif, 0, Some("00:16:3e:00:01:11")),
+            frontend("stray", DeviceKind::Vif, 3, Some("00:16:3e:99:99:99")),
+            frontend("stray", DeviceKind::Disk, 51712, None),
+        ];
+        let plan = plan_reattach(&a, "netdd", &fronts);
+        let args: Vec<Result<Vec<String>, String>> = plan.into_iter().map(|r| r.args).collect();
+        assert_eq!(
+            args[0],
+            Ok(vec![
+                "backend=netdd".to_string(),
+                "mac=00:16:3e:00:01:10".into()
+            ])
+        );
+        // web2's vif got its backend from [defaults]; its own MAC is in its config.
+        assert_eq!(
+            args[1],
+            Ok(vec![
+                "mac=00:16:3e:00:01:11".to_string(),
+                "backend=netdd".into()
+            ])
+        );
+        assert_eq!(
+            args[2],
+            Ok(vec![
+                "backend=netdd".to_string(),
+                "mac=00:16:3e:99:99:99".into()
+            ])
+        );
+        assert_eq!(
+            args[3],
+            Err(
+                "disk 51712 of `stray` is not described in the appliance; attach it again by \
+                 hand (xl block-attach stray …)"
+                    .to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn restarts_a_dead_driver_domain_and_reattaches_its_devices() {
+        let a = app("restart");
+        let fake = Fake::new();
+        let tl = Timeline::new(Box::new(std::io::sink()), None);
+        up(&a, &fake, &tl).unwrap();
+        // The guests' vifs on netdd, as xl would have made them.
+        let ids: BTreeMap<String, u32> = fake
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.name, d.domid))
+            .collect();
+        for (g, mac) in [("web1", "00:16:3e:00:01:10"), ("web2", "00:16:3e:00:01:11")] {
+            let mut s = fake.state();
+            let base = format!("/local/domain/{}/device/vif/0", ids[g]);
+            s.xs.insert(format!("{base}/backend-id"), ids["netdd"].to_string());
+            s.xs.insert(format!("{base}/state"), "4".into());
+            s.xs.insert(format!("{base}/mac"), mac.into());
+        }
+        let mut sup = Supervisor::new(&a, &fake, &tl);
+        sup.check().unwrap();
+        let before = fake.calls().len();
+        fake.kill("netdd");
+        sup.check().unwrap();
+        let calls = fake.calls()[before..].to_vec();
+        let mut detaches: Vec<&String> = calls.iter().filter(|c| c.starts_with("detach")).collect();
+        detaches.sort();
+        assert_eq!(detaches, ["detach web1 vif 0", "detach web2 vif 0"]);
+        let pos = |c: &str| calls.iter().position(|x| x == c).unwrap();
+        assert!(pos("create netdd") < pos("attach web1 vif backend=netdd mac=00:16:3e:00:01:10"));
+        assert!(pos("create netdd") < pos("attach web2 vif mac=00:16:3e:00:01:11 backend=netdd"));
+        let lines = tl.lines().join("\n");
+        for want in [
+            "netdd        died        domid ",
+            "web1         saw         vif/0: backend netdd gone while the frontend was Connected",
+            "netdd        ready",
+            "web1         reconnected vif/0 Connected on netdd (domid 5): ",
+            "netdd        recovered",
+        ] {
+            assert!(lines.contains(want), "{want} not in\n{lines}");
+        }
+        // Nothing else to do afterwards.
+        let n = fake.calls().len();
+        sup.check().unwrap();
+        assert_eq!(fake.calls().len(), n);
+    }
+
+    #[test]
+    fn a_crashed_driver_domain_is_destroyed_and_restarted() {
+        let a = app("crashed");
+        let fake = Fake::new();
+        let tl = Timeline::new(Box::new(std::io::sink()), None);
+        up(&a, &fake, &tl).unwrap();
+        let mut sup = Supervisor::new(&a, &fake, &tl);
+        sup.check().unwrap();
+        let before = fake.calls().len();
+        fake.state().crashed.insert("hello".into());
+        sup.check().unwrap();
+        assert_eq!(fake.calls()[before..], ["destroy hello", "create hello"]);
+        assert!(tl.lines().join("\n").contains("is crashed"));
+    }
+
+    #[test]
+    fn a_driver_domain_restarted_by_xl_gets_its_devices_back_without_a_create() {
+        let a = app("replaced");
+        let fake = Fake::new();
+        let tl = Timeline::new(Box::new(std::io::sink()), None);
+        up(&a, &fake, &tl).unwrap();
+        let ids: BTreeMap<String, u32> = fake
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.name, d.domid))
+            .collect();
+        fake.state().xs.insert(
+            format!("/local/domain/{}/device/vif/0/backend-id", ids["web1"]),
+            ids["netdd"].to_string(),
+        );
+        let mut sup = Supervisor::new(&a, &fake, &tl);
+        sup.check().unwrap();
+        let before = fake.calls().len();
+        // xl's on_reboot="restart": same name, new domid, ready by itself.
+        fake.kill("netdd");
+        let new = fake.add_running("netdd");
+        fake.state()
+            .xs
+            .insert(format!("/local/domain/{new}/data/ready"), "1".into());
+        sup.check().unwrap();
+        let calls = fake.calls()[before..].to_vec();
+        assert_eq!(
+            calls,
+            [
+                "detach web1 vif 0",
+                "attach web1 vif backend=netdd mac=00:16:3e:00:01:10"
+            ]
+        );
+        assert!(tl.lines().join("\n").contains("restarted by xl"));
+    }
+
+    #[test]
+    fn does_not_restart_while_down_is_stopping() {
+        let a = app("stopping");
+        let fake = Fake::new();
+        let tl = Timeline::new(Box::new(std::io::sink()), None);
+        up(&a, &fake, &tl).unwrap();
+        let mut sup = Supervisor::new(&a, &fake, &tl);
+        sup.check().unwrap();
+        std::fs::write(a.stop_flag(), "").unwrap();
+        fake.kill("netdd");
+        sup.check().unwrap();
+        assert_eq!(
+            fake.calls().iter().filter(|c| *c == "create netdd").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn gives_up_after_too_many_restarts() {
+        let a = app("flapping");
+        let fake = Fake::new();
+        let tl = Timeline::new(Box::new(std::io::sink()), None);
+        up(&a, &fake, &tl).unwrap();
+        let mut sup = Supervisor::new(&a, &fake, &tl);
+        sup.check().unwrap();
+        for _ in 0..MAX_RESTARTS + 2 {
+            fake.kill("hello");
+            sup.check().unwrap();
+        }
+        assert_eq!(
+            fake.calls().iter().filter(|c| *c == "create hello").count(),
+            1 + MAX_RESTARTS
+        );
+        assert!(tl.lines().join("\n").contains("left down"));
+    }
+}
