@@ -23,6 +23,8 @@ const GUEST_OPTIONAL_MODULES: &[&str] = &[
     "virtio_pci",
     "xhci-pci",
     "snd-hda-intel",
+    "crc32c_generic",
+    "ext4",
 ];
 /// Modules of a Linux driver domain.
 const LINUXDD_MODULES: &[&str] = &[
@@ -308,6 +310,8 @@ fn guest_initramfs(cache: &Cache, m: &Manifest, agent: &Path) -> Result<Vec<u8>>
     write_module_order(&mut fs, &boot)?;
     fs.program("usr/bin/iperf3", "usr/bin/iperf3")?;
     fs.program("sbin/ethtool", "usr/sbin/ethtool")?;
+    fs.program("sbin/mke2fs", "usr/sbin/mke2fs")?;
+    fs.program("sbin/e2fsck", "usr/sbin/e2fsck")?;
     let bytes = fs.archive.to_bytes();
     let gz = gzip(&bytes)?;
     util::write(&cache.images().join("guest.cpio.gz"), &gz)?;

@@ -93,9 +93,26 @@ impl Release {
         } else {
             "libssl3t64"
         };
-        ["iperf3", "libiperf0", "libsctp1", ssl, "ethtool", "libmnl0"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        // e2fsprogs (mke2fs, e2fsck) and its libraries: ext4 in the blkdd scenarios.
+        let ext2fs = if self.suite == "bookworm" {
+            "libext2fs2"
+        } else {
+            "libext2fs2t64"
+        };
+        [
+            "iperf3",
+            "libiperf0",
+            "libsctp1",
+            ssl,
+            "ethtool",
+            "libmnl0",
+            "e2fsprogs",
+            ext2fs,
+            "libcom-err2",
+            "libblkid1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     }
 }

@@ -1,6 +1,8 @@
 //! testbed-agent: runs testbed scenarios in dom0, and is the xenstore tool of hotplug scripts
 //! and guests.
 
+mod blk;
+
 use std::sync::Arc;
 use testbed_agent::events::{Kind, Log};
 use testbed_agent::runner;
@@ -11,7 +13,8 @@ usage: testbed-agent run <plan>              run the scenarios listed in <plan> 
        testbed-agent xs read|rm <path>       xenstore read / remove
        testbed-agent xs write <path> <value> xenstore write
        testbed-agent xs ls <path>            xenstore directory
-       testbed-agent mark <name>             write data/mark/<name> (a timed event)";
+       testbed-agent mark <name>             write data/mark/<name> (a timed event)
+       testbed-agent blk verify|fill|check|bench <dev> [options]   block I/O tests (blk.rs)";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -36,6 +39,7 @@ fn main() {
             let t = uptime.split_whitespace().next().unwrap_or("0").to_string();
             xs().and_then(|mut x| x.write(&format!("data/mark/{name}"), &t))
         }
+        ["blk", rest @ ..] => blk::main(rest),
         _ => Err(USAGE.to_string()),
     };
     if let Err(e) = result {

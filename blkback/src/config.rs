@@ -1,0 +1,401 @@
+//! The driver domain's configuration, from its command line (xl.cfg `cmdline=`).
+//!
+//! ```text
+//! blkback.vol=<name>:ram:<size>[:ro][:4k]             a RAM volume
+//! blkback.vol=<name>:disk:<offset>+<size>[:ro][:4k]   a slice of the backing disk
+//! blkback.disk=<devid>        which of our own xen disks backs `disk` slices (default: first)
+//! blkback.queues=<n>          multi-queue-max-queues (1..=16, default 4)
+//! blkback.ring-order=<n>      max-ring-page-order (0..=4, default 4)
+//! blkback.indirect=<n>        feature-max-indirect-segments (0 or 11..=4096, default 256)
+//! blkback.persistent=<0|1>    offer persistent grants (default 1)
+//! blkback.pgrants=<n>         persistent grants kept mapped per queue (default 1056)
+//! blkback.budget=<n>          requests per queue per pass (default 32)
+//! blkback.bounce=<n>          pages shared with dom0 for disk slices (default 512)
+//! ```
+//!
+//! Sizes take `K`, `M`, `G`, `T` suffixes (binary). Volume names are what guests' xl.cfg
+//! `target=` names. `4k` gives a volume 4096-byte logical sectors. Slices must be multiples of
+//! 4 KiB; overlapping slices are refused here, slices beyond the disk once its size is known
+//! ([`Config::check_disk`]). Every error names the offending option.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::backend::Options;
+use crate::store::{parse_size, Size};
+
+/// Where a volume's bytes live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backing {
+    /// In the driver domain's memory.
+    Ram,
+    /// Bytes `offset..offset + size` of the backing disk.
+    Disk {
+        /// Byte offset on the disk.
+        offset: u64,
+    },
+}
+
+/// One configured volume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeSpec {
+    /// Name (xl.cfg `target=`).
+    pub name: String,
+    /// Where it lives.
+    pub backing: Backing,
+    /// Size in bytes.
+    pub size: u64,
+    /// Logical sector size (512 or 4096).
+    pub sector_size: u32,
+    /// Refuse writes and discards.
+    pub read_only: bool,
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Volumes in command-line order.
+    pub volumes: Vec<VolumeSpec>,
+    /// Backend limits and features.
+    pub options: Options,
+    /// The devid of our own disk that backs `disk` slices (`None`: the first one).
+    pub disk: Option<u32>,
+    /// Pages shared with dom0 for I/O to the backing disk.
+    pub bounce_pages: usize,
+}
+
+/// A configuration error, naming the option.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err(token: &str, why: impl fmt::Display) -> ConfigError {
+    ConfigError(format!("{token}: {why}"))
+}
+
+fn number(token: &str, value: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    match minios::xenstore::parse_uint(value.as_bytes()) {
+        Some(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(err(
+            token,
+            format_args!("expected a number in {min}..={max}"),
+        )),
+    }
+}
+
+/// Default bounce pages for the disk store.
+pub const DEFAULT_BOUNCE_PAGES: usize = 512;
+
+impl Config {
+    /// Parses the `blkback.*` options of a command line (other options are ignored).
+    pub fn parse(cmdline: &str) -> Result<Config, ConfigError> {
+        let mut cfg = Config {
+            bounce_pages: DEFAULT_BOUNCE_PAGES,
+            ..Config::default()
+        };
+        for token in cmdline.split_ascii_whitespace() {
+            let Some(rest) = token.strip_prefix("blkback.") else {
+                continue;
+            };
+            let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+            let o = &mut cfg.options;
+            match key {
+                "vol" => cfg.volumes.push(parse_volume(token, value)?),
+                "disk" => cfg.disk = Some(number(token, value, 0, u32::MAX.into())? as u32),
+                "queues" => o.max_queues = number(token, value, 1, 16)? as u32,
+                "ring-order" => o.max_ring_page_order = number(token, value, 0, 4)? as u32,
+                "indirect" => {
+                    let n = number(token, value, 0, 4096)?;
+                    if n != 0 && n <= 11 {
+                        return Err(err(token, "use 0 (off) or more than 11 segments"));
+                    }
+                    o.max_indirect_segments = n as u16;
+                }
+                "persistent" => o.persistent = number(token, value, 0, 1)? == 1,
+                "pgrants" => o.max_persistent_grants = number(token, value, 0, 16384)? as usize,
+                "budget" => o.budget = number(token, value, 1, 4096)? as usize,
+                "bounce" => cfg.bounce_pages = number(token, value, 16, 4096)? as usize,
+                _ => return Err(err(token, "unknown option")),
+            }
+        }
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Whether any volume is a disk slice.
+    pub fn needs_disk(&self) -> bool {
+        self.volumes
+            .iter()
+            .any(|v| matches!(v.backing, Backing::Disk { .. }))
+    }
+
+    /// Bytes of RAM volumes.
+    pub fn ram_bytes(&self) -> u64 {
+        self.volumes
+            .iter()
+            .filter(|v| v.backing == Backing::Ram)
+            .map(|v| v.size)
+            .sum()
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let largest = usize::from(self.options.max_indirect_segments).max(11) + 8;
+        if self.needs_disk() && self.bounce_pages < largest {
+            return Err(ConfigError(format!(
+                "blkback.bounce={}: disk slices need at least {largest} bounce pages for \
+                 requests of blkback.indirect={} segments",
+                self.bounce_pages, self.options.max_indirect_segments
+            )));
+        }
+        for (i, v) in self.volumes.iter().enumerate() {
+            if self.volumes[..i].iter().any(|w| w.name == v.name) {
+                return Err(ConfigError(format!(
+                    "volume {:?} is configured twice",
+                    v.name
+                )));
+            }
+        }
+        let mut slices: Vec<(u64, u64, &str)> = self
+            .volumes
+            .iter()
+            .filter_map(|v| match v.backing {
+                Backing::Disk { offset } => Some((offset, v.size, v.name.as_str())),
+                Backing::Ram => None,
+            })
+            .collect();
+        slices.sort();
+        for pair in slices.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            if a.0 + a.1 > b.0 {
+                return Err(ConfigError(format!(
+                    "disk slices overlap: {} ({}+{}) and {} ({}+{})",
+                    a.2,
+                    Size(a.0),
+                    Size(a.1),
+                    b.2,
+                    Size(b.0),
+                    Size(b.1)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the disk slices against the backing disk (`disk_bytes` long, `sector_size`
+    /// bytes per sector).
+    pub fn check_disk(&self, disk_bytes: u64, sector_size: u32) -> Result<(), ConfigError> {
+        for v in &self.volumes {
+            let Backing::Disk { offset } = v.backing else {
+                continue;
+            };
+            if offset + v.size > disk_bytes {
+                return Err(ConfigError(format!(
+                    "volume {:?} ({}+{}) does not fit on the {} backing disk",
+                    v.name,
+                    Size(offset),
+                    Size(v.size),
+                    Size(disk_bytes)
+                )));
+            }
+            if offset % u64::from(sector_size) != 0 || v.sector_size < sector_size {
+                return Err(ConfigError(format!(
+                    "volume {:?}: the backing disk has {sector_size}-byte sectors",
+                    v.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_volume(token: &str, value: &str) -> Result<VolumeSpec, ConfigError> {
+    let mut parts = value.split(':');
+    let name = parts.next().unwrap_or("");
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+    {
+        return Err(err(token, "a volume name is 1-64 of A-Z a-z 0-9 . _ - /"));
+    }
+    let store = parts.next().unwrap_or("");
+    let geometry = parts.next().ok_or_else(|| {
+        err(
+            token,
+            "expected <name>:ram:<size> or <name>:disk:<offset>+<size>",
+        )
+    })?;
+    let mut spec = VolumeSpec {
+        name: name.to_string(),
+        backing: Backing::Ram,
+        size: 0,
+        sector_size: 512,
+        read_only: false,
+    };
+    match store {
+        "ram" => {
+            spec.size = parse_size(geometry).ok_or_else(|| err(token, "bad size"))?;
+        }
+        "disk" => {
+            let (off, size) = geometry
+                .split_once('+')
+                .ok_or_else(|| err(token, "a disk slice is <offset>+<size>"))?;
+            let offset = parse_size(off).ok_or_else(|| err(token, "bad offset"))?;
+            spec.size = parse_size(size).ok_or_else(|| err(token, "bad size"))?;
+            if offset % 4096 != 0 || spec.size % 4096 != 0 {
+                return Err(err(token, "slice offset and size must be multiples of 4K"));
+            }
+            if offset.checked_add(spec.size).is_none() {
+                return Err(err(token, "slice ends beyond 2^64"));
+            }
+            spec.backing = Backing::Disk { offset };
+        }
+        other => {
+            return Err(err(
+                token,
+                format_args!("unknown store {other:?} (ram, disk)"),
+            ))
+        }
+    }
+    for flag in parts {
+        match flag {
+            "ro" => spec.read_only = true,
+            "rw" => spec.read_only = false,
+            "4k" | "4096" => spec.sector_size = 4096,
+            "512" => spec.sector_size = 512,
+            other => return Err(err(token, format_args!("unknown flag {other:?} (ro, 4k)"))),
+        }
+    }
+    if spec.size == 0 || spec.size % u64::from(spec.sector_size) != 0 {
+        return Err(err(
+            token,
+            format_args!("size must be a non-zero multiple of {}", spec.sector_size),
+        ));
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_volumes_and_options() {
+        let cfg = Config::parse(
+            "loglevel=debug blkback.vol=vol1:ram:64M blkback.vol=big:ram:8M:4k:ro \
+             blkback.vol=data:disk:0+256M blkback.vol=logs:disk:256M+1G:ro \
+             blkback.queues=2 blkback.ring-order=2 blkback.indirect=512 blkback.persistent=0 \
+             blkback.disk=51712 blkback.bounce=600",
+        )
+        .unwrap();
+        assert_eq!(cfg.volumes.len(), 4);
+        assert_eq!(
+            cfg.volumes[1],
+            VolumeSpec {
+                name: "big".into(),
+                backing: Backing::Ram,
+                size: 8 << 20,
+                sector_size: 4096,
+                read_only: true
+            }
+        );
+        assert_eq!(cfg.volumes[3].backing, Backing::Disk { offset: 256 << 20 });
+        assert_eq!(cfg.ram_bytes(), 72 << 20);
+        assert!(cfg.needs_disk());
+        assert_eq!(
+            (cfg.options.max_queues, cfg.options.max_ring_page_order),
+            (2, 2)
+        );
+        assert_eq!(cfg.options.max_indirect_segments, 512);
+        assert!(!cfg.options.persistent);
+        assert_eq!((cfg.disk, cfg.bounce_pages), (Some(51712), 600));
+        assert!(cfg.check_disk(2 << 30, 512).is_ok());
+        let e = cfg.check_disk(1 << 30, 512).unwrap_err();
+        assert_eq!(
+            e.0,
+            "volume \"logs\" (256M+1G) does not fit on the 1G backing disk"
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        let cfg = Config::parse("").unwrap();
+        assert_eq!(cfg.options, Options::default());
+        assert!(cfg.volumes.is_empty() && !cfg.needs_disk());
+    }
+
+    #[test]
+    fn errors_name_the_option() {
+        let cases = [
+            (
+                "blkback.vol=a:ram:1M blkback.vol=a:ram:2M",
+                "volume \"a\" is configured twice",
+            ),
+            (
+                "blkback.vol=a:disk:0+2M blkback.vol=b:disk:1M+1M",
+                "disk slices overlap: a (0+2M) and b (1M+1M)",
+            ),
+            (
+                "blkback.vol=a:ram:1000",
+                "blkback.vol=a:ram:1000: size must be a non-zero multiple of 512",
+            ),
+            (
+                "blkback.vol=a:ram:2K:4k",
+                "blkback.vol=a:ram:2K:4k: size must be a non-zero multiple of 4096",
+            ),
+            (
+                "blkback.vol=a:tape:1M",
+                "blkback.vol=a:tape:1M: unknown store \"tape\" (ram, disk)",
+            ),
+            (
+                "blkback.vol=a:disk:512+1M",
+                "blkback.vol=a:disk:512+1M: slice offset and size must be multiples of 4K",
+            ),
+            (
+                "blkback.vol=a:disk:1M",
+                "blkback.vol=a:disk:1M: a disk slice is <offset>+<size>",
+            ),
+            (
+                "blkback.vol=:ram:1M",
+                "blkback.vol=:ram:1M: a volume name is 1-64 of A-Z a-z 0-9 . _ - /",
+            ),
+            (
+                "blkback.vol=a:ram:1M:fast",
+                "blkback.vol=a:ram:1M:fast: unknown flag \"fast\" (ro, 4k)",
+            ),
+            (
+                "blkback.queues=0",
+                "blkback.queues=0: expected a number in 1..=16",
+            ),
+            (
+                "blkback.ring-order=5",
+                "blkback.ring-order=5: expected a number in 0..=4",
+            ),
+            (
+                "blkback.indirect=8",
+                "blkback.indirect=8: use 0 (off) or more than 11 segments",
+            ),
+            ("blkback.colour=blue", "blkback.colour=blue: unknown option"),
+            (
+                "blkback.vol=a:ram",
+                "blkback.vol=a:ram: expected <name>:ram:<size> or <name>:disk:<offset>+<size>",
+            ),
+            (
+                "blkback.vol=a:disk:0+1M blkback.bounce=100",
+                "blkback.bounce=100: disk slices need at least 264 bounce pages for requests of \
+                 blkback.indirect=256 segments",
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(Config::parse(line).unwrap_err().0, want, "{line}");
+        }
+    }
+}
