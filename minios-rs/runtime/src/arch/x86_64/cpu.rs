@@ -68,15 +68,26 @@ pub fn halt_forever() -> ! {
     }
 }
 
-/// Copies `len` bytes from `src` to `dst` with `rep movsb`, opaque to the compiler: each
-/// byte of shared memory is read (or written) exactly once, as a volatile copy would.
+/// Copies `len` bytes from `src` to `dst` with `rep movsq` and `rep movsb` for the tail,
+/// opaque to the compiler: each byte of shared memory is read (or written) exactly once, as
+/// a volatile copy would.
 ///
 /// # Safety
 /// `src` must be valid for reads and `dst` for writes of `len` bytes; they must not overlap.
 pub unsafe fn copy_bytes(dst: *mut u8, src: *const u8, len: usize) {
     // SAFETY: guaranteed by the caller; DF is clear (SysV ABI).
     unsafe {
-        asm!("rep movsb", inout("rcx") len => _, inout("rdi") dst => _, inout("rsi") src => _,
-             options(nostack, preserves_flags));
+        asm!(
+            "shr rcx, 3",
+            "rep movsq",
+            "mov rcx, {len}",
+            "and rcx, 7",
+            "rep movsb",
+            len = in(reg) len,
+            inout("rcx") len => _,
+            inout("rdi") dst => _,
+            inout("rsi") src => _,
+            options(nostack),
+        );
     }
 }
