@@ -432,11 +432,32 @@ fn readable<'t>(
     path: &str,
 ) -> Result<&'t Node, XenErrno> {
     touch(tree, log, path);
-    let node = tree.get(path).ok_or(XenErrno::ENOENT)?;
+    let Some(node) = tree.get(path) else {
+        return Err(missing_node_errno(tree, domid, path));
+    };
     if !access_for(domid, &node.perms).0 {
         return Err(XenErrno::EACCES);
     }
     Ok(node)
+}
+
+/// xenstored's answer for a node that does not exist (`errno_from_parents`): `ENOENT` if the
+/// nearest existing ancestor is readable by `domid`, else `EACCES`, so that a domain cannot
+/// probe for paths it may not see. A driver domain reading below a destroyed guest's
+/// /local/domain/<id> therefore gets `EACCES`.
+fn missing_node_errno(tree: &Tree, domid: DomId, path: &str) -> XenErrno {
+    let mut p = path;
+    while let Some(parent) = parent_of(p) {
+        if let Some(anc) = tree.get(parent) {
+            return if access_for(domid, &anc.perms).0 {
+                XenErrno::ENOENT
+            } else {
+                XenErrno::EACCES
+            };
+        }
+        p = parent;
+    }
+    XenErrno::ENOENT
 }
 
 /// The watch events a change produces for a watch on `watch` (absolute) held by `domid`:

@@ -491,9 +491,16 @@ impl<P: Platform, D: BackendDriver<P>> Backend<P, D> {
                     return self.fail(cx, slot, DeviceError::protocol(reason));
                 }
             },
-            Err(e) => {
-                return self.fail(cx, slot, DeviceError::from(e).context("frontend state"));
-            }
+            // A destroyed guest: below a vanished /local/domain/<fe> xenstored answers
+            // EACCES, not ENOENT. When the frontend directory itself cannot be read either,
+            // the frontend is gone (or hides everything, which ends the same way); only a
+            // frontend hiding just its state node has failed.
+            Err(e) => match cx.xs.read_opt(&slot.id.frontend_path) {
+                Ok(Some(_)) => {
+                    return self.fail(cx, slot, DeviceError::from(e).context("frontend state"));
+                }
+                Ok(None) | Err(_) => XenbusState::Unknown,
+            },
         };
         if let Removal::WaitFrontend { .. } = slot.removal {
             if !matches!(fe_state, XenbusState::Initialised | XenbusState::Connected) {
