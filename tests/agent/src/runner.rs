@@ -124,6 +124,10 @@ impl<'a> Runner<'a> {
         report("scenario-start", &[("name", self.sc.name.clone())], None);
         let _ = std::fs::create_dir_all(&self.dir);
         let _ = sh("xl dmesg -c >/dev/null", Duration::from_secs(10));
+        // Console logs are per domain name: start this scenario's domains with empty ones.
+        for d in &self.sc.domains {
+            let _ = std::fs::remove_file(format!("/var/log/xen/console/guest-{}.log", d.name));
+        }
         self.start = Instant::now();
         if self.xs.is_none() {
             self.check(
