@@ -291,14 +291,21 @@ fn gzip(data: &[u8]) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
-/// The Linux guest initramfs: busybox, frontends, test tools, the agent.
-fn guest_initramfs(cache: &Cache, m: &Manifest, agent: &Path) -> Result<Vec<u8>> {
+/// What every Linux domU initramfs has: busybox init running the guest init script.
+fn linux_domain_base(cache: &Cache, agent: &Path) -> Result<RootFs> {
     let mut fs = RootFs::new(&cache.sysroot());
     common_files(&mut fs, agent)?;
     let t = templates();
     fs.archive.symlink("init", "/bin/busybox");
     fs.host_file(&t.join("guest-inittab"), "etc/inittab", 0o644)?;
     fs.host_file(&t.join("guest-init.sh"), "etc/testbed/init.sh", 0o755)?;
+    Ok(fs)
+}
+
+/// The Linux guest initramfs: busybox, frontends, test tools, the agent.
+fn guest_initramfs(cache: &Cache, m: &Manifest, agent: &Path) -> Result<Vec<u8>> {
+    let mut fs = linux_domain_base(cache, agent)?;
+    let t = templates();
     fs.host_file(&t.join("udhcpc.script"), "etc/testbed/udhcpc.script", 0o755)?;
     fs.modules(&m.kernel, GUEST_MODULES)?;
     for optional in GUEST_OPTIONAL_MODULES {
@@ -328,12 +335,8 @@ fn write_module_order(fs: &mut RootFs, order: &[String]) -> Result {
 
 /// A Linux driver domain's initramfs: guest tools plus netback/blkback, xl and `xl devd`.
 fn linuxdd_initramfs(cache: &Cache, m: &Manifest, agent: &Path) -> Result<Vec<u8>> {
-    let mut fs = RootFs::new(&cache.sysroot());
-    common_files(&mut fs, agent)?;
+    let mut fs = linux_domain_base(cache, agent)?;
     let t = templates();
-    fs.archive.symlink("init", "/bin/busybox");
-    fs.host_file(&t.join("guest-inittab"), "etc/inittab", 0o644)?;
-    fs.host_file(&t.join("guest-init.sh"), "etc/testbed/init.sh", 0o755)?;
     fs.host_file(&t.join("linuxdd-role.sh"), "etc/testbed/role", 0o755)?;
     fs.host_file(&t.join("vif-bridge"), "etc/xen/scripts/vif-bridge", 0o755)?;
     fs.host_file(&t.join("block"), "etc/xen/scripts/block", 0o755)?;
