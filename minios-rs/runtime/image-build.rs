@@ -1,7 +1,7 @@
-//! Links the hello image as a freestanding PVH ELF with the runtime's linker script.
-//!
-//! Only with the `unikernel` feature (which the binary requires), and only for binaries
-//! (`rustc-link-arg-bins`), so no host build (tests, build scripts, proc macros) sees them.
+//! Build script of every unikernel image crate (their `build = ` points here): links the
+//! binary as a freestanding PVH ELF with the runtime's linker script. Only when the image's
+//! `unikernel` feature is on, and only for binaries (`rustc-link-arg-bins`), so no host build
+//! (tests, build scripts, proc macros) sees the arguments.
 
 fn main() {
     if std::env::var_os("CARGO_FEATURE_UNIKERNEL").is_none() {
