@@ -1,0 +1,316 @@
+//! The data path: every connected vif's rings, the uplink and the switch, driven by one task.
+//!
+//! Each executor pass ([`Datapath::poll`]):
+//! 1. **TX** (`tx.rs`): take up to `tx_batch` packets from each vif's TX ring (round robin,
+//!    so an event storm or a flood from one guest cannot starve another) and validate their
+//!    slot chains; copy the first bytes of every packet with one batch of grant copies and
+//!    let the switch decide where each goes. A packet for one other vif that takes it as it
+//!    is, with buffers posted and nothing queued ahead of it, is copied **straight from the
+//!    sender's pages into the receiver's buffers** (one grant copy per slot, no bounce
+//!    through our memory); every other packet is copied into our memory and handed to the
+//!    switch, which adapts and queues it. One more batch of grant copies does both, then
+//!    every slot is answered.
+//! 2. **Uplink**: take what dom0 sent us, send what the switch queued for it.
+//! 3. **RX** (`rx.rs`, also before TX, for what earlier passes left queued): for each vif
+//!    with queued packets and enough posted buffers, fill the
+//!    buffers with one batch of grant copies (multi-slot packets, a GSO extra-info slot where
+//!    the frontend takes GSO) and answer them in order. A vif short of buffers asks to be
+//!    notified when the frontend has posted enough (`req_event`), and its queue — bounded by
+//!    the switch — absorbs or drops what arrives meanwhile.
+//! 4. Notify each frontend at most once per ring per pass, and only if it asked
+//!    (`rsp_event`).
+//!
+//! A frontend that breaks its ring (impossible indices, a slot chain that never ends) is not
+//! served any more; its vif's [`BackendDevice::poll`](minios::xenbus::BackendDevice::poll)
+//! reports the reason and the framework disconnects it. Malformed packets only cost their
+//! sender error responses and `tx-errors`.
+
+mod rx;
+mod tx;
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use log::info;
+use minios::executor::{Ctx, Task};
+use minios::platform::{DomId, EventChannel, Platform};
+use minios::xenstore::{Event, Store, XsError};
+
+use crate::netring::NetBackRing;
+use crate::switch::{PortConfig, PortCounters, PortId, Switch};
+use crate::uplink::UplinkConn;
+
+pub use rx::RX_PASS_SLOTS;
+pub use tx::HEAD_LEN;
+
+/// Bytes of packet data taken from all TX rings in one pass (bounds the memory in flight).
+pub const TX_PASS_BYTES: usize = 1 << 20;
+
+/// A connected vif's rings and event channels, as `connect` set them up.
+pub struct VifConn<P: Platform> {
+    /// The frontend domain (owner of every grant in the rings).
+    pub frontend: DomId,
+    /// The TX ring (requests: packets the guest sends).
+    pub tx: NetBackRing<P::Mapping>,
+    /// The RX ring (requests: buffers the guest posts).
+    pub rx: NetBackRing<P::Mapping>,
+    /// The TX (or only) event channel.
+    pub tx_evt: P::Channel,
+    /// The RX event channel with `feature-split-event-channels`.
+    pub rx_evt: Option<P::Channel>,
+    /// The frontend takes multi-slot packets (`feature-sg`).
+    pub sg: bool,
+}
+
+struct Vif<P: Platform> {
+    conn: VifConn<P>,
+    name: String,
+    fatal: Option<String>,
+    errors_logged: bool,
+    notify_tx: bool,
+    notify_rx: bool,
+}
+
+impl<P: Platform> Vif<P> {
+    fn fail(&mut self, why: String) {
+        if self.fatal.is_none() {
+            self.fatal = Some(why);
+        }
+    }
+}
+
+/// Counters of the data path itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DatapathStats {
+    /// Passes (polls of the data path).
+    pub passes: u64,
+    /// Passes that did ring work.
+    pub busy_passes: u64,
+    /// Packets taken from TX rings (well-formed or not).
+    pub tx_packets: u64,
+    /// Grant copy operations issued.
+    pub copy_ops: u64,
+    /// Batches of grant copies.
+    pub copy_batches: u64,
+    /// Packets copied straight from one guest to another.
+    pub direct: u64,
+    /// Packets copied into our memory and handed to the switch.
+    pub switched: u64,
+    /// ... of which because their receiver had too few buffers posted.
+    pub local_no_buffers: u64,
+    /// ... of which because packets for their receiver were queued ahead of them.
+    pub local_behind_queue: u64,
+    /// Notifications sent to frontends.
+    pub notifications: u64,
+    /// Nanoseconds spent in data path passes (hypercalls included).
+    pub poll_ns: u64,
+    /// Nanoseconds spent in grant copy batches.
+    pub copy_ns: u64,
+    /// Nanoseconds spent notifying frontends.
+    pub notify_ns: u64,
+    /// Failed notifications (the frontend's port is gone).
+    pub notify_failures: u64,
+}
+
+/// The data path (see the module documentation). Shared as `Rc<RefCell<Datapath<P>>>` between
+/// the vif devices (attach/detach), the uplink and local-interface tasks, and the executor,
+/// which polls it as a task.
+pub struct Datapath<P: Platform> {
+    /// The switch.
+    pub switch: Switch,
+    vifs: BTreeMap<PortId, Vif<P>>,
+    uplink: Option<(PortId, UplinkConn<P>)>,
+    tx_batch: usize,
+    next_first: PortId,
+    stats: DatapathStats,
+    /// Xenstore paths to remove (counters of removed vifs).
+    pending_rm: Vec<String>,
+    /// Packets whose heads were copied at the end of the last pass, to decide in the next.
+    carry: Vec<tx::TxPending>,
+}
+
+impl<P: Platform> Datapath<P> {
+    /// A data path around `switch`, taking at most `tx_batch` packets per vif per pass.
+    pub fn new(switch: Switch, tx_batch: usize) -> Self {
+        Self {
+            switch,
+            vifs: BTreeMap::new(),
+            uplink: None,
+            tx_batch: tx_batch.max(1),
+            next_first: 0,
+            stats: DatapathStats::default(),
+            pending_rm: Vec::new(),
+            carry: Vec::new(),
+        }
+    }
+
+    /// Counters of the data path.
+    pub fn stats(&self) -> DatapathStats {
+        self.stats
+    }
+
+    /// Puts a connected vif on the switch.
+    pub fn attach_vif(&mut self, conn: VifConn<P>, cfg: PortConfig) -> PortId {
+        let name = cfg.name.clone();
+        let id = self.switch.add_port(cfg);
+        info!("{}: on the switch as port {id}", self.switch.describe(id));
+        self.vifs.insert(
+            id,
+            Vif {
+                conn,
+                name,
+                fatal: None,
+                errors_logged: false,
+                notify_tx: false,
+                notify_rx: false,
+            },
+        );
+        id
+    }
+
+    /// Takes a vif off the switch (dropping its rings unmaps them and closes its ports);
+    /// returns its counters.
+    pub fn detach_vif(&mut self, id: PortId) -> Option<PortCounters> {
+        self.vifs.remove(&id);
+        self.switch.remove_port(id)
+    }
+
+    /// Whether a vif is attached.
+    pub fn has_vif(&self, id: PortId) -> bool {
+        self.vifs.contains_key(&id)
+    }
+
+    /// Why a vif's rings cannot be used any more, if they cannot (taken once).
+    pub fn take_fatal(&mut self, id: PortId) -> Option<String> {
+        self.vifs.get_mut(&id)?.fatal.take()
+    }
+
+    /// Puts the uplink on the switch.
+    pub fn attach_uplink(&mut self, conn: UplinkConn<P>, cfg: PortConfig) -> PortId {
+        self.detach_uplink();
+        let id = self.switch.add_port(cfg);
+        info!("{}: on the switch as port {id}", self.switch.describe(id));
+        self.uplink = Some((id, conn));
+        id
+    }
+
+    /// Takes the uplink off the switch; returns its counters.
+    pub fn detach_uplink(&mut self) -> Option<PortCounters> {
+        let (id, _conn) = self.uplink.take()?;
+        self.switch.remove_port(id)
+    }
+
+    /// The uplink's port, if connected.
+    pub fn uplink_port(&self) -> Option<PortId> {
+        self.uplink.as_ref().map(|(id, _)| *id)
+    }
+
+    /// Schedules removal of a xenstore subtree (done in the next pass, which has xenstore).
+    pub fn remove_later(&mut self, path: String) {
+        self.pending_rm.push(path);
+    }
+
+    /// Ports in the order to serve them this pass (rotating, for fairness).
+    fn vif_order(&mut self) -> Vec<PortId> {
+        let mut order: Vec<PortId> = self.vifs.keys().copied().collect();
+        if let Some(pos) = order.iter().position(|&p| p >= self.next_first) {
+            order.rotate_left(pos);
+        }
+        self.next_first = order.first().map_or(0, |&p| p + 1);
+        order
+    }
+
+    /// Performs a batch of grant copies (one hypercall per 64 on Xen), counted and timed.
+    fn run_copies(&mut self, platform: &P, ops: &mut [minios::platform::CopyOp<'_>]) {
+        if ops.is_empty() {
+            return;
+        }
+        let start = platform.now_ns();
+        platform.copy(ops);
+        self.stats.copy_ns += platform.now_ns().saturating_sub(start);
+        self.stats.copy_ops += ops.len() as u64;
+        self.stats.copy_batches += 1;
+    }
+
+    /// Publishes the responses of every ring that got some and notifies where asked — once
+    /// per channel: a frontend with one event channel for both rings gets one notification.
+    fn push_and_notify(&mut self) {
+        for vif in self.vifs.values_mut() {
+            let tx = core::mem::take(&mut vif.notify_tx) && vif.conn.tx.push();
+            let rx = core::mem::take(&mut vif.notify_rx) && vif.conn.rx.push();
+            match &vif.conn.rx_evt {
+                Some(rx_evt) => {
+                    if tx {
+                        notify(&mut self.stats, &vif.conn.tx_evt);
+                    }
+                    if rx {
+                        notify(&mut self.stats, rx_evt);
+                    }
+                }
+                None if tx || rx => notify(&mut self.stats, &vif.conn.tx_evt),
+                None => {}
+            }
+        }
+    }
+}
+
+fn notify<C: EventChannel>(stats: &mut DatapathStats, ch: &C) {
+    match ch.notify() {
+        Ok(()) => stats.notifications += 1,
+        // The frontend's domain is going away; the xenbus side will tear the vif down.
+        Err(_) => stats.notify_failures += 1,
+    }
+}
+
+impl<P: Platform> Task<P> for Datapath<P> {
+    fn start(&mut self, _cx: &mut Ctx<'_, P>) -> Result<(), XsError> {
+        Ok(())
+    }
+
+    fn on_event(&mut self, _cx: &mut Ctx<'_, P>, _sub: &str, _event: &Event) {}
+
+    fn poll(&mut self, cx: &mut Ctx<'_, P>) {
+        let now = cx.now_ns();
+        let platform = cx.platform;
+        self.stats.passes += 1;
+        let before = (self.stats.copy_batches, self.stats.notifications);
+        // Drain what is still queued from earlier passes first: the receivers may have posted
+        // buffers since, and an empty queue lets this pass's packets go direct.
+        let mut more = self.rx_pass(platform);
+        more |= self.tx_pass(platform, now);
+        if let Some((port, up)) = self.uplink.as_mut() {
+            more |= up.poll(&mut self.switch, *port, now);
+        }
+        more |= self.rx_pass(platform);
+        if let Some((port, up)) = self.uplink.as_mut() {
+            more |= up.poll(&mut self.switch, *port, now);
+        }
+        let t = platform.now_ns();
+        self.push_and_notify();
+        if let Some(why) = self.uplink.as_ref().and_then(|(_, up)| up.broken()) {
+            log::warn!("uplink: dropped after a ring failure: {why}");
+            self.detach_uplink();
+        }
+        let end = platform.now_ns();
+        self.stats.notify_ns += end.saturating_sub(t);
+        self.stats.poll_ns += end.saturating_sub(now);
+        if before != (self.stats.copy_batches, self.stats.notifications) {
+            self.stats.busy_passes += 1;
+        }
+        if more || self.vifs.values().any(|v| v.fatal.is_some()) {
+            cx.wake_now();
+        }
+        for path in core::mem::take(&mut self.pending_rm) {
+            if let Err(e) = cx.xs.rm(&path) {
+                if !e.is_enoent() {
+                    log::warn!("cannot remove {path}: {e}");
+                }
+            }
+        }
+    }
+
+    fn stop(&mut self, _cx: &mut Ctx<'_, P>) {
+        self.detach_uplink();
+    }
+}

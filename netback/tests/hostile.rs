@@ -1,0 +1,709 @@
+//! Hostile frontends (../shared/notes/hostile-frontends.md, items 1, 3, 6, 9, 10, 11, 12,
+//! 13, 14): each attack gets error responses or a disconnect with a logged reason, the
+//! driver domain keeps running, and two healthy guests on the same switch keep exchanging
+//! traffic throughout.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::*;
+use minios::platform::{EventChannel, SharedMem};
+use netback::wire::{Gso, GsoKind};
+use xen_abi::netif::{
+    NetifExtraInfo, NetifTxRequest, NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY,
+    NETTXF_EXTRA_INFO, NETTXF_MORE_DATA,
+};
+use xen_abi::ring::SharedRingIndices;
+
+const CMD: &str = "netback.uplink=off";
+
+/// A driver domain with hostile guest `a` (domid 5) and healthy guests `b` (6) and `c` (7).
+fn setup(cmd: &str) -> (Harness, TestFront, TestFront, TestFront) {
+    let mut h = Harness::new(cmd);
+    let a = h.guest(5, FrontOpts::linux(5));
+    let b = h.guest(6, FrontOpts::linux(6));
+    let c = h.guest(7, FrontOpts::plain(7));
+    (h, a, b, c)
+}
+
+/// b and c exchange a packet each way; both arrive intact.
+fn healthy(h: &mut Harness, b: &mut TestFront, c: &mut TestFront, seed: u32) {
+    let bc = udp_frame(mac(7), mac(6), ip(6), ip(7), &pattern(1200, seed));
+    let cb = udp_frame(mac(6), mac(7), ip(7), ip(6), &pattern(700, seed + 1));
+    b.send(&bc, &SendOpts::default());
+    c.send(&cb, &SendOpts::default());
+    h.settle();
+    let got_c = c.take_received();
+    let got_b = b.take_received();
+    assert!(got_c.iter().any(|r| r.data == bc), "c got b's packet");
+    assert!(got_b.iter().any(|r| r.data == cb), "b got c's packet");
+}
+
+fn req(gref: u32, offset: u16, flags: u16, id: u16, size: u16) -> [u8; 12] {
+    raw_req(NetifTxRequest {
+        gref,
+        offset,
+        flags,
+        id,
+        size,
+    })
+}
+
+/// The reason the backend recorded for a's failure (and that it failed).
+fn failed_with(h: &Harness, a: &TestFront) -> String {
+    let err = h.error_node(a).expect("error node written");
+    assert_eq!(h.be_state(a).as_deref(), Some("5"), "backend Closing");
+    assert!(!h.connected(a));
+    err
+}
+
+// --- 1: double fetch (XSA-155) ---------------------------------------------------------------
+
+#[test]
+fn item01_requests_rewritten_after_production() {
+    let (mut h, mut a, mut b, mut c) = setup(CMD);
+    let ring_page = a.tx_ring().mem().page().clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut i = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                // Rewrite sizes, flags and grants of every slot with garbage.
+                for slot in 0..256usize {
+                    let at = 64 + slot * 12;
+                    let v = i.wrapping_mul(2_654_435_761).wrapping_add(slot as u32);
+                    let _ = ring_page.write(at + 10, &(v as u16).to_le_bytes());
+                    if i % 3 == 0 {
+                        let _ = ring_page.write(at + 6, &((v >> 16) as u16 & 0xf).to_le_bytes());
+                    }
+                    if i % 7 == 0 {
+                        let _ = ring_page.write(at, &v.to_le_bytes());
+                    }
+                }
+                i = i.wrapping_add(1);
+            }
+        })
+    };
+    let mut slots = 0;
+    for round in 0..50u32 {
+        if !h.connected(&a) {
+            break;
+        }
+        for i in 0..4 {
+            let f = udp_frame(mac(6), mac(5), ip(5), ip(6), &pattern(3000, round * 4 + i));
+            slots += f.len().div_ceil(1000);
+            a.queue_frame(
+                &f,
+                &SendOpts {
+                    slot_len: 1000,
+                    ..Default::default()
+                },
+            );
+        }
+        a.push_tx();
+        h.settle();
+        a.poll();
+        healthy(&mut h, &mut b, &mut c, round);
+    }
+    stop.store(true, Ordering::Relaxed);
+    flipper.join().unwrap();
+    if h.connected(&a) {
+        // Every slot was answered exactly once, whatever the frontend wrote meanwhile.
+        assert_eq!(a.tx_done.len(), slots);
+    } else {
+        let reason = failed_with(&h, &a);
+        assert!(reason.contains("tx"), "{reason}");
+    }
+    healthy(&mut h, &mut b, &mut c, 1000);
+    // Whatever b received from a is a well-formed copy of something a sent: no backend
+    // memory leaks into it (every byte is from a's pages or the pattern).
+    for r in b.take_received() {
+        assert!(r.data.len() <= 3042);
+    }
+}
+
+// --- 3: bogus ring indices ----------------------------------------------------------------
+
+#[test]
+fn item03_req_prod_far_ahead() {
+    let (mut h, a, mut b, mut c) = setup(CMD);
+    let ring = a.tx_ring();
+    ring.store_req_prod(ring.load_req_prod().wrapping_add(100_000));
+    a.notify_tx();
+    h.settle();
+    let reason = failed_with(&h, &a);
+    assert!(reason.contains("tx ring"), "{reason}");
+    healthy(&mut h, &mut b, &mut c, 1);
+}
+
+#[test]
+fn item03_req_prod_moves_backwards() {
+    let (mut h, mut a, mut b, mut c) = setup(CMD);
+    a.send(
+        &udp_frame(mac(6), mac(5), ip(5), ip(6), b"one"),
+        &SendOpts::default(),
+    );
+    h.settle();
+    let ring = a.tx_ring();
+    ring.store_req_prod(ring.load_req_prod().wrapping_sub(1));
+    a.notify_tx();
+    h.settle();
+    failed_with(&h, &a);
+    healthy(&mut h, &mut b, &mut c, 2);
+}
+
+#[test]
+fn item03_rx_ring_req_prod_bogus() {
+    let (mut h, a, mut b, mut c) = setup(CMD);
+    let ring = a.rx_ring();
+    ring.store_req_prod(ring.load_req_prod().wrapping_add(u32::MAX / 2));
+    // Something for a, so the backend looks at its RX ring.
+    b.send(
+        &udp_frame(mac(5), mac(6), ip(6), ip(5), b"to a"),
+        &SendOpts::default(),
+    );
+    h.settle();
+    let reason = failed_with(&h, &a);
+    assert!(reason.contains("rx ring"), "{reason}");
+    healthy(&mut h, &mut b, &mut c, 3);
+}
+
+// --- 6: event storm (XSA-332) ----------------------------------------------------------------
+
+#[test]
+fn item06_event_storm() {
+    let (mut h, a, mut b, mut c) = setup(CMD);
+    let port = a.evt_tx.as_ref().map(|c| c.port()).unwrap();
+    let rx_port = a.evt_rx.as_ref().map(|c| c.port()).unwrap();
+    let dd_ports_before = h.world.open_ports(DD);
+    let frame = udp_frame(mac(7), mac(6), ip(6), ip(7), &pattern(1000, 1));
+    for round in 0..200 {
+        for _ in 0..500 {
+            a.dom.notify_raw(port).unwrap();
+            a.dom.notify_raw(rx_port).unwrap();
+        }
+        if round % 20 == 0 {
+            // b's packet reaches c within one pass despite the storm.
+            b.send(&frame, &SendOpts::default());
+            h.pass();
+            assert!(
+                c.take_received().iter().any(|r| r.data == frame),
+                "delivered in one pass during the storm (round {round})"
+            );
+        } else {
+            h.pass();
+        }
+    }
+    h.settle();
+    healthy(&mut h, &mut b, &mut c, 4);
+    assert!(h.connected(&a), "a storm alone is not an error");
+    assert_eq!(h.world.open_ports(DD), dd_ports_before);
+    // We never flooded a back (XSA-391): nothing to answer, nothing sent.
+    let dd_port = h.world.port_peer(5, port).unwrap().1;
+    assert_eq!(h.world.notifications_sent(DD, dd_port), 0);
+}
+
+// --- 9: bad grant references (XSA-365) -------------------------------------------------------
+
+#[test]
+fn item09_bad_tx_grants() {
+    let (mut h, mut a, mut b, mut c) = setup(CMD);
+    let f = udp_frame(mac(6), mac(5), ip(5), ip(6), &pattern(200, 1));
+    // Never granted.
+    a.put_raw(req(9999, 0, 0, 1, f.len() as u16));
+    // Out of range.
+    a.put_raw(req(u32::MAX, 0, 0, 2, f.len() as u16));
+    // c's grant reference number: meaningless in a's table.
+    let cg = c.data_page(200, 0, &f);
+    a.put_raw(req(cg + 5000, 0, 0, 3, f.len() as u16));
+    // Granted, then revoked before the backend gets to it (revoked last, so that no later
+    // grant reuses its reference).
+    let g = a.data_page(4, 0, &f);
+    a.put_raw(req(g, 0, 0, 4, f.len() as u16));
+    // Second slot of a chain bad, first good.
+    let g1 = a.data_page(5, 0, &f[..100]);
+    a.put_raw(req(g1, 0, NETTXF_MORE_DATA, 5, f.len() as u16));
+    a.put_raw(req(8888, 0, 0, 6, (f.len() - 100) as u16));
+    a.dom.revoke(g);
+    a.push_tx();
+    h.settle();
+    a.poll();
+    let statuses: Vec<(u16, i16)> = a.tx_done.clone();
+    assert_eq!(statuses.len(), 6);
+    assert!(
+        statuses.iter().all(|&(_, s)| s == NETIF_RSP_ERROR),
+        "{statuses:?}"
+    );
+    // The chain whose second grant is bad went for a direct copy: b's buffers taken for it
+    // are answered as errors (a dropped frame, like a corrupt one on a wire), no data.
+    assert!(b
+        .take_received()
+        .iter()
+        .all(|r| r.error && r.data.is_empty()));
+    assert_eq!(h.counters(&a).in_errors, 5);
+    // a itself still works.
+    a.send(&f, &SendOpts::default());
+    h.settle();
+    assert_eq!(b.take_received()[0].data, f);
+    healthy(&mut h, &mut b, &mut c, 5);
+}
+
+#[test]
+fn item09_bad_rx_grants() {
+    let mut h = Harness::new(CMD);
+    let mut o = FrontOpts::linux(5);
+    o.rx_buffers = 0;
+    let mut a = h.guest(5, o);
+    a.repost = false;
+    let mut b = h.guest(6, FrontOpts::linux(6));
+    let mut c = h.guest(7, FrontOpts::plain(7));
+    a.post_rx_gref(77_777);
+    a.post_rx_gref(u32::MAX);
+    a.post_rx(1);
+    for i in 0..3 {
+        b.send(
+            &udp_frame(mac(5), mac(6), ip(6), ip(5), &pattern(300, i)),
+            &SendOpts::default(),
+        );
+    }
+    h.settle();
+    let got = a.take_received();
+    assert_eq!(got.len(), 3);
+    assert!(
+        got[0].error && got[1].error,
+        "unwritable buffers answered with errors"
+    );
+    assert!(!got[2].error);
+    assert_eq!(h.counters(&a).out_errors, 2);
+    assert!(h.connected(&a));
+    healthy(&mut h, &mut b, &mut c, 6);
+}
+
+#[test]
+fn item09_bad_ring_refs_at_connect() {
+    let mut h = Harness::new(CMD);
+    let mut b = h.guest(6, FrontOpts::linux(6));
+    let mut c = h.guest(7, FrontOpts::plain(7));
+    let maps = h.world.live_mappings(DD);
+    let mut a = TestFront::create(&h.world, 5, 0, &FrontOpts::linux(5));
+    h.settle();
+    let mut keys = a.setup_rings(&FrontOpts::linux(5));
+    for (k, v) in keys.iter_mut() {
+        if k == "rx-ring-ref" {
+            *v = "4000".into(); // tx-ring-ref good, rx-ring-ref not granted
+        }
+    }
+    a.publish(&keys);
+    h.settle();
+    let reason = failed_with(&h, &a);
+    assert!(reason.contains("rx-ring-ref 4000"), "{reason}");
+    assert_eq!(
+        h.world.live_mappings(DD),
+        maps,
+        "the good half was unmapped"
+    );
+    healthy(&mut h, &mut b, &mut c, 7);
+}
+
+// --- 10: malformed packets (XSA-374) ---------------------------------------------------------
+
+#[test]
+fn item10_malformed_packets() {
+    let (mut h, mut a, mut b, mut c) = setup(CMD);
+    let f = udp_frame(mac(6), mac(5), ip(5), ip(6), &pattern(500, 2));
+    let g = a.data_page(100, 0, &f);
+    let mut id = 0u16;
+    let mut next = || {
+        id += 1;
+        id
+    };
+    // Zero length, runt.
+    a.put_raw(req(g, 0, 0, next(), 0));
+    a.put_raw(req(g, 0, 0, next(), 13));
+    // Crosses the page.
+    a.put_raw(req(g, 4000, 0, next(), 200));
+    // Later slot larger than the rest of the packet (an "oversized" chain).
+    a.put_raw(req(g, 0, NETTXF_MORE_DATA, next(), 100));
+    a.put_raw(req(g, 0, 0, next(), 4000));
+    // 19 data slots.
+    a.put_raw(req(g, 0, NETTXF_MORE_DATA, next(), 19 * 10));
+    for i in 1..19 {
+        let flags = if i < 18 { NETTXF_MORE_DATA } else { 0 };
+        a.put_raw(req(g, 0, flags, next(), 10));
+    }
+    // Unknown extra-info type, then GSO with size 0, then GSO of unknown type.
+    for extra in [
+        [9u8, 0, 0, 0, 0, 0, 0, 0],
+        [1, 0, 0, 0, 1, 0, 0, 0],
+        [1, 0, 0xa8, 5, 7, 0, 0, 0],
+    ] {
+        a.put_raw(req(g, 0, NETTXF_EXTRA_INFO, next(), f.len() as u16));
+        let mut raw = [0u8; 12];
+        raw[..8].copy_from_slice(&extra);
+        a.put_raw(raw);
+    }
+    // GSO claims on a UDP packet.
+    a.put_raw(req(g, 0, NETTXF_EXTRA_INFO, next(), f.len() as u16));
+    a.put_raw(raw_extra(NetifExtraInfo::gso(1448, 1, 0)));
+    a.push_tx();
+    h.settle();
+    a.poll();
+    let st = a.statuses();
+    let errors = st.iter().filter(|&&s| s == NETIF_RSP_ERROR).count();
+    let nulls = st.iter().filter(|&&s| s == NETIF_RSP_NULL).count();
+    assert_eq!(nulls, 4, "one NULL per extra-info slot");
+    assert_eq!(
+        errors,
+        st.len() - 4 - 1,
+        "all but the GSO-on-UDP packet are errors: {st:?}"
+    );
+    assert_eq!(h.counters(&a).in_errors, 9);
+    assert!(b.take_received().is_empty());
+    assert!(
+        h.connected(&a),
+        "malformed packets cost only error responses"
+    );
+    // a still sends.
+    a.send(&f, &SendOpts::default());
+    h.settle();
+    assert_eq!(b.take_received()[0].data, f);
+    healthy(&mut h, &mut b, &mut c, 8);
+}
+
+#[test]
+fn item10_chain_running_past_the_produced_requests() {
+    let (mut h, mut a, mut b, mut c) = setup(CMD);
+    let g = a.data_page(1, 0, &[0u8; 100]);
+    a.put_raw(req(g, 0, NETTXF_MORE_DATA, 1, 100));
+    a.put_raw(req(g, 0, NETTXF_MORE_DATA, 2, 50));
+    a.push_tx();
+    h.settle();
+    let reason = failed_with(&h, &a);
+    assert!(reason.contains("past the produced requests"), "{reason}");
+    healthy(&mut h, &mut b, &mut c, 9);
+    // The frontend starts over and is served again.
+    a.close();
+    h.settle();
+    a.write("state", "1");
+    h.settle();
+    a.connect(&FrontOpts::linux(5));
+    h.settle();
+    assert!(h.connected(&a));
+    let f = udp_frame(mac(6), mac(5), ip(5), ip(6), b"back again");
+    a.send(&f, &SendOpts::default());
+    h.settle();
+    assert_eq!(b.take_received()[0].data, f);
+}
+
+// --- 11: RX backlog (CVE-2021-28714/28715) ---------------------------------------------------
+
+#[test]
+fn item11_guest_stops_consuming_rx() {
+    let (mut h, mut a, mut b, mut c) = setup("netback.uplink=off netback.queue_kb=256");
+    a.repost = false;
+    let limit = h.netdd.dp.borrow().switch.limits().queue_bytes;
+    assert_eq!(limit, 256 * 1024);
+    let mut sent = 0;
+    for round in 0..40u32 {
+        for i in 0..50 {
+            b.queue_frame(
+                &udp_frame(mac(5), mac(6), ip(6), ip(5), &pattern(1400, round * 50 + i)),
+                &SendOpts::default(),
+            );
+            sent += 1;
+        }
+        b.push_tx();
+        h.settle();
+        b.poll();
+        let dp = h.netdd.dp.borrow();
+        let port = h
+            .netdd
+            .backend
+            .borrow()
+            .device(5, 0)
+            .and_then(|d| d.port())
+            .unwrap();
+        assert!(dp.switch.queued_bytes(port) <= limit, "bounded queue");
+        assert!(dp.switch.used_bytes() <= dp.switch.limits().total_bytes);
+        drop(dp);
+        healthy(&mut h, &mut b, &mut c, round);
+    }
+    let counters = h.counters(&a);
+    // a had 256 buffers: the rest was queued up to the limit, then dropped.
+    assert!(counters.out_dropped > 1000, "{counters:?}");
+    assert_eq!(counters.out_packets as usize, 256);
+    assert_eq!(
+        counters.out_dropped as usize
+            + counters.out_packets as usize
+            + h.netdd.dp.borrow().switch.queued(h.counters_port(&a)),
+        sent
+    );
+    assert!(h.connected(&a));
+}
+
+// --- 12: headers split across fragments (XSA-423) --------------------------------------------
+
+#[test]
+fn item12_headers_split_across_tiny_slots() {
+    let (mut h, mut a, mut b, mut c) = setup(CMD);
+    let f = tcp_frame(mac(7), mac(5), ip(5), ip(7), &pattern(2000, 3), true);
+    // 17 slots: the 54 header bytes in 16 slots of 1-6 bytes, the payload in the last.
+    let cuts = [1usize, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6, 3, 3, 3, 3];
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    for n in cuts {
+        pieces.push(&f[at..at + n]);
+        at += n;
+    }
+    pieces.push(&f[at..]);
+    let n = pieces.len();
+    for (i, p) in pieces.iter().enumerate() {
+        let g = a.data_page(i as u16, 17, p);
+        let size = if i == 0 { f.len() } else { p.len() } as u16;
+        let mut flags = if i + 1 < n { NETTXF_MORE_DATA } else { 0 };
+        if i == 0 {
+            flags |= xen_abi::netif::NETTXF_CSUM_BLANK | xen_abi::netif::NETTXF_DATA_VALIDATED;
+        }
+        a.put_raw(req(g, 17, flags, i as u16, size));
+    }
+    a.push_tx();
+    h.settle();
+    a.poll();
+    assert!(a.statuses().iter().all(|&s| s == NETIF_RSP_OKAY));
+    // c does not offload checksums: the backend parsed the scattered headers to finish it.
+    let got = c.take_received();
+    assert_eq!(got.len(), 1);
+    assert!(l4_ok(&got[0].data));
+    assert_eq!(got[0].data[54..], f[54..]);
+    healthy(&mut h, &mut b, &mut c, 10);
+}
+
+// --- 13: small packet in max slots (XSA-432) -------------------------------------------------
+
+#[test]
+fn item13_small_packet_in_max_slots() {
+    let (mut h, mut a, mut b, mut c) = setup(CMD);
+    let f = udp_frame(mac(6), mac(5), ip(5), ip(6), &pattern(18, 4));
+    assert_eq!(f.len(), 60);
+    a.send(
+        &f,
+        &SendOpts {
+            slot_len: 4,
+            offset: 4092,
+            ..Default::default()
+        },
+    );
+    h.settle();
+    a.poll();
+    assert_eq!(a.tx_done.len(), 15);
+    let f = udp_frame(mac(6), mac(5), ip(5), ip(6), &pattern(18, 4));
+    // Exactly 18 slots: 17 of 3 bytes and the first holding the rest.
+    let first = 60 - 17 * 3;
+    let g = a.data_page(50, 0, &f[..first]);
+    a.put_raw(req(g, 0, NETTXF_MORE_DATA, 50, 60));
+    for i in 0..17 {
+        let at = first + i * 3;
+        let g = a.data_page(51 + i as u16, 4093, &f[at..at + 3]);
+        let flags = if i < 16 { NETTXF_MORE_DATA } else { 0 };
+        a.put_raw(req(g, 4093, flags, 51 + i as u16, 3));
+    }
+    a.push_tx();
+    h.settle();
+    a.poll();
+    let got = b.take_received();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|r| r.data == f));
+    assert!(a.statuses().iter().all(|&s| s == NETIF_RSP_OKAY));
+    healthy(&mut h, &mut b, &mut c, 11);
+}
+
+// --- 14: trusting frontend-written configuration (XSA-178) -----------------------------------
+
+#[test]
+fn item14_absurd_frontend_configuration() {
+    let mut h = Harness::new(CMD);
+    let mut b = h.guest(6, FrontOpts::linux(6));
+    let mut c = h.guest(7, FrontOpts::plain(7));
+    let maps = h.world.live_mappings(DD);
+    let ports = h.world.open_ports(DD);
+    let long = "9".repeat(4000);
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("tx-ring-ref", "abc".into(), "tx-ring-ref"),
+        ("tx-ring-ref", "99999999999".into(), "tx-ring-ref"),
+        ("rx-ring-ref", long.clone(), "rx-ring-ref"),
+        ("rx-ring-ref", "-1".into(), "rx-ring-ref"),
+        ("event-channel-tx", "4294967296".into(), "event-channel-tx"),
+        ("event-channel-rx", "65535".into(), "event-channel-rx"),
+        (
+            "multi-queue-num-queues",
+            "8".into(),
+            "multi-queue-num-queues",
+        ),
+        (
+            "multi-queue-num-queues",
+            "0".into(),
+            "multi-queue-num-queues",
+        ),
+        ("request-rx-copy", "0".into(), "request-rx-copy"),
+        ("feature-rx-notify", "".into(), "feature-rx-notify"),
+        ("feature-sg", "2".into(), "feature-sg"),
+        ("feature-gso-tcpv4", " 1".into(), "feature-gso-tcpv4"),
+        (
+            "feature-no-csum-offload",
+            "yes".into(),
+            "feature-no-csum-offload",
+        ),
+        ("tx-ring-ref", "7".into(), "tx-ring-ref 7"),
+    ];
+    for (i, (key, value, expect)) in cases.iter().enumerate() {
+        let domid = 20 + i as u16;
+        let mut a = TestFront::create(&h.world, domid, 0, &FrontOpts::linux(20 + i as u8));
+        h.settle();
+        let mut keys = a.setup_rings(&FrontOpts::linux(20 + i as u8));
+        keys.retain(|(k, _)| k != key);
+        keys.push((key.to_string(), value.clone()));
+        a.publish(&keys);
+        h.settle();
+        let reason = failed_with(&h, &a);
+        assert!(reason.contains(expect), "{key}={value:.20}: {reason}");
+        healthy(&mut h, &mut b, &mut c, 100 + i as u32);
+        // The frontend gives up; nothing it made us map or bind survives.
+        a.close();
+        h.settle();
+        assert_eq!(h.world.live_mappings(DD), maps, "{key}");
+        assert_eq!(h.world.open_ports(DD), ports, "{key}");
+        h.world.destroy_domain(domid);
+        h.settle();
+    }
+    // Garbage in the backend directory's toolstack keys is refused at probe.
+    let bad = TestFront::create(
+        &h.world,
+        60,
+        0,
+        &FrontOpts {
+            ip: Some("10.0.0.300".into()),
+            ..FrontOpts::linux(60)
+        },
+    );
+    h.settle();
+    let reason = h.error_node(&bad).expect("probe failure recorded");
+    assert!(reason.contains("backend ip"), "{reason}");
+    healthy(&mut h, &mut b, &mut c, 200);
+}
+
+// --- anti-spoofing on the real path ------------------------------------------------------
+
+#[test]
+fn spoofed_sources_are_dropped() {
+    let mut h = Harness::new(CMD);
+    let mut a = h.guest(
+        5,
+        FrontOpts {
+            ip: Some("10.0.0.5".into()),
+            ..FrontOpts::linux(5)
+        },
+    );
+    let mut b = h.guest(6, FrontOpts::linux(6));
+    // Someone else's MAC; someone else's IP; then a legitimate one.
+    a.send(
+        &udp_frame(mac(6), mac(9), ip(5), ip(6), b"mac"),
+        &SendOpts::default(),
+    );
+    a.send(
+        &udp_frame(mac(6), mac(5), ip(9), ip(6), b"ip"),
+        &SendOpts::default(),
+    );
+    let good = udp_frame(mac(6), mac(5), ip(5), ip(6), b"ok");
+    a.send(&good, &SendOpts::default());
+    h.settle();
+    let got = b.take_received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].data, good);
+    assert_eq!(h.counters(&a).in_spoofed, 2);
+    // GSO super-segments are checked too.
+    let big = tcp_frame(mac(6), mac(5), ip(9), ip(6), &pattern(10000, 1), true);
+    a.send(
+        &big,
+        &SendOpts {
+            csum_blank: true,
+            gso: Some(Gso {
+                kind: GsoKind::TcpV4,
+                mss: 1448,
+            }),
+            ..Default::default()
+        },
+    );
+    h.settle();
+    assert!(b.take_received().is_empty());
+    assert_eq!(h.counters(&a).in_spoofed, 3);
+}
+
+#[test]
+fn sender_slot_layouts_never_reach_receivers_as_runts() {
+    let (mut h, mut a, mut b, mut c) = setup(CMD);
+    // A 60-byte frame in 15 slots of 4 bytes: b must get the headers in its first slot.
+    let f = udp_frame(mac(6), mac(5), ip(5), ip(6), &pattern(18, 9));
+    a.send(
+        &f,
+        &SendOpts {
+            slot_len: 4,
+            ..Default::default()
+        },
+    );
+    h.settle();
+    // A Linux-like GSO layout (headers alone in the first slot) goes straight through.
+    let g = tcp_frame(mac(6), mac(5), ip(5), ip(6), &pattern(20_000, 2), true);
+    let g1 = a.data_page(300, 0, &g[..54]);
+    let flags = xen_abi::netif::NETTXF_CSUM_BLANK
+        | xen_abi::netif::NETTXF_DATA_VALIDATED
+        | NETTXF_MORE_DATA
+        | NETTXF_EXTRA_INFO;
+    a.put_raw(req(g1, 0, flags, 300, g.len() as u16));
+    a.put_raw(raw_extra(NetifExtraInfo::gso(1448, 1, 0)));
+    let rest: Vec<&[u8]> = g[54..].chunks(4096).collect();
+    for (i, chunk) in rest.iter().enumerate() {
+        let gi = a.data_page(301 + i as u16, 0, chunk);
+        let more = if i + 1 < rest.len() {
+            NETTXF_MORE_DATA
+        } else {
+            0
+        };
+        a.put_raw(req(gi, 0, more, 301 + i as u16, chunk.len() as u16));
+    }
+    a.push_tx();
+    h.settle();
+    let got = b.take_received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].data, f);
+    assert_eq!(got[0].slot_lens, vec![60], "re-laid into one slot");
+    assert_eq!(got[1].data, g);
+    assert_eq!(got[1].slot_lens[0], 54, "direct: the sender's layout");
+    assert_eq!(h.netdd.dp.borrow().stats().direct, 1);
+    healthy(&mut h, &mut b, &mut c, 12);
+}
+
+#[test]
+fn empty_first_slot_is_still_answered() {
+    let (mut h, mut a, mut b, mut c) = setup(CMD);
+    let f = udp_frame(mac(6), mac(5), ip(5), ip(6), &pattern(100, 3));
+    let g0 = a.data_page(1, 0, &[]);
+    let g1 = a.data_page(2, 0, &f);
+    a.put_raw(req(g0, 0, NETTXF_MORE_DATA, 1, f.len() as u16));
+    a.put_raw(req(g1, 0, 0, 2, f.len() as u16));
+    // And a first slot too short for the headers.
+    let g2 = a.data_page(3, 0, &f[..10]);
+    let g3 = a.data_page(4, 0, &f[10..]);
+    a.put_raw(req(g2, 0, NETTXF_MORE_DATA, 3, f.len() as u16));
+    a.put_raw(req(g3, 0, 0, 4, (f.len() - 10) as u16));
+    a.push_tx();
+    h.settle();
+    a.poll();
+    assert_eq!(a.statuses(), vec![NETIF_RSP_OKAY; 4]);
+    let got = b.take_received();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|r| r.data == f && r.slot_lens[0] >= 42));
+    healthy(&mut h, &mut b, &mut c, 13);
+}
