@@ -73,22 +73,66 @@ pub fn test() -> Result {
 }
 
 /// Scenarios the demo boots.
-const DEMO: &[&str] = &[
-    "baseline-pv",
-    "linux-netdd",
-    "appliance-up-down",
-    "appliance-restart",
-];
+const DEMO: &[&str] = &["appliance-up-down", "appliance-restart"];
 
 /// Boots the appliance in the testbed and prints what each guest got.
 pub fn demo() -> Result {
     hosttools::ensure(true)?;
-    let results = testbed::run(DEMO)?;
+    let report = testbed::run_scenarios(&testbed::load(DEMO)?, None)?;
+    if report.failed > 0 || report.timed_out {
+        return Err(format!(
+            "{} of {} demo scenarios failed (log: {})",
+            report.failed,
+            report.results.len(),
+            report.log.display()
+        ));
+    }
+    let log = std::fs::read_to_string(&report.log).unwrap_or_default();
+    let transcript = xddctl_transcript(&log);
+    if !transcript.is_empty() {
+        println!("\nWhat xddctl did (from dom0's console):");
+        for line in transcript {
+            println!("  {line}");
+        }
+    }
     println!("\nWhat the guests got:");
-    for r in &results {
+    for r in &report.results {
         describe(r);
     }
     Ok(())
+}
+
+/// The parts of xddctl's output (echoed to dom0's console as `xddctl| …`) that tell the story:
+/// the first `up` timeline, the first `status` table, and every recovery under `run`.
+fn xddctl_transcript(log: &str) -> Vec<String> {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("xddctl| ").map(|(_, rest)| rest))
+        .collect();
+    let mut out = Vec::new();
+    if let Some(start) = lines.iter().position(|l| l.starts_with("# xddctl up:")) {
+        for l in &lines[start..] {
+            out.push(l.to_string());
+            if l.contains(" up ") && (l.contains(" done ") || l.contains(" failed ")) {
+                break;
+            }
+        }
+    }
+    if let Some(start) = lines.iter().position(|l| l.starts_with("DOMAIN ")) {
+        for l in &lines[start..] {
+            out.push(l.to_string());
+            if l.starts_with("Domain-0") {
+                break;
+            }
+        }
+    }
+    out.extend(
+        lines
+            .iter()
+            .filter(|l| l.contains(" recovered "))
+            .map(|l| l.to_string()),
+    );
+    out
 }
 
 fn describe(r: &ScenarioResult) {
@@ -110,5 +154,39 @@ fn describe(r: &ScenarioResult) {
     }
     for (name, value, unit) in &r.metrics {
         println!("    {name}: {value} {unit}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xddctl_transcript;
+
+    #[test]
+    fn transcript_takes_the_first_up_the_status_table_and_recoveries() {
+        let log = "\
+[  1.0] xddctl| appliance ok
+[  2.0] xddctl| # xddctl up: appliance `t`
+[  2.0] xddctl|     9.9   +0.1  netdd  create  driver
+[  2.0] xddctl|    12.3   +2.6  up     done    1 domain(s) up in 2.6 s
+[  2.1] xddctl| after
+[  3.0] noise
+[  4.0] xddctl| DOMAIN    ROLE    ID
+[  4.0] xddctl| netdd     driver  1
+[  4.0] xddctl| Domain-0  dom0    0
+[  5.0] xddctl| # xddctl up: appliance `again`
+[  6.0] xddctl|    20.0  +5.0  netdd  recovered  web1 vif/0 reconnected
+";
+        assert_eq!(
+            xddctl_transcript(log),
+            [
+                "# xddctl up: appliance `t`",
+                "    9.9   +0.1  netdd  create  driver",
+                "   12.3   +2.6  up     done    1 domain(s) up in 2.6 s",
+                "DOMAIN    ROLE    ID",
+                "netdd     driver  1",
+                "Domain-0  dom0    0",
+                "   20.0  +5.0  netdd  recovered  web1 vif/0 reconnected",
+            ]
+        );
     }
 }
