@@ -219,6 +219,7 @@ fn struct_checks(c: &mut Checks) {
     // hypercall::sched
     st!(c, SchedShutdown = "struct sched_shutdown" { reason });
     st!(c, SchedPoll = "struct sched_poll" { ports, nr_ports, timeout });
+    st!(c, MulticallEntry = "struct multicall_entry" { op, result, args });
     // hypercall::event_channel
     st!(c, EvtchnAllocUnbound = "struct evtchn_alloc_unbound" { dom, remote_dom, port });
     st!(c, EvtchnBindInterdomain = "struct evtchn_bind_interdomain" { remote_dom, remote_port, local_port });

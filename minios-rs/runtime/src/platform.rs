@@ -91,6 +91,18 @@ impl Events for Runtime {
     ) -> Result<Channel, XenErrno> {
         Channel::bind_interdomain(remote, remote_port)
     }
+
+    fn notify_many(&self, channels: &[&Channel]) -> usize {
+        let mut ports = [0; crate::xen::evtchn::SEND_BATCH];
+        let mut failed = 0;
+        for chunk in channels.chunks(ports.len()) {
+            for (slot, ch) in ports.iter_mut().zip(chunk) {
+                *slot = ch.port();
+            }
+            failed += crate::xen::evtchn::send_many(&ports[..chunk.len()]);
+        }
+        failed
+    }
 }
 
 impl Grants for Runtime {

@@ -12,6 +12,8 @@ use xen_abi::XenErrno;
 
 static BOOT_SYSTEM_NS: AtomicU64 = AtomicU64::new(0);
 static LAST_NS: AtomicU64 = AtomicU64::new(0);
+/// The deadline the one-shot timer is armed for (our clock; 0: none).
+static ARMED_NS: AtomicU64 = AtomicU64::new(0);
 
 /// Xen system time (ns since the host booted), or `None` before shared info is mapped.
 fn system_ns() -> Option<u64> {
@@ -37,9 +39,16 @@ pub fn now_ns() -> u64 {
 }
 
 /// Arms the one-shot timer to raise `VIRQ_TIMER` at `deadline_ns` (our clock); a deadline in
-/// the past fires at once. Re-arming replaces the previous deadline.
+/// the past fires at once. Re-arming replaces the previous deadline; arming again for the
+/// deadline already armed makes no hypercall (a busy loop blocking many times towards one
+/// deadline pays for the timer once).
 pub fn arm(deadline_ns: u64) -> Result<(), XenErrno> {
-    crate::xen::vcpu::set_singleshot_timer(0, to_system(deadline_ns))
+    if deadline_ns != 0 && ARMED_NS.load(Ordering::Relaxed) == deadline_ns {
+        return Ok(());
+    }
+    crate::xen::vcpu::set_singleshot_timer(0, to_system(deadline_ns))?;
+    ARMED_NS.store(deadline_ns, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Converts a deadline on our clock to Xen system time (for `SCHEDOP_poll`).
@@ -49,6 +58,7 @@ pub fn to_system(deadline_ns: u64) -> u64 {
 
 /// Disarms the one-shot timer.
 pub fn disarm() {
+    ARMED_NS.store(0, Ordering::Relaxed);
     let _ = crate::xen::vcpu::stop_singleshot_timer(0);
 }
 

@@ -34,7 +34,7 @@ use alloc::vec::Vec;
 
 use log::info;
 use minios::executor::{Ctx, Task};
-use minios::platform::{DomId, EventChannel, Platform};
+use minios::platform::{DomId, Platform};
 use minios::xenstore::{Event, Store, XsError};
 
 use crate::netring::NetBackRing;
@@ -235,31 +235,41 @@ impl<P: Platform> Datapath<P> {
 
     /// Publishes the responses of every ring that got some and notifies where asked — once
     /// per channel: a frontend with one event channel for both rings gets one notification.
-    fn push_and_notify(&mut self) {
-        for vif in self.vifs.values_mut() {
+    /// All notifications of a pass go to the platform together (one multicall on Xen).
+    fn push_and_notify(&mut self, platform: &P) {
+        let mut wanted: Vec<(PortId, bool, bool)> = Vec::new();
+        for (&id, vif) in self.vifs.iter_mut() {
             let tx = core::mem::take(&mut vif.notify_tx) && vif.conn.tx.push();
             let rx = core::mem::take(&mut vif.notify_rx) && vif.conn.rx.push();
+            if tx || rx {
+                wanted.push((id, tx, rx));
+            }
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        let mut channels: Vec<&P::Channel> = Vec::with_capacity(wanted.len() * 2);
+        for (id, tx, rx) in wanted {
+            let Some(vif) = self.vifs.get(&id) else {
+                continue;
+            };
             match &vif.conn.rx_evt {
                 Some(rx_evt) => {
                     if tx {
-                        notify(&mut self.stats, &vif.conn.tx_evt);
+                        channels.push(&vif.conn.tx_evt);
                     }
                     if rx {
-                        notify(&mut self.stats, rx_evt);
+                        channels.push(rx_evt);
                     }
                 }
-                None if tx || rx => notify(&mut self.stats, &vif.conn.tx_evt),
-                None => {}
+                None => channels.push(&vif.conn.tx_evt),
             }
         }
-    }
-}
-
-fn notify<C: EventChannel>(stats: &mut DatapathStats, ch: &C) {
-    match ch.notify() {
-        Ok(()) => stats.notifications += 1,
-        // The frontend's domain is going away; the xenbus side will tear the vif down.
-        Err(_) => stats.notify_failures += 1,
+        let failed = platform.notify_many(&channels);
+        // A failure means the frontend's domain is going away; the xenbus side tears the vif
+        // down.
+        self.stats.notifications += (channels.len() - failed) as u64;
+        self.stats.notify_failures += failed as u64;
     }
 }
 
@@ -287,7 +297,7 @@ impl<P: Platform> Task<P> for Datapath<P> {
             more |= up.poll(&mut self.switch, *port, now);
         }
         let t = platform.now_ns();
-        self.push_and_notify();
+        self.push_and_notify(platform);
         if let Some(why) = self.uplink.as_ref().and_then(|(_, up)| up.broken()) {
             log::warn!("uplink: dropped after a ring failure: {why}");
             self.detach_uplink();

@@ -156,3 +156,16 @@ pub const VIRQ_XENPMU: u32 = 13;
 pub const VIRQ_ARCH_0: u32 = 16;
 /// Number of virtual IRQs (`NR_VIRQS`).
 pub const NR_VIRQS: u32 = 24;
+
+/// `struct multicall_entry` (x86_64): one hypercall of a [`HYPERVISOR_MULTICALL`] batch. Xen
+/// runs the entries in order and stores each one's return value in `result`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MulticallEntry {
+    /// IN: the hypercall number (`HYPERVISOR_*`).
+    pub op: u64,
+    /// OUT: the hypercall's return value (`-errno` on failure).
+    pub result: u64,
+    /// IN: its arguments.
+    pub args: [u64; 6],
+}
