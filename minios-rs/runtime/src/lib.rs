@@ -23,6 +23,7 @@ pub mod control;
 pub mod events;
 pub mod grants;
 pub mod mm;
+pub mod page_ring;
 pub mod platform;
 pub mod selftest;
 pub mod shared_info;

@@ -9,13 +9,12 @@
 
 use crate::events::Channel;
 use crate::mm::page::PhysPage;
+use crate::page_ring::PageRing;
+pub use crate::page_ring::RingError;
 use crate::sync::Global;
 use core::mem::offset_of;
-use minios::platform::{MemError, SharedMem, TransportError, XsTransport};
-use xen_abi::byte_ring::RingIndexError;
-use xen_abi::xs_wire::{
-    ring_read_chunk, ring_write_chunk, XenstoreDomainInterface as Iface, XENSTORE_RING_SIZE,
-};
+use minios::platform::{SharedMem, TransportError, XsTransport};
+use xen_abi::xs_wire::{XenstoreDomainInterface as Iface, XENSTORE_RING_SIZE};
 use xen_abi::{EvtchnPort, XenErrno};
 
 const REQ: usize = offset_of!(Iface, req);
@@ -25,26 +24,20 @@ const REQ_PROD: usize = offset_of!(Iface, req_prod);
 const RSP_CONS: usize = offset_of!(Iface, rsp_cons);
 const RSP_PROD: usize = offset_of!(Iface, rsp_prod);
 
-/// A ring access failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RingError {
-    /// xenstored's index is nonsense.
-    Index(RingIndexError),
-    /// The page could not be accessed.
-    Mem(MemError),
-}
-
-impl From<RingIndexError> for RingError {
-    fn from(e: RingIndexError) -> Self {
-        RingError::Index(e)
-    }
-}
-
-impl From<MemError> for RingError {
-    fn from(e: MemError) -> Self {
-        RingError::Mem(e)
-    }
-}
+/// The request ring: we produce, xenstored consumes.
+const REQ_RING: PageRing = PageRing {
+    data: REQ,
+    size: XENSTORE_RING_SIZE,
+    cons: REQ_CONS,
+    prod: REQ_PROD,
+};
+/// The response ring: xenstored produces, we consume.
+const RSP_RING: PageRing = PageRing {
+    data: RSP,
+    size: XENSTORE_RING_SIZE,
+    cons: RSP_CONS,
+    prod: RSP_PROD,
+};
 
 /// Both byte rings of a xenstore page.
 #[derive(Debug)]
@@ -61,45 +54,12 @@ impl<M: SharedMem> XsRing<M> {
     /// Copies as much of `data` as fits into the request ring and publishes it; returns the
     /// number of bytes written (0 when full).
     pub fn write(&self, data: &[u8]) -> Result<usize, RingError> {
-        let cons = self.page.load_u32(REQ_CONS)?;
-        let prod = self.page.load_u32(REQ_PROD)?;
-        let mut done = 0;
-        while done < data.len() {
-            let chunk = ring_write_chunk(cons, prod.wrapping_add(done as u32))?;
-            if chunk.len == 0 {
-                break;
-            }
-            let n = chunk.len.min(data.len() - done);
-            self.page.write(REQ + chunk.offset, &data[done..done + n])?;
-            done += n;
-        }
-        if done > 0 {
-            self.page
-                .store_u32(REQ_PROD, prod.wrapping_add(done as u32))?;
-        }
-        Ok(done)
+        REQ_RING.produce(&self.page, data)
     }
 
     /// Copies available reply bytes into `buf` and releases their space; returns the count.
     pub fn read(&self, buf: &mut [u8]) -> Result<usize, RingError> {
-        let prod = self.page.load_u32(RSP_PROD)?;
-        let cons = self.page.load_u32(RSP_CONS)?;
-        let mut done = 0;
-        while done < buf.len() {
-            let chunk = ring_read_chunk(cons.wrapping_add(done as u32), prod)?;
-            if chunk.len == 0 {
-                break;
-            }
-            let n = chunk.len.min(buf.len() - done);
-            self.page
-                .read(RSP + chunk.offset, &mut buf[done..done + n])?;
-            done += n;
-        }
-        if done > 0 {
-            self.page
-                .store_u32(RSP_CONS, cons.wrapping_add(done as u32))?;
-        }
-        Ok(done)
+        RSP_RING.consume(&self.page, buf)
     }
 
     /// Whether reply bytes are waiting (bogus indices count as readable, so the reader

@@ -25,7 +25,6 @@ pub use encode::{
 pub use path::{validate_path, PathError, PathKind};
 pub use perm::{Perm, PermAccess};
 
-use crate::byte_ring::{self, Chunk, RingIndexError};
 use crate::wire::impl_wire;
 use crate::XenErrno;
 use core::fmt;
@@ -249,16 +248,6 @@ pub const fn mask_xenstore_idx(idx: u32) -> usize {
     idx as usize & (XENSTORE_RING_SIZE - 1)
 }
 
-/// Contiguous space in the request (or response) ring a producer can fill now.
-pub fn ring_write_chunk(cons: u32, prod: u32) -> Result<Chunk, RingIndexError> {
-    byte_ring::write_chunk(XENSTORE_RING_SIZE, cons, prod)
-}
-
-/// Contiguous data in the response (or request) ring a consumer can take now.
-pub fn ring_read_chunk(cons: u32, prod: u32) -> Result<Chunk, RingIndexError> {
-    byte_ring::read_chunk(XENSTORE_RING_SIZE, cons, prod)
-}
-
 /// Malformed or oversized xenstore data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WireError {
@@ -348,6 +337,7 @@ impl From<PathError> for WireError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::byte_ring::{self, Chunk};
 
     #[test]
     fn type_numbering() {
@@ -370,12 +360,12 @@ mod tests {
     fn ring_helpers() {
         assert_eq!(mask_xenstore_idx(1025), 1);
         assert_eq!(
-            ring_write_chunk(0, 1000),
+            byte_ring::write_chunk(XENSTORE_RING_SIZE, 0, 1000),
             Ok(Chunk {
                 offset: 1000,
                 len: 24
             })
         );
-        assert!(ring_read_chunk(0, 2000).is_err());
+        assert!(byte_ring::read_chunk(XENSTORE_RING_SIZE, 0, 2000).is_err());
     }
 }

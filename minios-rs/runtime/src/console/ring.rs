@@ -5,9 +5,10 @@
 //! `out_cons`, `out_prod`. Indices are free-running and wrap at 2^32; the byte at index `i`
 //! lives at `i mod size`.
 
+use crate::page_ring::PageRing;
+pub use crate::page_ring::RingError;
 use core::mem::offset_of;
-use minios::platform::{MemError, SharedMem};
-use xen_abi::byte_ring::{self, RingIndexError};
+use minios::platform::SharedMem;
 use xen_abi::console::{XenconsInterface, XENCONS_OUT_SIZE};
 
 const OUT_OFFSET: usize = offset_of!(XenconsInterface, out);
@@ -15,27 +16,12 @@ const OUT_CONS: usize = offset_of!(XenconsInterface, out_cons);
 const OUT_PROD: usize = offset_of!(XenconsInterface, out_prod);
 /// Size of the output ring.
 pub const OUT_SIZE: usize = XENCONS_OUT_SIZE;
-
-/// Why the ring could not be written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RingError {
-    /// The consumer index is nonsense (more than a ring's worth behind the producer).
-    Index(RingIndexError),
-    /// The ring page could not be accessed.
-    Mem(MemError),
-}
-
-impl From<RingIndexError> for RingError {
-    fn from(e: RingIndexError) -> Self {
-        RingError::Index(e)
-    }
-}
-
-impl From<MemError> for RingError {
-    fn from(e: MemError) -> Self {
-        RingError::Mem(e)
-    }
-}
+const OUT: PageRing = PageRing {
+    data: OUT_OFFSET,
+    size: OUT_SIZE,
+    cons: OUT_CONS,
+    prod: OUT_PROD,
+};
 
 /// The output side of a console ring page.
 #[derive(Debug)]
@@ -52,31 +38,12 @@ impl<M: SharedMem> ConsoleRing<M> {
     /// Copies as much of `data` as fits into `out` and publishes it (data, then a release
     /// store of `out_prod`). Returns the number of bytes written; 0 when the ring is full.
     pub fn write(&self, data: &[u8]) -> Result<usize, RingError> {
-        let cons = self.page.load_u32(OUT_CONS)?;
-        let prod = self.page.load_u32(OUT_PROD)?;
-        let mut done = 0;
-        while done < data.len() {
-            let chunk = byte_ring::write_chunk(OUT_SIZE, cons, prod.wrapping_add(done as u32))?;
-            if chunk.len == 0 {
-                break;
-            }
-            let n = chunk.len.min(data.len() - done);
-            self.page
-                .write(OUT_OFFSET + chunk.offset, &data[done..done + n])?;
-            done += n;
-        }
-        if done > 0 {
-            self.page
-                .store_u32(OUT_PROD, prod.wrapping_add(done as u32))?;
-        }
-        Ok(done)
+        OUT.produce(&self.page, data)
     }
 
     /// Bytes written but not yet consumed by the backend.
     pub fn unconsumed(&self) -> Result<usize, RingError> {
-        let cons = self.page.load_u32(OUT_CONS)?;
-        let prod = self.page.load_u32(OUT_PROD)?;
-        Ok(byte_ring::used(OUT_SIZE, cons, prod)?)
+        OUT.used(&self.page)
     }
 }
 
