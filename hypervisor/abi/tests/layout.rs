@@ -26,6 +26,7 @@ use xen_abi::hypercall::event_channel::*;
 use xen_abi::hypercall::grant_table::*;
 use xen_abi::hypercall::hvm::*;
 use xen_abi::hypercall::memory::*;
+use xen_abi::hypercall::pv::*;
 use xen_abi::hypercall::sched::*;
 use xen_abi::hypercall::vcpu::*;
 use xen_abi::hypercall::version::*;
@@ -53,6 +54,7 @@ const C_PRELUDE: &str = r#"
 #include <errno.h> /* makes xs_wire.h define xsd_errors[] */
 #define __XEN_INTERFACE_VERSION__ __XEN_LATEST_INTERFACE_VERSION__
 #include <xen/xen.h>
+#include <xen/elfnote.h>
 #include <xen/errno.h>
 #include <xen/event_channel.h>
 #include <xen/grant_table.h>
@@ -220,6 +222,9 @@ fn struct_checks(c: &mut Checks) {
     st!(c, SchedShutdown = "struct sched_shutdown" { reason });
     st!(c, SchedPoll = "struct sched_poll" { ports, nr_ports, timeout });
     st!(c, MulticallEntry = "struct multicall_entry" { op, result, args });
+    // hypercall::pv
+    st!(c, MmuUpdate = "struct mmu_update" { ptr, val });
+    st!(c, TrapInfo = "struct trap_info" { vector, flags, cs, address });
     // hypercall::event_channel
     st!(c, EvtchnAllocUnbound = "struct evtchn_alloc_unbound" { dom, remote_dom, port });
     st!(c, EvtchnBindInterdomain = "struct evtchn_bind_interdomain" { remote_dom, remote_port, local_port });
@@ -446,6 +451,20 @@ fn errno_checks(c: &mut Checks) {
 
 fn hypercall_const_checks(c: &mut Checks) {
     k!(c;
+        MMU_NORMAL_PT_UPDATE => MMU_NORMAL_PT_UPDATE,
+        UVMF_NONE => UVMF_NONE,
+        UVMF_TLB_FLUSH => UVMF_TLB_FLUSH,
+        UVMF_INVLPG => UVMF_INVLPG,
+        MACH2PHYS_VIRT_START => MACH2PHYS_VIRT_START,
+        FLAT_KERNEL_CS64 => FLAT_KERNEL_CS64,
+        XEN_ELFNOTE_ENTRY => XEN_ELFNOTE_ENTRY,
+        XEN_ELFNOTE_HYPERCALL_PAGE => XEN_ELFNOTE_HYPERCALL_PAGE,
+        XEN_ELFNOTE_VIRT_BASE => XEN_ELFNOTE_VIRT_BASE,
+        XEN_ELFNOTE_PADDR_OFFSET => XEN_ELFNOTE_PADDR_OFFSET,
+        XEN_ELFNOTE_XEN_VERSION => XEN_ELFNOTE_XEN_VERSION,
+        XEN_ELFNOTE_GUEST_OS => XEN_ELFNOTE_GUEST_OS,
+        XEN_ELFNOTE_LOADER => XEN_ELFNOTE_LOADER,
+        XEN_ELFNOTE_PHYS32_ENTRY => XEN_ELFNOTE_PHYS32_ENTRY,
         __HYPERVISOR_set_trap_table => HYPERVISOR_SET_TRAP_TABLE,
         __HYPERVISOR_mmu_update => HYPERVISOR_MMU_UPDATE,
         __HYPERVISOR_set_gdt => HYPERVISOR_SET_GDT,
