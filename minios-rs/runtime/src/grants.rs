@@ -6,8 +6,10 @@
 //! `XENMEM_add_to_physmap(XENMAPSPACE_grant_table)` into frames of the unpopulated mapping
 //! window (no RAM is given up), reserved up to the table's maximum so it stays one flat array
 //! and can grow frame by frame; foreign grants are mapped with `GNTTABOP_map_grant_ref` +
-//! `GNTMAP_host_map` at a window frame (the "host address" is guest-physical). Every op's
-//! status is checked.
+//! `GNTMAP_host_map` at a window frame (the "host address" is guest-physical). On PV the
+//! same window addresses are virtual: table frames come from `GNTTABOP_setup_table` and get
+//! page-table entries, foreign grants are mapped at the window address. Every op's status
+//! is checked.
 
 use crate::arch::platform::{self as plat, ForeignSlot};
 use crate::mm::{self, page::PhysPage, PAGE_SIZE};

@@ -1,4 +1,4 @@
-//! Xen PVH runtime for driver-domain unikernels: boot, memory, console, events, grants and
+//! Xen PVH/PV runtime for driver-domain unikernels: boot, memory, console, events, grants and
 //! the xenstore ring, implementing the [`minios`] platform traits.
 //!
 //! An image is a `no_std`, `no_main` binary crate that calls [`entry!`] with its main
@@ -7,8 +7,8 @@
 //! table and the xenstore ring, then calls `main` with a [`Runtime`] handle. Returning from
 //! `main` powers the domain off; a panic crashes it (after logging the message).
 //!
-//! Everything that depends on how the domain was booted (PVH today, PV later) lives in
-//! [`arch`]; see its platform table.
+//! Everything that depends on how the domain was booted (PVH or PV; one image does both)
+//! lives in [`arch`]; see its platform table.
 #![no_std]
 #![warn(missing_docs)]
 
@@ -69,7 +69,7 @@ fn start(main: fn(Runtime)) -> ! {
 /// Items the [`entry!`] expansion refers to. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::arch::platform::{boot, BootArgs};
+    pub use crate::arch::platform::{boot, boot_pv, BootArgs, PvBootArgs};
     pub use crate::arch::x86_64::trap::trap_entry;
     pub use crate::control::panic;
     pub use crate::mm::memmap::Range;
@@ -81,8 +81,8 @@ pub mod __private {
     }
 }
 
-/// Declares the image's entry point and everything a freestanding image needs: the PVH boot
-/// assembly and Xen ELF note, `memcpy` and friends, the panic handler, the global allocator
+/// Declares the image's entry points and everything a freestanding image needs: the PVH and
+/// PV boot assembly and Xen ELF notes, `memcpy` and friends, the panic handler, the global allocator
 /// and the unwinding stubs.
 ///
 /// ```ignore
@@ -122,7 +122,38 @@ macro_rules! entry {
             unsafe { $crate::__private::boot(args, $main) }
         }
 
+        #[doc(hidden)]
+        extern "C" fn __minios_rt_pv_start(
+            start_info: u64,
+            hypercall_page: u64,
+            trap_stubs: u64,
+        ) -> ! {
+            extern "C" {
+                static __image_start: u8;
+                static __image_end: u8;
+                static minios_rt_boot_stack_guard: u8;
+            }
+            let image = $crate::__private::Range::new(
+                // SAFETY: linker-script symbols; only their addresses are taken.
+                unsafe { ::core::ptr::addr_of!(__image_start) } as u64,
+                // SAFETY: as above.
+                unsafe { ::core::ptr::addr_of!(__image_end) } as u64,
+            );
+            // SAFETY: a symbol of the boot assembly; only its address is taken.
+            let stack_guard = unsafe { ::core::ptr::addr_of!(minios_rt_boot_stack_guard) } as u64;
+            let args = $crate::__private::PvBootArgs {
+                start_info,
+                hypercall_page,
+                trap_stubs,
+                image,
+                stack_guard,
+            };
+            // SAFETY: the PV boot assembly calls this exactly once, on the boot stack.
+            unsafe { $crate::__private::boot_pv(args, $main) }
+        }
+
         $crate::__minios_rt_pvh_boot_asm!(__minios_rt_start, $crate::__private::trap_entry);
+        $crate::__minios_rt_pv_boot_asm!(__minios_rt_pv_start);
         $crate::__minios_rt_mem_asm!();
 
         const _: () = {

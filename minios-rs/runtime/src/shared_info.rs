@@ -2,7 +2,8 @@
 //! event-channel bitmaps. Xen writes this page concurrently, so every access is an atomic
 //! operation on the field's address (never a Rust reference to the struct).
 //!
-//! The platform code maps the page (PVH: `XENMEM_add_to_physmap(XENMAPSPACE_shared_info)`)
+//! The platform code maps the page (PVH: `XENMEM_add_to_physmap(XENMAPSPACE_shared_info)`;
+//! PV: a page-table entry for the machine address in `start_info`)
 //! and calls [`set_address`]; until then accessors return zeros and do nothing.
 
 use core::mem::offset_of;
@@ -54,6 +55,15 @@ const VCPU0: usize = offset_of!(SharedInfo, vcpu_info);
 const PENDING: usize = offset_of!(SharedInfo, evtchn_pending);
 const MASK: usize = offset_of!(SharedInfo, evtchn_mask);
 const TIME: usize = VCPU0 + offset_of!(VcpuInfo, time);
+
+/// Sets vCPU 0's `evtchn_upcall_mask`: Xen then never tries to deliver an event upcall. A
+/// PV guest without an event callback must do this before binding any port; the runtime
+/// only ever polls.
+pub fn mask_upcalls() {
+    if let Some(f) = u8_at(VCPU0 + offset_of!(VcpuInfo, evtchn_upcall_mask)) {
+        f.store(1, Ordering::SeqCst);
+    }
+}
 
 /// Clears vCPU 0's `evtchn_upcall_pending` (done before each scan; the runtime configures no
 /// upcall, so this only keeps the flag meaningful for a debugger).

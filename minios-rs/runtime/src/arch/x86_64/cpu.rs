@@ -60,8 +60,14 @@ pub unsafe fn outw(port: u16, word: u16) {
     unsafe { asm!("out dx, ax", in("dx") port, in("ax") word, options(nostack, preserves_flags)) };
 }
 
-/// Halts forever with interrupts off (after a failed shutdown).
+/// Halts forever with interrupts off (after a failed shutdown). A PV guest may not halt
+/// or clear IF: it blocks in Xen instead.
 pub fn halt_forever() -> ! {
+    if super::platform::is_pv() {
+        loop {
+            crate::arch::platform::wait_for_event(&[], 0);
+        }
+    }
     loop {
         // SAFETY: with IF clear, `hlt` just stops this vCPU; Xen takes it down.
         unsafe { asm!("cli", "hlt", options(nomem, nostack)) };

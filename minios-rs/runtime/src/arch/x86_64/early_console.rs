@@ -23,6 +23,10 @@ pub struct EarlyConsole {
 impl EarlyConsole {
     /// Writes `bytes` to the enabled outputs (LF becomes CRLF on the serial port).
     pub fn write(&self, bytes: &[u8]) {
+        // A PV guest runs without I/O privilege: a port write would fault.
+        if super::platform::is_pv() {
+            return;
+        }
         for &b in bytes {
             if self.debug_port {
                 // SAFETY: port 0xe9 is a write-only debug sink in Xen and QEMU.

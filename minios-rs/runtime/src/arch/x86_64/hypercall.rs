@@ -66,6 +66,15 @@ pub unsafe fn install_via_msr(xen: &XenCpuid) {
     PAGE_ADDR.store(addr, Ordering::Release);
 }
 
+/// Uses the hypercall page at `addr`, which the PV domain builder filled
+/// (`XEN_ELFNOTE_HYPERCALL_PAGE`).
+///
+/// # Safety
+/// `addr` must be that page.
+pub unsafe fn set_page(addr: u64) {
+    PAGE_ADDR.store(addr, Ordering::Release);
+}
+
 /// Whether hypercalls can be made (the page is installed).
 pub fn available() -> bool {
     PAGE_ADDR.load(Ordering::Acquire) != 0

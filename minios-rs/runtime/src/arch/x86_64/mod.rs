@@ -1,4 +1,5 @@
-//! x86_64: CPU primitives shared by every x86 platform, and the PVH platform.
+//! x86_64: CPU primitives shared by every x86 platform, the PVH and PV platforms, and the
+//! dispatch between them.
 
 pub mod cpu;
 pub mod descriptors;
@@ -6,5 +7,7 @@ pub mod early_console;
 pub mod hypercall;
 pub mod mem_asm;
 pub mod paging;
+pub mod platform;
+pub mod pv;
 pub mod pvh;
 pub mod trap;

@@ -1,5 +1,5 @@
-//! The PVH x86_64 platform: boot, shared info, rings from HVM parameters, blocking for events
-//! (`SCHEDOP_poll`), and foreign mappings in the unpopulated address window.
+//! The PVH x86_64 platform: boot, shared info, rings from HVM parameters, grant-table frames
+//! placed in the unpopulated address window.
 
 pub mod boot_asm;
 pub mod start_info;
@@ -9,7 +9,6 @@ use super::{descriptors, hypercall, paging};
 use crate::console;
 use crate::mm::memmap::{MapEntry, Range};
 use crate::mm::page::PhysPage;
-use xen_abi::hypercall::grant_table::GNTMAP_HOST_MAP;
 use xen_abi::hypercall::hvm::{
     HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
 };
@@ -187,61 +186,10 @@ fn memory_map(info: &xen_abi::start_info::HvmStartInfo, out: &mut [MapEntry], xe
     unsafe { start_info::read_memmap(info, out) }
 }
 
-/// Blocks the vCPU in Xen until one of `ports` is pending (checked after the vCPU is marked
-/// blocked, so nothing that arrived before is missed), any other port of ours becomes
-/// pending, or Xen system time reaches `timeout` (0: none). See `events` for the design.
-pub fn wait_for_event(ports: &[EvtchnPort], timeout: u64) {
-    if let Err(e) = crate::xen::sched::poll(ports, timeout) {
-        crate::control::fatal(format_args!("SCHEDOP_poll failed: {e:?}"));
-    }
-}
-
-// --- Page mapping for grants -------------------------------------------------------------
-
-/// Where one foreign grant gets mapped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ForeignSlot {
-    /// The `host_addr` to pass to `GNTTABOP_map_grant_ref` / `unmap_grant_ref` (on PVH a
-    /// guest-physical address).
-    pub host_addr: u64,
-    /// Where we then access the page.
-    pub addr: u64,
-}
-
-/// `GNTTABOP_map_grant_ref` flags for mapping a foreign page into a [`ForeignSlot`].
-pub const FOREIGN_MAP_FLAGS: u32 = GNTMAP_HOST_MAP;
-
-/// Reserves a slot for one foreign page: a frame of the unpopulated mapping window (no RAM
-/// behind it; the identity page tables already map it).
-pub fn alloc_foreign_slot() -> Option<ForeignSlot> {
-    let pfn = crate::mm::alloc_window(1)?;
-    Some(ForeignSlot {
-        host_addr: pfn << 12,
-        addr: pfn << 12,
-    })
-}
-
-/// Returns a slot once nothing is mapped there.
-pub fn free_foreign_slot(slot: ForeignSlot) {
-    crate::mm::free_window(slot.addr >> 12, 1);
-}
-
-/// The frame number Xen knows our memory at `addr` by (grant entries, `GNTTABOP_copy`): on
-/// PVH the guest frame, since we identity-map guest-physical memory.
-pub fn frame_of(addr: u64) -> u64 {
-    addr >> 12
-}
-
-/// Reserves address space for `frames` grant-table frames (contiguous, so the table is one
-/// array); returns its address.
-pub fn reserve_grant_table(frames: u32) -> Option<u64> {
-    crate::mm::alloc_window(u64::from(frames)).map(|pfn| pfn << 12)
-}
-
 /// Makes grant-table frame `idx` appear at `table + idx * 4096`.
 ///
 /// # Safety
-/// `table` must come from [`reserve_grant_table`] with more than `idx` frames.
+/// `table` must be window space reserved for more than `idx` frames.
 pub unsafe fn map_grant_table_frame(table: u64, idx: u32) -> Result<(), XenErrno> {
     let gpfn = (table >> 12) + u64::from(idx);
     // SAFETY: the frame lies in window space reserved for the table (caller's guarantee):
