@@ -1,7 +1,8 @@
 //! `cargo xtask bench net`: guest-to-guest TCP throughput (iperf3) through our netback driver
-//! domain and through a Linux network driver domain (netback + bridge), both set up in one
-//! testbed boot (tests/bench/net.toml) and measured alternately — three rounds of 10 s each
-//! way — so both see the same conditions. Prints every round, the medians and their ratio.
+//! domain, booted as PV and as PVH, and through a Linux network driver domain (netback +
+//! bridge, PV), all set up in one testbed boot (tests/bench/net.toml) and measured in rotating
+//! order — three rounds of 10 s each way — so all see the same conditions. Prints every round,
+//! the medians and their ratios to Linux.
 
 use crate::results::ScenarioResult;
 use crate::util::Result;
@@ -31,33 +32,49 @@ pub fn run() -> Result {
     let r = super::run_bench_scenario("net")?;
     println!();
     println!("net benchmark: iperf3 TCP between two Linux PV guests on one driver domain,");
-    println!("{ROUNDS} alternating rounds of 10 s each way (medians compared):");
+    println!("{ROUNDS} rotating rounds of 10 s each way (medians compared). xdd = our netback");
+    println!("booted as PV like the Linux driver domain; xdd-pvh = the same image as PVH:");
     for (what, key) in [("a -> b", "fwd"), ("b -> a (-R)", "rev")] {
-        let ours = rounds(&r, &format!("xdd-{key}"))?;
+        let pv = rounds(&r, &format!("xdd-{key}"))?;
+        let pvh = rounds(&r, &format!("xddh-{key}"))?;
         let linux = rounds(&r, &format!("linux-{key}"))?;
         println!(
-            "  {what:<12} rounds: xdd {}  linux {}",
-            fmt(&ours),
+            "  {what:<12} rounds: xdd {}  xdd-pvh {}  linux {}",
+            fmt(&pv),
+            fmt(&pvh),
             fmt(&linux)
         );
+        let linux = median(linux);
         super::compare(
             &format!("guest->guest TCP, {what}"),
             "Mbit/s",
-            median(ours),
-            median(linux),
+            median(pv),
+            linux,
+        );
+        super::compare(
+            &format!("  same, xdd as PVH, {what}"),
+            "Mbit/s",
+            median(pvh),
+            linux,
         );
     }
-    super::compare(
-        "driver domain CPU time (whole run)",
-        "s",
-        super::metric(&r, "xdd-dd-cpu-s")?,
-        super::metric(&r, "linux-dd-cpu-s")?,
-    );
-    super::compare(
-        "driver domain memory",
-        "MiB",
-        super::metric(&r, "xdd-dd-memory")?,
-        super::metric(&r, "linux-dd-memory")?,
-    );
+    for (what, key, unit) in [
+        ("driver domain CPU time (whole run)", "cpu-s", "s"),
+        ("driver domain memory", "memory", "MiB"),
+    ] {
+        let linux = super::metric(&r, &format!("linux-dd-{key}"))?;
+        super::compare(
+            what,
+            unit,
+            super::metric(&r, &format!("xdd-dd-{key}"))?,
+            linux,
+        );
+        super::compare(
+            "  same, xdd as PVH",
+            unit,
+            super::metric(&r, &format!("xddh-dd-{key}"))?,
+            linux,
+        );
+    }
     Ok(())
 }
