@@ -164,24 +164,30 @@ fn map_shared_info(maddr: u64) {
     unsafe { crate::shared_info::set_address(va) };
 }
 
-/// Routes CPU exceptions to the common handler through the PV trap stubs.
-fn install_traps(stubs: u64) {
-    let mut table = [TrapInfo::default(); 21];
-    let mut n = 0;
-    for vector in 0..20u8 {
-        if vector == 2 || vector == 15 {
-            continue; // NMI is delivered differently; 15 is reserved
-        }
-        table[n] = TrapInfo {
+/// Vectors that get a trap-table entry: the CPU exceptions 0–19 except NMI (delivered
+/// through its own callback) and the reserved vector 15.
+const TRAP_VECTORS: usize = 18;
+
+/// The virtual trap table for stubs at `stubs`: one entry per exception vector we handle,
+/// then the zero terminator Xen expects.
+pub fn trap_table(stubs: u64) -> [TrapInfo; TRAP_VECTORS + 1] {
+    let mut table = [TrapInfo::default(); TRAP_VECTORS + 1];
+    let vectors = (0..20u8).filter(|&v| v != 2 && v != 15);
+    for (slot, vector) in table.iter_mut().zip(vectors) {
+        *slot = TrapInfo {
             vector,
             // int3 and into may be raised with an instruction from our (ring 3) code.
             flags: if vector == 3 || vector == 4 { 3 } else { 0 },
             cs: FLAT_KERNEL_CS64,
             address: stubs + u64::from(vector) * TRAP_STUB_SIZE,
         };
-        n += 1;
     }
-    if let Err(e) = crate::xen::pv::set_trap_table(&table[..=n]) {
+    table
+}
+
+/// Routes CPU exceptions to the common handler through the PV trap stubs.
+fn install_traps(stubs: u64) {
+    if let Err(e) = crate::xen::pv::set_trap_table(&trap_table(stubs)) {
         log::warn!("no trap table ({e:?}): a CPU exception will crash the domain silently");
     }
 }
@@ -238,4 +244,28 @@ pub unsafe fn map_grant_table_frame(table: u64, idx: u32) -> Result<(), XenErrno
     let va = table + u64::from(idx) * 4096;
     // SAFETY: window space reserved for the table (caller's guarantee): nothing mapped.
     unsafe { pagetable::map_frame(va, frames[idx as usize], &mut || crate::mm::alloc_pages(1)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    #[test]
+    fn trap_table_covers_the_exceptions_and_ends_with_the_terminator() {
+        let t = trap_table(0x10_0000);
+        let vectors: Vec<u8> = t[..TRAP_VECTORS].iter().map(|e| e.vector).collect();
+        let expected: Vec<u8> = (0..20).filter(|&v| v != 2 && v != 15).collect();
+        assert_eq!(vectors, expected);
+        for e in &t[..TRAP_VECTORS] {
+            assert_eq!(e.address, 0x10_0000 + u64::from(e.vector) * TRAP_STUB_SIZE);
+            assert_eq!(e.cs, FLAT_KERNEL_CS64);
+            let dpl = if matches!(e.vector, 3 | 4) { 3 } else { 0 };
+            assert_eq!(e.flags, dpl, "vector {}", e.vector);
+        }
+        assert_eq!(
+            t[TRAP_VECTORS].address, 0,
+            "Xen stops at an entry with address 0"
+        );
+    }
 }

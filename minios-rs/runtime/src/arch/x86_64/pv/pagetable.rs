@@ -60,6 +60,11 @@ pub fn pfn_of(mfn: u64) -> u64 {
     unsafe { m2p.add(mfn as usize).read_volatile() }
 }
 
+/// Index into the level-`level` table (1 = the table of 4 KiB pages, 4 = the top) for `va`.
+pub const fn table_index(va: u64, level: u32) -> u64 {
+    (va >> (12 + 9 * (level - 1))) & 511
+}
+
 /// Reads entry `idx` of the page table at virtual address `table`.
 fn read_entry(table: u64, idx: u64) -> u64 {
     // SAFETY: `table` is a page-table page mapped (read-only) at its pseudo-physical
@@ -74,7 +79,7 @@ pub fn l1_entry(va: u64, alloc: &mut dyn FnMut() -> Option<u64>) -> Result<u64, 
     let mut table_va = top;
     let mut table_mfn = mfn_of(top >> 12);
     for level in (2..=4).rev() {
-        let idx = (va >> (12 + 9 * (level - 1))) & 511;
+        let idx = table_index(va, level);
         let mut entry = read_entry(table_va, idx);
         if entry & PTE_PRESENT == 0 {
             let page = alloc().ok_or(XenErrno::ENOMEM)?;
@@ -96,14 +101,14 @@ pub fn l1_entry(va: u64, alloc: &mut dyn FnMut() -> Option<u64>) -> Result<u64, 
         table_mfn = (entry & PTE_ADDR_MASK) >> 12;
         table_va = pfn_of(table_mfn) << 12;
     }
-    Ok((table_mfn << 12) + ((va >> 12) & 511) * 8)
+    Ok((table_mfn << 12) + table_index(va, 1) * 8)
 }
 
 /// The current level-1 entry for `va` (0 when a table on the way is missing).
 pub fn pte_of(va: u64) -> u64 {
     let mut table_va = PT_BASE.load(Ordering::Relaxed);
     for level in (1..=4).rev() {
-        let entry = read_entry(table_va, (va >> (12 + 9 * (level - 1))) & 511);
+        let entry = read_entry(table_va, table_index(va, level));
         if level == 1 || entry & PTE_PRESENT == 0 || entry & PTE_HUGE != 0 {
             return if level == 1 { entry } else { 0 };
         }
@@ -168,4 +173,22 @@ pub unsafe fn map_frame(
 pub unsafe fn unmap(va: u64) -> Result<(), XenErrno> {
     // SAFETY: guaranteed by the caller.
     unsafe { update_va_mapping(va, 0, UVMF_INVLPG) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_indices_split_a_canonical_address() {
+        // 0x4020_3000: 1 GiB + 2 MiB + 3 pages.
+        let va = (1 << 30) + (2 << 20) + 3 * 4096;
+        assert_eq!(table_index(va, 4), 0);
+        assert_eq!(table_index(va, 3), 1);
+        assert_eq!(table_index(va, 2), 1);
+        assert_eq!(table_index(va, 1), 3);
+        // The top index of the m2p area Xen maps (0xffff_8000_0000_0000) is 256.
+        assert_eq!(table_index(MACH2PHYS_VIRT_START, 4), 256);
+        assert_eq!(table_index(u64::MAX, 1), 511);
+    }
 }
