@@ -97,8 +97,10 @@ pub mod __private {
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
+        /// The loaded image (`.bss` included) and the stack guard page, from linker and
+        /// boot-assembly symbols; both entry points pass them on.
         #[doc(hidden)]
-        extern "C" fn __minios_rt_start(start_info: u64, idt_stubs: u64) -> ! {
+        fn __minios_rt_layout() -> ($crate::__private::Range, u64) {
             extern "C" {
                 static __image_start: u8;
                 static __image_end: u8;
@@ -112,6 +114,12 @@ macro_rules! entry {
             );
             // SAFETY: a symbol of the boot assembly; only its address is taken.
             let stack_guard = unsafe { ::core::ptr::addr_of!(minios_rt_boot_stack_guard) } as u64;
+            (image, stack_guard)
+        }
+
+        #[doc(hidden)]
+        extern "C" fn __minios_rt_start(start_info: u64, idt_stubs: u64) -> ! {
+            let (image, stack_guard) = __minios_rt_layout();
             let args = $crate::__private::BootArgs {
                 start_info,
                 idt_stubs,
@@ -128,19 +136,7 @@ macro_rules! entry {
             hypercall_page: u64,
             trap_stubs: u64,
         ) -> ! {
-            extern "C" {
-                static __image_start: u8;
-                static __image_end: u8;
-                static minios_rt_boot_stack_guard: u8;
-            }
-            let image = $crate::__private::Range::new(
-                // SAFETY: linker-script symbols; only their addresses are taken.
-                unsafe { ::core::ptr::addr_of!(__image_start) } as u64,
-                // SAFETY: as above.
-                unsafe { ::core::ptr::addr_of!(__image_end) } as u64,
-            );
-            // SAFETY: a symbol of the boot assembly; only its address is taken.
-            let stack_guard = unsafe { ::core::ptr::addr_of!(minios_rt_boot_stack_guard) } as u64;
+            let (image, stack_guard) = __minios_rt_layout();
             let args = $crate::__private::PvBootArgs {
                 start_info,
                 hypercall_page,

@@ -19,7 +19,7 @@ use crate::mm::page::PhysPage;
 use crate::sync::Global;
 use alloc::vec;
 use pagetable::{mfn_of, pfn_of, INVALID_MFN};
-use xen_abi::hypercall::pv::{TrapInfo, FLAT_KERNEL_CS64};
+use xen_abi::hypercall::pv::{TrapInfo, FLAT_KERNEL_CS64, PTE_ADDR_MASK, PTE_PRESENT};
 use xen_abi::start_info::StartInfo;
 use xen_abi::{EvtchnPort, WireStruct, XenErrno};
 
@@ -224,10 +224,10 @@ pub fn frame_of(addr: u64) -> u64 {
     match mfn_of(addr >> 12) {
         INVALID_MFN => {
             let pte = pagetable::pte_of(addr);
-            if pte & 1 == 0 {
+            if pte & PTE_PRESENT == 0 {
                 INVALID_MFN
             } else {
-                (pte & xen_abi::hypercall::pv::PTE_ADDR_MASK) >> 12
+                (pte & PTE_ADDR_MASK) >> 12
             }
         }
         mfn => mfn,
