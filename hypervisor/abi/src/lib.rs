@@ -34,6 +34,7 @@ pub mod evtchn;
 pub mod grant;
 pub mod hypercall;
 pub mod netif;
+pub mod pciif;
 pub mod ring;
 pub mod shared_info;
 pub mod sndif;

@@ -26,12 +26,14 @@ use xen_abi::hypercall::event_channel::*;
 use xen_abi::hypercall::grant_table::*;
 use xen_abi::hypercall::hvm::*;
 use xen_abi::hypercall::memory::*;
+use xen_abi::hypercall::physdev::*;
 use xen_abi::hypercall::pv::*;
 use xen_abi::hypercall::sched::*;
 use xen_abi::hypercall::vcpu::*;
 use xen_abi::hypercall::version::*;
 use xen_abi::hypercall::*;
 use xen_abi::netif::*;
+use xen_abi::pciif::*;
 use xen_abi::ring::*;
 use xen_abi::shared_info::*;
 use xen_abi::sndif::*;
@@ -59,6 +61,7 @@ const C_PRELUDE: &str = r#"
 #include <xen/event_channel.h>
 #include <xen/grant_table.h>
 #include <xen/memory.h>
+#include <xen/physdev.h>
 #include <xen/sched.h>
 #include <xen/vcpu.h>
 #include <xen/version.h>
@@ -74,6 +77,7 @@ const C_PRELUDE: &str = r#"
 #include <xen/io/blkif.h>
 #include <xen/io/usbif.h>
 #include <xen/io/sndif.h>
+#include <xen/io/pciif.h>
 
 /* XENMEM_memory_map entries: the BIOS E820 format, Xen's (private) struct e820entry. */
 struct e820entry {
@@ -225,6 +229,16 @@ fn struct_checks(c: &mut Checks) {
     // hypercall::pv
     st!(c, MmuUpdate = "struct mmu_update" { ptr, val });
     st!(c, TrapInfo = "struct trap_info" { vector, flags, cs, address });
+    // hypercall::physdev
+    st!(c, PhysdevEoi = "struct physdev_eoi" { irq });
+    st!(c, PhysdevIrqStatusQuery = "struct physdev_irq_status_query" { irq, flags });
+    // pciif
+    st!(c, XenMsixEntry = "struct xen_msix_entry" { vector, entry });
+    st!(c, XenPciOp = "struct xen_pci_op" {
+        cmd, err, domain, bus, devfn, offset, size, value, info, msix_entries
+    });
+    st!(c, XenPcieAerOp = "struct xen_pcie_aer_op" { cmd, err, domain, bus, devfn });
+    st!(c, XenPciSharedInfo = "struct xen_pci_sharedinfo" { flags, op, aer_op });
     // hypercall::event_channel
     st!(c, EvtchnAllocUnbound = "struct evtchn_alloc_unbound" { dom, remote_dom, port });
     st!(c, EvtchnBindInterdomain = "struct evtchn_bind_interdomain" { remote_dom, remote_port, local_port });
@@ -452,6 +466,24 @@ fn errno_checks(c: &mut Checks) {
 fn hypercall_const_checks(c: &mut Checks) {
     k!(c;
         MMU_NORMAL_PT_UPDATE => MMU_NORMAL_PT_UPDATE,
+        MMU_MACHPHYS_UPDATE => MMU_MACHPHYS_UPDATE,
+        PHYSDEVOP_eoi => PHYSDEVOP_EOI, PHYSDEVOP_irq_status_query => PHYSDEVOP_IRQ_STATUS_QUERY,
+        PHYSDEVOP_map_pirq => PHYSDEVOP_MAP_PIRQ, PHYSDEVOP_unmap_pirq => PHYSDEVOP_UNMAP_PIRQ,
+        XENIRQSTAT_needs_eoi => XENIRQSTAT_NEEDS_EOI, XENIRQSTAT_shared => XENIRQSTAT_SHARED,
+        _XEN_PCIF_active => XEN_PCIF_ACTIVE_BIT, XEN_PCIF_active => XEN_PCIF_ACTIVE,
+        XEN_PCIB_AERHANDLER => XEN_PCIB_AERHANDLER, XEN_PCIB_active => XEN_PCIB_ACTIVE,
+        XEN_PCI_OP_conf_read => XEN_PCI_OP_CONF_READ, XEN_PCI_OP_conf_write => XEN_PCI_OP_CONF_WRITE,
+        XEN_PCI_OP_enable_msi => XEN_PCI_OP_ENABLE_MSI, XEN_PCI_OP_disable_msi => XEN_PCI_OP_DISABLE_MSI,
+        XEN_PCI_OP_enable_msix => XEN_PCI_OP_ENABLE_MSIX,
+        XEN_PCI_OP_disable_msix => XEN_PCI_OP_DISABLE_MSIX,
+        XEN_PCI_OP_aer_detected => XEN_PCI_OP_AER_DETECTED, XEN_PCI_OP_aer_resume => XEN_PCI_OP_AER_RESUME,
+        XEN_PCI_OP_aer_mmio => XEN_PCI_OP_AER_MMIO, XEN_PCI_OP_aer_slotreset => XEN_PCI_OP_AER_SLOTRESET,
+        XEN_PCI_OP_enable_multi_msi => XEN_PCI_OP_ENABLE_MULTI_MSI,
+        XEN_PCI_ERR_success => XEN_PCI_ERR_SUCCESS, XEN_PCI_ERR_dev_not_found => XEN_PCI_ERR_DEV_NOT_FOUND,
+        XEN_PCI_ERR_invalid_offset => XEN_PCI_ERR_INVALID_OFFSET,
+        XEN_PCI_ERR_access_denied => XEN_PCI_ERR_ACCESS_DENIED,
+        XEN_PCI_ERR_not_implemented => XEN_PCI_ERR_NOT_IMPLEMENTED,
+        XEN_PCI_ERR_op_failed => XEN_PCI_ERR_OP_FAILED, SH_INFO_MAX_VEC => SH_INFO_MAX_VEC,
         UVMF_NONE => UVMF_NONE,
         UVMF_TLB_FLUSH => UVMF_TLB_FLUSH,
         UVMF_INVLPG => UVMF_INVLPG,
@@ -785,6 +817,7 @@ fn device_const_checks(c: &mut Checks) {
         XENSND_EVENT_PAGE_SIZE => XENSND_EVENT_PAGE_SIZE, XENSND_IN_RING_OFFS => XENSND_IN_RING_OFFS,
         XENSND_IN_RING_SIZE => XENSND_IN_RING_SIZE, XENSND_IN_RING_LEN => XENSND_IN_RING_LEN,
     );
+    s!(c; XEN_PCI_MAGIC => XEN_PCI_MAGIC);
     s!(c;
         XENSND_DRIVER_NAME => XENSND_DRIVER_NAME, XENSND_LIST_SEPARATOR => XENSND_LIST_SEPARATOR,
         XENSND_FIELD_BE_VERSIONS => XENSND_FIELD_BE_VERSIONS, XENSND_FIELD_FE_VERSION => XENSND_FIELD_FE_VERSION,

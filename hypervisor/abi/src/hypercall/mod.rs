@@ -10,6 +10,7 @@ pub mod event_channel;
 pub mod grant_table;
 pub mod hvm;
 pub mod memory;
+pub mod physdev;
 pub mod pv;
 pub mod sched;
 pub mod vcpu;

@@ -8,6 +8,10 @@ use crate::wire::impl_wire;
 /// `mmu_update` request type in the low 2 bits of `ptr`: a checked `*ptr = val` where
 /// `ptr` is the machine address of a page-table entry (`MMU_NORMAL_PT_UPDATE`).
 pub const MMU_NORMAL_PT_UPDATE: u64 = 0;
+/// `mmu_update` request type: `ptr` is the machine address of a frame of ours, `val` the
+/// pseudo-physical frame the machine-to-physical table should name for it
+/// (`MMU_MACHPHYS_UPDATE`).
+pub const MMU_MACHPHYS_UPDATE: u64 = 1;
 /// `update_va_mapping` flag: flush nothing (`UVMF_NONE`).
 pub const UVMF_NONE: u64 = 0;
 /// `update_va_mapping` flag: flush the whole TLB (`UVMF_TLB_FLUSH`).
@@ -27,6 +31,11 @@ pub const PTE_PRESENT: u64 = 1 << 0;
 pub const PTE_RW: u64 = 1 << 1;
 /// Page-table entry bit: user accessible (a 64-bit PV kernel runs in ring 3).
 pub const PTE_USER: u64 = 1 << 2;
+/// Page-table entry bit: write-through caching (`_PAGE_PWT`).
+pub const PTE_PWT: u64 = 1 << 3;
+/// Page-table entry bit: caching disabled (`_PAGE_PCD`); with [`PTE_PWT`] the page is
+/// uncached (UC), as device registers must be.
+pub const PTE_PCD: u64 = 1 << 4;
 /// Page-table entry bit: accessed.
 pub const PTE_ACCESSED: u64 = 1 << 5;
 /// Page-table entry bit: dirty.
