@@ -6,6 +6,8 @@
 //! - [`ring`]: ring.h shared rings over [`platform::SharedMem`], copy-once.
 //! - [`xenstore`]: a blocking xenstore client with a bounded watch queue.
 //! - [`xenbus`]: the backend device state machine and a frontend helper.
+//! - [`netdev`]: the network device (passed-through NIC) a driver domain owns, as a trait.
+//! - [`pci`]: PCI passthrough for PV driver domains: pcifront, config space, BARs, MSI-X.
 //! - [`executor`]: the poll loop, `control/shutdown`, and the `data/ready` signal.
 //! - `host` (feature `host`): the in-process platform for tests and fuzzers.
 #![no_std]
@@ -17,6 +19,8 @@ extern crate alloc;
 pub mod executor;
 #[cfg(any(test, feature = "host"))]
 pub mod host;
+pub mod netdev;
+pub mod pci;
 pub mod platform;
 pub mod ring;
 #[cfg(test)]
