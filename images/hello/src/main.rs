@@ -5,9 +5,13 @@
 //! idles blocked in Xen until `xl shutdown` (or `reboot`). Before readiness it runs the
 //! runtime's self-test on Xen (event channel loopback, grant map and copy to itself; skip it
 //! with `hello.selftest=0`). With `hello.panic=1` on its command line it panics right after
-//! signalling readiness, so `xl` reports it crashed.
+//! signalling readiness, so `xl` reports it crashed. With `hello.pci=1` it checks the PCI
+//! layer on a passed-through virtio-net (an ARP exchange with the gateway of QEMU's user
+//! network) and publishes the outcome under `data/pci/`.
 #![no_std]
 #![no_main]
+
+extern crate alloc;
 
 use minios::executor::{Executor, ShutdownWatch};
 use minios::platform::Clock;
@@ -51,6 +55,10 @@ fn main(rt: Runtime) {
         }
     }
 
+    if rt.flag("hello.pci") {
+        pci_check(&rt, &mut xs);
+    }
+
     let mut executor = Executor::new(rt, xs);
     if let Err(e) = executor.spawn(ShutdownWatch::new()) {
         panic!("watching control/shutdown: {e}");
@@ -65,4 +73,42 @@ fn main(rt: Runtime) {
     let reason = executor.run();
     log::info!("stopping ({reason:?})");
     rt.shutdown(reason.into());
+}
+
+/// Runs the runtime's PCI check and publishes `data/pci/{result,functions,mac,irq,arp}`
+/// (`result` is `ok` or the error).
+fn pci_check(
+    rt: &Runtime,
+    xs: &mut minios::xenstore::Xenstore<minios_rt::xenstore::RingTransport>,
+) {
+    let outcome =
+        minios_rt::selftest_pci::run(rt, xs, [10, 0, 2, 15], [10, 0, 2, 2], 5_000_000_000);
+    let mut keys: alloc::vec::Vec<(&str, alloc::string::String)> = alloc::vec::Vec::new();
+    match outcome {
+        Ok(r) => {
+            log::info!(
+                "pci: functions {:?}, nic mac {} ({} interrupts), {} interrupts while waiting; {}",
+                r.functions,
+                r.mac,
+                r.irq_mode,
+                r.interrupts,
+                r.arp_reply
+            );
+            keys.push(("result", "ok".into()));
+            keys.push(("functions", r.functions.join(" ")));
+            keys.push(("mac", r.mac));
+            keys.push(("irq", r.irq_mode));
+            keys.push(("arp", r.arp_reply));
+            keys.push(("interrupts", alloc::format!("{}", r.interrupts)));
+        }
+        Err(e) => {
+            log::error!("pci: {e}");
+            keys.push(("result", e));
+        }
+    }
+    for (k, v) in keys {
+        if let Err(e) = xs.write(&alloc::format!("data/pci/{k}"), v.as_bytes()) {
+            log::warn!("cannot publish data/pci/{k}: {e}");
+        }
+    }
 }

@@ -227,6 +227,12 @@ impl Channel {
         Self::register(crate::xen::evtchn::bind_virq(virq, 0)?)
     }
 
+    /// Binds physical IRQ `pirq` of a device we own (from pcifront's MSI/MSI-X answers or
+    /// the toolstack's INTx mapping).
+    pub fn bind_pirq(pirq: u32) -> Result<Self, XenErrno> {
+        Self::register(crate::xen::evtchn::bind_pirq(pirq, 0)?)
+    }
+
     /// Adopts a port Xen or the toolstack bound for us (the xenstore ring's).
     pub fn adopt(port: EvtchnPort) -> Result<Self, XenErrno> {
         Self::register(port)

@@ -20,17 +20,23 @@ pub mod arch;
 pub mod cmdline;
 pub mod console;
 pub mod control;
+pub mod dma;
 pub mod events;
 pub mod grants;
+pub mod irq;
 pub mod mm;
+pub mod mmio;
 pub mod page_ring;
+pub mod pci;
 pub mod platform;
 pub mod selftest;
+pub mod selftest_pci;
 pub mod shared_info;
 pub mod sync;
 #[cfg(test)]
 mod testutil;
 pub mod time;
+pub mod virtio;
 pub mod xen;
 pub mod xenstore;
 

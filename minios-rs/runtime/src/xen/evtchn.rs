@@ -3,9 +3,9 @@
 use super::{addr, addr_mut, op2};
 use crate::arch::hypercall::hypercall;
 use xen_abi::hypercall::event_channel::{
-    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnClose, EvtchnSend,
-    EvtchnUnmask, EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_VIRQ,
-    EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_UNMASK,
+    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindPirq, EvtchnBindVirq, EvtchnClose,
+    EvtchnSend, EvtchnUnmask, EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN,
+    EVTCHNOP_BIND_PIRQ, EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_UNMASK,
 };
 use xen_abi::hypercall::{MulticallEntry, HYPERVISOR_MULTICALL};
 use xen_abi::hypercall::{DOMID_SELF, HYPERVISOR_EVENT_CHANNEL_OP};
@@ -59,6 +59,24 @@ pub fn bind_virq(virq: u32, vcpu: u32) -> Result<EvtchnPort, XenErrno> {
         op2(
             HYPERVISOR_EVENT_CHANNEL_OP,
             EVTCHNOP_BIND_VIRQ.into(),
+            addr_mut(&mut arg),
+        )
+    }?;
+    Ok(arg.port)
+}
+
+/// Binds physical IRQ `pirq` (one the toolstack or pciback granted us) to a new local port.
+pub fn bind_pirq(pirq: u32, flags: u32) -> Result<EvtchnPort, XenErrno> {
+    let mut arg = EvtchnBindPirq {
+        pirq,
+        flags,
+        port: 0,
+    };
+    // SAFETY: EVTCHNOP_bind_pirq reads and writes one `evtchn_bind_pirq`.
+    unsafe {
+        op2(
+            HYPERVISOR_EVENT_CHANNEL_OP,
+            EVTCHNOP_BIND_PIRQ.into(),
             addr_mut(&mut arg),
         )
     }?;

@@ -9,6 +9,7 @@ pub mod evtchn;
 pub mod gnttab;
 pub mod hvm;
 pub mod memory;
+pub mod physdev;
 pub mod pv;
 pub mod sched;
 pub mod vcpu;

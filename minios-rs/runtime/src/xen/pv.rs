@@ -9,7 +9,7 @@ use xen_abi::hypercall::{
     DOMID_SELF, HYPERVISOR_MMU_UPDATE, HYPERVISOR_SET_TRAP_TABLE, HYPERVISOR_UPDATE_VA_MAPPING,
     HYPERVISOR_XEN_VERSION,
 };
-use xen_abi::XenErrno;
+use xen_abi::{DomId, XenErrno};
 
 /// Applies page-table updates (`HYPERVISOR_mmu_update`); Xen validates each one (a frame
 /// used as a page table must not be mapped writable anywhere, and so on).
@@ -17,6 +17,16 @@ use xen_abi::XenErrno;
 /// # Safety
 /// The updates must not unmap or remap memory Rust code still uses through references.
 pub unsafe fn mmu_update(reqs: &[MmuUpdate]) -> Result<(), XenErrno> {
+    // SAFETY: guaranteed by the caller.
+    unsafe { mmu_update_as(reqs, DOMID_SELF) }
+}
+
+/// [`mmu_update`] with the frames named by the entries owned by `owner`: [`DOMID_SELF`] for
+/// our RAM, `DOMID_IO` for device memory we were given access to (a BAR).
+///
+/// # Safety
+/// As for [`mmu_update`].
+pub unsafe fn mmu_update_as(reqs: &[MmuUpdate], owner: DomId) -> Result<(), XenErrno> {
     if reqs.is_empty() {
         return Ok(());
     }
@@ -29,7 +39,7 @@ pub unsafe fn mmu_update(reqs: &[MmuUpdate]) -> Result<(), XenErrno> {
             reqs.as_ptr() as u64,
             reqs.len() as u64,
             (&raw mut done) as u64,
-            u64::from(DOMID_SELF),
+            u64::from(owner),
             0,
         )
     };

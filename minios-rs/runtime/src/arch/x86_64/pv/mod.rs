@@ -17,8 +17,10 @@ use crate::console;
 use crate::mm::memmap::{MapEntry, Range};
 use crate::mm::page::PhysPage;
 use crate::sync::Global;
+use crate::xen::pv::update_va_mapping;
 use alloc::vec;
 use pagetable::{mfn_of, pfn_of, INVALID_MFN};
+use xen_abi::hypercall::pv::UVMF_INVLPG;
 use xen_abi::hypercall::pv::{TrapInfo, FLAT_KERNEL_CS64, PTE_ADDR_MASK, PTE_PRESENT};
 use xen_abi::start_info::StartInfo;
 use xen_abi::{EvtchnPort, WireStruct, XenErrno};
@@ -232,6 +234,76 @@ pub fn frame_of(addr: u64) -> u64 {
         }
         mfn => mfn,
     }
+}
+
+/// Makes the `n` pages at `va` (ours, mapped at their pseudo-physical address, `n` a power
+/// of two) machine-contiguous, trading them with Xen (`XENMEM_exchange`) unless they already
+/// are; returns the first machine frame. The pages' contents are lost (they come back
+/// zeroed). On failure the original pages stay in place.
+///
+/// # Safety
+/// Nothing may use the pages during the call (they are unmapped for a moment).
+pub unsafe fn make_contiguous(va: u64, n: u64) -> Result<u64, XenErrno> {
+    let first_pfn = va >> 12;
+    let mut mfns: alloc::vec::Vec<u64> = (0..n).map(|i| mfn_of(first_pfn + i)).collect();
+    if mfns.contains(&INVALID_MFN) {
+        return Err(XenErrno::EINVAL);
+    }
+    if mfns.windows(2).all(|w| w[1] == w[0] + 1) {
+        return Ok(mfns[0]);
+    }
+    let original = mfns.clone();
+    let remap = |mfns: &mut dyn Iterator<Item = u64>| -> Result<(), XenErrno> {
+        for (i, mfn) in mfns.enumerate() {
+            let page = va + i as u64 * 4096;
+            // SAFETY: the page is ours (caller's guarantee) and `mfn` backs it now.
+            unsafe { pagetable::set_mfn(first_pfn + i as u64, mfn) };
+            // SAFETY: as above.
+            unsafe { update_va_mapping(page, (mfn << 12) | pagetable::PTE_DATA, UVMF_INVLPG) }?;
+        }
+        Ok(())
+    };
+    for i in 0..n {
+        // SAFETY: nobody uses the page during the call (caller's guarantee); Xen only takes
+        // pages that nothing maps.
+        unsafe { update_va_mapping(va + i * 4096, 0, UVMF_INVLPG) }?;
+    }
+    // SAFETY: the pages are ours and unmapped; their pfns are `first_pfn..`.
+    match unsafe { crate::xen::memory::exchange_for_contiguous(&mut mfns, first_pfn) } {
+        Ok(first) => {
+            remap(&mut (first..first + n))?;
+            // SAFETY: the pages are mapped again and still unused.
+            unsafe { core::ptr::write_bytes(va as *mut u8, 0, (n * 4096) as usize) };
+            Ok(first)
+        }
+        Err(e) => {
+            remap(&mut original.into_iter())?;
+            Err(e)
+        }
+    }
+}
+
+/// Maps `pages` frames of device memory from machine frame `mfn` (a BAR we were given
+/// access to) uncached into window space; returns the address of the first.
+pub fn map_io(mfn: u64, pages: u64) -> Result<u64, XenErrno> {
+    let pfn = crate::mm::alloc_window(pages).ok_or(XenErrno::ENOMEM)?;
+    let va = pfn << 12;
+    for i in 0..pages {
+        // SAFETY: fresh window space: nothing was mapped there; the frame is device memory
+        // (Xen refuses the update otherwise).
+        let r = unsafe {
+            pagetable::map_io_frame(va + i * 4096, mfn + i, &mut || crate::mm::alloc_pages(1))
+        };
+        if let Err(e) = r {
+            for j in 0..i {
+                // SAFETY: we just mapped it and nothing uses it yet.
+                let _ = unsafe { pagetable::unmap(va + j * 4096) };
+            }
+            crate::mm::free_window(pfn, pages);
+            return Err(e);
+        }
+    }
+    Ok(va)
 }
 
 /// Makes grant-table frame `idx` appear at `table + idx * 4096`.

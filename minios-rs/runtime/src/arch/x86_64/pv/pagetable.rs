@@ -8,12 +8,14 @@
 //! address for all RAM (the builder maps the boot region that way with `VIRT_BASE` 0 and
 //! [`map_ram`] extends it to the rest), and the mapping window lies above RAM.
 
+use crate::xen::pv::mmu_update_as;
 use crate::xen::pv::{mmu_update, update_va_mapping};
 use core::sync::atomic::{AtomicU64, Ordering};
 use xen_abi::hypercall::pv::{
     MmuUpdate, MACH2PHYS_VIRT_START, MMU_NORMAL_PT_UPDATE, PTE_ACCESSED, PTE_ADDR_MASK, PTE_DIRTY,
-    PTE_PRESENT, PTE_RW, PTE_USER, UVMF_INVLPG,
+    PTE_PCD, PTE_PRESENT, PTE_PWT, PTE_RW, PTE_USER, UVMF_INVLPG,
 };
+use xen_abi::hypercall::DOMID_IO;
 use xen_abi::XenErrno;
 
 /// Flags of a writable data mapping and of every non-leaf entry.
@@ -50,6 +52,21 @@ pub fn mfn_of(pfn: u64) -> u64 {
     let p2m = P2M.load(Ordering::Relaxed) as *const u64;
     // SAFETY: the p2m list has `nr_pages` entries and stays mapped (`init` contract).
     unsafe { p2m.add(pfn as usize).read_volatile() }
+}
+
+/// Records machine frame `mfn` for our pseudo-physical frame `pfn` in the p2m list (after
+/// Xen gave the frame new memory, e.g. in a memory exchange).
+///
+/// # Safety
+/// `mfn` must be the frame Xen now backs `pfn` with.
+pub unsafe fn set_mfn(pfn: u64, mfn: u64) {
+    if pfn >= NR_PAGES.load(Ordering::Relaxed) {
+        return;
+    }
+    let p2m = P2M.load(Ordering::Relaxed) as *mut u64;
+    // SAFETY: the p2m list has `nr_pages` entries, is ours and writable (the builder maps
+    // it in the boot region); the caller vouches for the value.
+    unsafe { p2m.add(pfn as usize).write_volatile(mfn) }
 }
 
 /// Our pseudo-physical frame for machine frame `mfn` (Xen's m2p table).
@@ -164,6 +181,26 @@ pub unsafe fn map_frame(
     l1_entry(va, alloc)?;
     // SAFETY: guaranteed by the caller.
     unsafe { update_va_mapping(va, (mfn << 12) | PTE_DATA, UVMF_INVLPG) }
+}
+
+/// Maps device memory (machine frame `mfn`, owned by `DOMID_IO`: a BAR the toolstack gave
+/// us access to) uncached at `va`, creating tables with `alloc`.
+///
+/// # Safety
+/// Nothing may use what `va` mapped before; the frame must be device memory.
+pub unsafe fn map_io_frame(
+    va: u64,
+    mfn: u64,
+    alloc: &mut dyn FnMut() -> Option<u64>,
+) -> Result<(), XenErrno> {
+    let entry = l1_entry(va, alloc)?;
+    let req = MmuUpdate {
+        ptr: entry | MMU_NORMAL_PT_UPDATE,
+        val: (mfn << 12) | PTE_DATA | PTE_PCD | PTE_PWT,
+    };
+    // SAFETY: guaranteed by the caller; Xen checks our I/O memory permission. The entry
+    // was not present (window space), so no TLB entry is stale.
+    unsafe { mmu_update_as(&[req], DOMID_IO) }
 }
 
 /// Unmaps the page at `va`.
