@@ -10,10 +10,11 @@ use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
 use crate::frame::{parse_mac, Mac};
+use crate::stack::LocalAddr;
 use crate::switch::Limits;
+use minios::pci::PciAddress;
 
-/// Whether and how the driver domain reaches dom0's bridge (or another network driver
-/// domain) through a netfront of its own.
+/// Whether and how the driver domain connects its switch to the rest of the world.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UplinkMode {
     /// Use our first vif frontend if the toolstack gave us one (`vif=[…]` in our xl.cfg).
@@ -22,18 +23,34 @@ pub enum UplinkMode {
     Off,
     /// Use our vif frontend with this device id.
     Devid(u32),
+    /// A network device passed through to us (`pci=[…]` in our xl.cfg): the first one, or
+    /// the one at this (dom0) PCI address.
+    Nic(Option<PciAddress>),
+}
+
+/// How the driver domain's own interface is addressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpMode {
+    /// By DHCP when the uplink is a NIC (the physical segment has a server), else none.
+    Auto,
+    /// No interface.
+    Off,
+    /// By DHCP through the uplink.
+    Dhcp,
+    /// This address and prefix.
+    Static((Ipv4Addr, u8)),
 }
 
 /// Everything configurable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// Our own interface's address and prefix (`netback.ip=10.0.0.2/24`); none: no interface.
-    pub ip: Option<(Ipv4Addr, u8)>,
+    /// Our own interface's address (`netback.ip=10.0.0.2/24|dhcp|off`).
+    pub ip: IpMode,
     /// Default gateway of our interface (`netback.gw=`).
     pub gateway: Option<Ipv4Addr>,
     /// MAC of our interface (`netback.mac=`); default derived from our domid.
     pub mac: Option<Mac>,
-    /// Uplink (`netback.uplink=auto|off|<devid>`).
+    /// Uplink (`netback.uplink=auto|off|<devid>|nic|nic:<BDF>`).
     pub uplink: UplinkMode,
     /// MTU of the uplink (`netback.uplink_mtu=`, 68..=4082: one page per frame).
     pub uplink_mtu: usize,
@@ -57,7 +74,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            ip: None,
+            ip: IpMode::Auto,
             gateway: None,
             mac: None,
             uplink: UplinkMode::Auto,
@@ -103,7 +120,12 @@ impl Config {
             };
             let (key, value) = opt.split_once('=').unwrap_or((opt, "1"));
             let ok = match key {
-                "ip" => parse_cidr(value).map(|v| c.ip = Some(v)),
+                "ip" => match value {
+                    "dhcp" => Some(IpMode::Dhcp),
+                    "off" | "none" => Some(IpMode::Off),
+                    v => parse_cidr(v).map(IpMode::Static),
+                }
+                .map(|v| c.ip = v),
                 "gw" => value.parse().ok().map(|v| c.gateway = Some(v)),
                 "mac" => parse_mac(value)
                     .filter(|m| m[0] & 1 == 0)
@@ -111,6 +133,10 @@ impl Config {
                 "uplink" => match value {
                     "auto" => Some(UplinkMode::Auto),
                     "off" | "0" | "none" => Some(UplinkMode::Off),
+                    "nic" => Some(UplinkMode::Nic(None)),
+                    v if v.starts_with("nic:") => {
+                        v[4..].parse().ok().map(|a| UplinkMode::Nic(Some(a)))
+                    }
                     n => {
                         parse_range(n, 0, u64::from(u32::MAX)).map(|d| UplinkMode::Devid(d as u32))
                     }
@@ -157,6 +183,19 @@ impl Config {
         before != *l
     }
 
+    /// How our interface gets its address, once the kind of uplink is known.
+    pub fn local_addr(&self, nic_uplink: bool) -> Option<LocalAddr> {
+        match self.ip {
+            IpMode::Static(ip) => Some(LocalAddr::Static {
+                ip,
+                gateway: self.gateway,
+            }),
+            IpMode::Dhcp => Some(LocalAddr::Dhcp),
+            IpMode::Auto if nic_uplink => Some(LocalAddr::Dhcp),
+            IpMode::Auto | IpMode::Off => None,
+        }
+    }
+
     /// The MAC of our own interface: configured, or `02:dd:00:00:<domid>` (locally
     /// administered, unique per domain on the host).
     pub fn local_mac(&self, domid: u16) -> Mac {
@@ -180,7 +219,7 @@ mod tests {
              netback.uplink_bufs=32 netback.stats_ms=0",
         );
         assert!(p.is_empty(), "{p:?}");
-        assert_eq!(c.ip, Some((Ipv4Addr::new(10, 0, 0, 2), 24)));
+        assert_eq!(c.ip, IpMode::Static((Ipv4Addr::new(10, 0, 0, 2), 24)));
         assert_eq!(c.gateway, Some(Ipv4Addr::new(10, 0, 0, 1)));
         assert_eq!(c.uplink, UplinkMode::Off);
         assert_eq!(c.limits.queue_bytes, 256 * 1024);
@@ -209,7 +248,36 @@ mod tests {
         assert_eq!(p.len(), 5, "{p:?}");
         assert!(p[4].contains("unknown option netback.bogus"));
         let (c, _) = Config::from_cmdline("netback.ip=10.1.2.3 netback.uplink=2");
-        assert_eq!(c.ip, Some((Ipv4Addr::new(10, 1, 2, 3), 24)));
+        assert_eq!(c.ip, IpMode::Static((Ipv4Addr::new(10, 1, 2, 3), 24)));
         assert_eq!(c.uplink, UplinkMode::Devid(2));
+    }
+
+    #[test]
+    fn nic_uplink_and_dhcp() {
+        let (c, p) = Config::from_cmdline("netback.uplink=nic");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.uplink, UplinkMode::Nic(None));
+        assert_eq!(
+            c.local_addr(true),
+            Some(LocalAddr::Dhcp),
+            "a NIC uplink defaults to DHCP"
+        );
+        assert_eq!(
+            c.local_addr(false),
+            None,
+            "other uplinks default to no address"
+        );
+        let (c, p) = Config::from_cmdline("netback.uplink=nic:0000:00:10.0 netback.ip=off");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(
+            c.uplink,
+            UplinkMode::Nic(Some(PciAddress::new(0, 0, 0x10, 0)))
+        );
+        assert_eq!(c.local_addr(true), None);
+        let (c, _) = Config::from_cmdline("netback.ip=dhcp");
+        assert_eq!(c.local_addr(false), Some(LocalAddr::Dhcp));
+        let (c, p) = Config::from_cmdline("netback.uplink=nic:00:40.0 netback.ip=dchp");
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!((c.uplink, c.ip), (UplinkMode::Auto, IpMode::Auto));
     }
 }

@@ -1,16 +1,36 @@
 //! The netback driver domain (unikernel main): configuration from the command line, the
-//! tasks of [`netback::netdd`], readiness, the loop, shutdown. Everything else is the
-//! library, tested on the host.
+//! uplink NIC opened on the runtime's PCI layer, the tasks of [`netback::netdd`],
+//! readiness, the loop, shutdown. Everything else is the library, tested on the host.
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+
 use log::{info, warn};
 use minios::executor::Executor;
-use netback::config::Config;
+use minios::netdev::NetDevice;
+use minios::pci::{PciAddress, PciError, PciFrontTask};
+use minios_rt::virtio::net::VirtioNet;
+use minios_rt::virtio::transport::VirtioPci;
+use minios_rt::{Runtime, Shutdown};
+use netback::config::{Config, UplinkMode};
 
 minios_rt::entry!(main);
 
-fn main(rt: minios_rt::Runtime) {
+/// How long pcifront's handshake with dom0's pciback may take.
+const PCI_CONNECT_NS: u64 = 10_000_000_000;
+
+fn fail(rt: &Runtime, why: &str) -> ! {
+    log::error!("netback: cannot start: {why}");
+    rt.shutdown(Shutdown::Crash)
+}
+
+fn main(rt: Runtime) {
     info!(
         "netback driver domain starting (cmdline \"{}\")",
         rt.cmdline()
@@ -28,14 +48,25 @@ fn main(rt: minios_rt::Runtime) {
         );
     }
     let Some(xs) = rt.take_xenstore() else {
-        panic!("no xenstore connection");
+        fail(&rt, "no xenstore connection");
     };
     let mut exec = Executor::new(rt, xs);
-    if let Err(e) = netback::netdd::spawn(&mut exec, &config, free_bytes) {
-        panic!("starting the backend: {e}");
+    let nic = match config.uplink {
+        UplinkMode::Nic(want) => match open_nic(&rt, &mut exec, want, config.local_mac(0)) {
+            Ok(dev) => Some(dev),
+            Err(NicProblem::Config(why)) => fail(&rt, &format!("netback.uplink=nic: {why}")),
+            Err(NicProblem::Device(why)) => {
+                warn!("uplink: the NIC failed: {why}");
+                None
+            }
+        },
+        _ => None,
+    };
+    if let Err(e) = netback::netdd::spawn(&mut exec, &config, free_bytes, nic) {
+        fail(&rt, &format!("starting the backend: {e}"));
     }
     if let Err(e) = exec.signal_ready() {
-        panic!("writing data/ready: {e}");
+        fail(&rt, &format!("writing data/ready: {e}"));
     }
     let reason = exec.run();
     info!(
@@ -43,6 +74,44 @@ fn main(rt: minios_rt::Runtime) {
         minios_rt::mm::free_bytes() / 1024
     );
     rt.shutdown(reason.into());
+}
+
+/// Why the NIC uplink is not there.
+enum NicProblem {
+    /// The configuration cannot work (PVH, no device given, not a NIC we drive).
+    Config(String),
+    /// The device (or pciback) misbehaved: serve the guests without it.
+    Device(String),
+}
+
+/// Connects pcifront, picks the NIC and brings it up.
+fn open_nic(
+    rt: &Runtime,
+    exec: &mut Executor<Runtime>,
+    want: Option<PciAddress>,
+    fallback_mac: [u8; 6],
+) -> Result<Box<dyn NetDevice>, NicProblem> {
+    let bus =
+        minios_rt::pci::connect(rt, exec.xenstore(), PCI_CONNECT_NS).map_err(|e| match e {
+            PciError::NotPv | PciError::NoFrontend => NicProblem::Config(format!("{e}")),
+            e => NicProblem::Device(format!("{e}")),
+        })?;
+    let f = netback::uplink::nic::select_nic(bus.functions(), want).map_err(NicProblem::Config)?;
+    if !minios_rt::selftest_pci::is_virtio_net(f.vendor, f.device) {
+        return Err(NicProblem::Config(format!(
+            "{} ({:04x}:{:04x}) is a NIC this domain has no driver for (it drives virtio-net)",
+            f.host, f.vendor, f.device
+        )));
+    }
+    let bus = Rc::new(bus);
+    // Answers the toolstack's pci-detach/destroy requests (else xl waits 10 s for us).
+    exec.spawn(PciFrontTask::new(bus.clone()))
+        .map_err(|e| NicProblem::Device(format!("watching pcifront: {e}")))?;
+    let dev = VirtioPci::open(&bus, f.addr, 1)
+        .map_err(|e| NicProblem::Device(format!("{}: {e}", f.host)))?;
+    let net = VirtioNet::new(dev, fallback_mac)
+        .map_err(|e| NicProblem::Device(format!("{}: {e}", f.host)))?;
+    Ok(Box::new(net))
 }
 
 /// Memory left: free frames plus free heap space.

@@ -11,15 +11,18 @@ use minios::platform::Platform;
 use minios::xenbus::Backend;
 use minios::xenstore::{Event, Store, XsError};
 
-use crate::config::Config;
+use crate::config::{Config, UplinkMode};
 use crate::datapath::Datapath;
 use crate::stack::LocalStack;
 use crate::switch::Switch;
-use crate::uplink::UplinkTask;
+use crate::switch::{Policy, PortConfig};
+use crate::uplink::{NicUplink, UplinkTask};
 use crate::vif::{VifDriver, VifOptions};
+use alloc::boxed::Box;
+use minios::netdev::NetDevice;
 
 /// Handles to what [`spawn`] started (for tests and status).
-pub struct NetDd<P: Platform> {
+pub struct NetDd<P: Platform + 'static> {
     /// The data path (switch, vifs, uplink).
     pub dp: Rc<RefCell<Datapath<P>>>,
     /// The vif backend.
@@ -29,12 +32,15 @@ pub struct NetDd<P: Platform> {
 }
 
 /// Spawns the backend, the data path, the uplink, the local interface and the shutdown
-/// watch on `exec` (the caller then signals readiness and runs the loop).
+/// watch on `exec` (the caller then signals readiness and runs the loop). With
+/// `netback.uplink=nic`, `nic` is the device the caller opened (`None`: it was not usable,
+/// and the guests are served without an uplink).
 /// `free_bytes` reports the memory the domain has left (published with the status).
 pub fn spawn<P: Platform + 'static>(
     exec: &mut Executor<P>,
     config: &Config,
     free_bytes: fn() -> u64,
+    nic: Option<Box<dyn NetDevice>>,
 ) -> Result<NetDd<P>, XsError> {
     let domid = exec.platform().domid();
     let now = minios::platform::Clock::now_ns(exec.platform());
@@ -66,12 +72,33 @@ pub fn spawn<P: Platform + 'static>(
         config.uplink_buffers,
     )));
     exec.spawn(uplink.clone())?;
-    match config.ip {
-        Some(ip) => {
-            let mac = config.local_mac(domid);
-            exec.spawn(LocalStack::new(dp.clone(), mac, ip, config.gateway, now))?;
+    let nic_attached = match (config.uplink, nic) {
+        (UplinkMode::Nic(_), Some(dev)) => {
+            let describe = dev.describe();
+            let up = NicUplink::new(dev);
+            let cfg = PortConfig {
+                name: format!("uplink ({describe})"),
+                caps: up.caps(),
+                policy: Policy::default(),
+            };
+            let port = dp.borrow_mut().attach_uplink(Box::new(up), cfg);
+            info!("uplink: {describe}, port {port}");
+            publish(exec, domid, "uplink", &describe);
+            true
         }
-        None => warn!("no netback.ip= on the command line: the driver domain has no address"),
+        (UplinkMode::Nic(_), None) => {
+            warn!("uplink: no usable NIC: serving the guests without an uplink");
+            publish(exec, domid, "uplink", "none (the NIC is not usable)");
+            false
+        }
+        _ => false,
+    };
+    match config.local_addr(nic_attached) {
+        Some(addr) => {
+            let mac = config.local_mac(domid);
+            exec.spawn(LocalStack::new(dp.clone(), mac, addr, now))?;
+        }
+        None => info!("no netback.ip=: the driver domain has no address of its own"),
     }
     if config.status_ms != 0 {
         exec.spawn(StatusTask {
@@ -89,6 +116,14 @@ pub fn spawn<P: Platform + 'static>(
         backend,
         uplink,
     })
+}
+
+/// Writes `data/<key>` = `value` under our home (best effort: logged on failure).
+fn publish<P: Platform>(exec: &mut Executor<P>, domid: u16, key: &str, value: &str) {
+    let path = format!("/local/domain/{domid}/data/{key}");
+    if let Err(e) = exec.xenstore().write(&path, value.as_bytes()) {
+        warn!("cannot publish {path}: {e}");
+    }
 }
 
 /// Publishes the driver domain's status under `data/status/` at most every `status_ms`,

@@ -39,7 +39,8 @@ use minios::xenstore::{Event, Store, XsError};
 
 use crate::netring::NetBackRing;
 use crate::switch::{PortConfig, PortCounters, PortId, Switch};
-use crate::uplink::UplinkConn;
+use crate::uplink::UplinkPort;
+use alloc::boxed::Box;
 
 pub use rx::RX_PASS_SLOTS;
 pub use tx::HEAD_LEN;
@@ -120,7 +121,7 @@ pub struct Datapath<P: Platform> {
     /// The switch.
     pub switch: Switch,
     vifs: BTreeMap<PortId, Vif<P>>,
-    uplink: Option<(PortId, UplinkConn<P>)>,
+    uplink: Option<(PortId, Box<dyn UplinkPort>)>,
     tx_batch: usize,
     next_first: PortId,
     stats: DatapathStats,
@@ -187,7 +188,7 @@ impl<P: Platform> Datapath<P> {
     }
 
     /// Puts the uplink on the switch.
-    pub fn attach_uplink(&mut self, conn: UplinkConn<P>, cfg: PortConfig) -> PortId {
+    pub fn attach_uplink(&mut self, conn: Box<dyn UplinkPort>, cfg: PortConfig) -> PortId {
         self.detach_uplink();
         let id = self.switch.add_port(cfg);
         info!("{}: on the switch as port {id}", self.switch.describe(id));
@@ -299,7 +300,7 @@ impl<P: Platform> Task<P> for Datapath<P> {
         let t = platform.now_ns();
         self.push_and_notify(platform);
         if let Some(why) = self.uplink.as_ref().and_then(|(_, up)| up.broken()) {
-            log::warn!("uplink: dropped after a ring failure: {why}");
+            log::warn!("uplink: dropped after a failure: {why}");
             self.detach_uplink();
         }
         let end = platform.now_ns();

@@ -1,4 +1,4 @@
-//! The uplink: a netfront of our own, connecting the switch to dom0's bridge (or to another
+//! The netfront uplink: a netfront of our own, connecting the switch to dom0's bridge (or to another
 //! network driver domain) through the vif the toolstack gave the driver domain
 //! (`vif=['bridge=xenbr0']` in its xl.cfg).
 //!
@@ -130,13 +130,8 @@ impl<P: Platform> UplinkConn<P> {
         }
     }
 
-    /// Why the rings stopped working, if they did.
-    pub fn broken(&self) -> Option<&str> {
-        self.broken.as_deref()
-    }
-
     /// Moves frames both ways; returns whether work is left for another pass.
-    pub fn poll(&mut self, switch: &mut Switch, port: PortId, now: u64) -> bool {
+    fn poll_rings(&mut self, switch: &mut Switch, port: PortId, now: u64) -> bool {
         if self.broken.is_some() {
             return false;
         }
@@ -261,6 +256,17 @@ impl<P: Platform> UplinkConn<P> {
     }
 }
 
+impl<P: Platform> super::UplinkPort for UplinkConn<P> {
+    fn poll(&mut self, switch: &mut Switch, port: PortId, now: u64) -> bool {
+        self.poll_rings(switch, port, now)
+    }
+
+    /// Why the rings stopped working, if they did.
+    fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+}
+
 /// Phases of the uplink's handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -276,7 +282,7 @@ enum Phase {
 
 /// The uplink's xenbus side: finds our vif frontend, connects when dom0's backend is ready,
 /// reconnects after the backend restarts.
-pub struct UplinkTask<P: Platform> {
+pub struct UplinkTask<P: Platform + 'static> {
     dp: Rc<RefCell<Datapath<P>>>,
     mode: UplinkMode,
     mtu: usize,
@@ -287,7 +293,7 @@ pub struct UplinkTask<P: Platform> {
     own: XenbusState,
 }
 
-impl<P: Platform> UplinkTask<P> {
+impl<P: Platform + 'static> UplinkTask<P> {
     /// An uplink task for the data path.
     pub fn new(dp: Rc<RefCell<Datapath<P>>>, mode: UplinkMode, mtu: usize, buffers: usize) -> Self {
         Self {
@@ -370,7 +376,10 @@ impl<P: Platform> UplinkTask<P> {
             caps: conn.caps(),
             policy: Policy::default(),
         };
-        let port = self.dp.borrow_mut().attach_uplink(conn, cfg);
+        let port = self
+            .dp
+            .borrow_mut()
+            .attach_uplink(alloc::boxed::Box::new(conn), cfg);
         info!(
             "uplink: connected, port {port}{}",
             mac.map(|m| format!(", mac {}", crate::frame::MacFmt(&m)))
@@ -380,7 +389,7 @@ impl<P: Platform> UplinkTask<P> {
     }
 }
 
-impl<P: Platform> Task<P> for UplinkTask<P> {
+impl<P: Platform + 'static> Task<P> for UplinkTask<P> {
     fn start(&mut self, cx: &mut Ctx<'_, P>) -> Result<(), XsError> {
         let own = cx.platform.domid();
         let devid = match self.mode {
@@ -388,6 +397,8 @@ impl<P: Platform> Task<P> for UplinkTask<P> {
                 info!("uplink: off");
                 return Ok(());
             }
+            // The data path drives a NIC uplink directly.
+            UplinkMode::Nic(_) => return Ok(()),
             UplinkMode::Devid(d) => Some(d),
             UplinkMode::Auto => Frontend::list(cx.xs, own, "vif")?.into_iter().min(),
         };

@@ -10,7 +10,11 @@ use minios::host::{DeviceSpec, HostChannel, HostDomain, HostGranted, HostXs, Wor
 use minios::platform::{Access, EventChannel, Events, GrantedPage, Grants, SharedMem};
 use minios::ring::SharedRing;
 use minios::xenstore::{Store, Xenstore};
+use minios::netdev::{NetDevice, NetError, NetOffloads, RxCsum, RxFrame, TxMeta};
 use netback::config::Config;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
 use netback::netdd::{self, NetDd};
 use netback::switch::PortCounters;
 use netback::wire::{ExtraRepr, Gso, TxRequestRepr};
@@ -36,10 +40,18 @@ pub struct Harness {
 }
 
 fn start(dom: &HostDomain, cmdline: &str) -> (Executor<HostDomain>, NetDd<HostDomain>) {
+    start_with(dom, cmdline, None)
+}
+
+fn start_with(
+    dom: &HostDomain,
+    cmdline: &str,
+    nic: Option<Box<dyn NetDevice>>,
+) -> (Executor<HostDomain>, NetDd<HostDomain>) {
     let (config, problems) = Config::from_cmdline(cmdline);
     assert!(problems.is_empty(), "{problems:?}");
     let mut exec = Executor::new(dom.clone(), dom.xenstore());
-    let netdd = netdd::spawn(&mut exec, &config, || 1 << 20).unwrap();
+    let netdd = netdd::spawn(&mut exec, &config, || 1 << 20, nic).unwrap();
     exec.signal_ready().unwrap();
     (exec, netdd)
 }
@@ -49,6 +61,22 @@ impl Harness {
         let world = World::new();
         let dd = world.create_domain(DD, "netdd");
         let (exec, netdd) = start(&dd, cmdline);
+        let mut h = Self {
+            world,
+            dd,
+            exec,
+            netdd,
+            peer: None,
+        };
+        h.settle();
+        h
+    }
+
+    /// A driver domain whose uplink is `nic` (a device it owns).
+    pub fn with_nic(cmdline: &str, nic: FakeNic) -> Self {
+        let world = World::new();
+        let dd = world.create_domain(DD, "netdd");
+        let (exec, netdd) = start_with(&dd, cmdline, Some(Box::new(nic)));
         let mut h = Self {
             world,
             dd,
@@ -745,4 +773,116 @@ pub fn l4_ok(frame: &[u8]) -> bool {
 /// Reads the shared ring index `req_event` (tests of notification suppression).
 pub fn req_event(r: &SharedRing<HostGranted>) -> u32 {
     r.load_req_event()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A NIC the driver domain owns
+// ---------------------------------------------------------------------------------------------
+
+/// What a [`FakeNic`] saw and will deliver; shared with the test.
+#[derive(Default)]
+pub struct NicState {
+    /// Frames the wire delivers to the driver domain next.
+    pub rx: VecDeque<(Vec<u8>, RxCsum)>,
+    /// Frames the driver domain transmitted, with their offload requests.
+    pub tx: Vec<(Vec<u8>, TxMeta)>,
+    /// Frames the device accepts before it reports a full queue (`None`: unlimited).
+    pub tx_room: Option<usize>,
+    /// The device fails with this reason.
+    pub fail: Option<String>,
+    /// Offloads announced.
+    pub offloads: NetOffloads,
+    /// An interrupt is pending.
+    pub irq: bool,
+}
+
+/// A network device on the host: frames go to and come from [`NicState`].
+#[derive(Clone, Default)]
+pub struct FakeNic(pub Rc<RefCell<NicState>>);
+
+/// The fake NIC's MAC.
+pub const NIC_MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+
+impl FakeNic {
+    /// A NIC without offloads.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Delivers a frame from the wire.
+    pub fn inject(&self, frame: &[u8], csum: RxCsum) {
+        let mut s = self.0.borrow_mut();
+        s.rx.push_back((frame.to_vec(), csum));
+        s.irq = true;
+    }
+
+    /// Takes what was transmitted so far.
+    pub fn take_tx(&self) -> Vec<(Vec<u8>, TxMeta)> {
+        std::mem::take(&mut self.0.borrow_mut().tx)
+    }
+
+    fn check(&self) -> Result<(), NetError> {
+        match &self.0.borrow().fail {
+            Some(why) => Err(NetError::Device(why.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl NetDevice for FakeNic {
+    fn describe(&self) -> String {
+        "fake-nic 0000:00:10.0".into()
+    }
+    fn mac(&self) -> [u8; 6] {
+        NIC_MAC
+    }
+    fn max_frame(&self) -> usize {
+        1514
+    }
+    fn offloads(&self) -> NetOffloads {
+        self.0.borrow().offloads
+    }
+    fn link_up(&self) -> bool {
+        true
+    }
+    fn take_interrupt(&mut self) -> bool {
+        std::mem::take(&mut self.0.borrow_mut().irq)
+    }
+    fn poll(&mut self) -> Result<(), NetError> {
+        self.check()
+    }
+    fn receive(
+        &mut self,
+        budget: usize,
+        each: &mut dyn FnMut(RxFrame<'_>),
+    ) -> Result<usize, NetError> {
+        self.check()?;
+        let mut n = 0;
+        while n < budget {
+            let Some((data, csum)) = self.0.borrow_mut().rx.pop_front() else {
+                break;
+            };
+            each(RxFrame { data: &data, csum });
+            n += 1;
+        }
+        Ok(n)
+    }
+    fn transmit(&mut self, frame: &[u8], meta: &TxMeta) -> Result<(), NetError> {
+        self.check()?;
+        let mut s = self.0.borrow_mut();
+        match s.tx_room {
+            Some(0) => return Err(NetError::Full),
+            Some(ref mut n) => *n -= 1,
+            None => {}
+        }
+        let o = s.offloads;
+        if (meta.csum.is_some() && !o.tx_csum) || (meta.gso.is_some() && !o.tx_tso4) {
+            return Err(NetError::Refused);
+        }
+        s.tx.push((frame.to_vec(), *meta));
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), NetError> {
+        self.check()
+    }
 }
