@@ -53,6 +53,9 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
     let scratch = &m.scratch;
     Ok(match d {
         QemuDevice::VirtioNet => virtio_net("usernet", "52:54:00:12:34:56", &addr, &m.file_server),
+        QemuDevice::VirtioNet2 => {
+            virtio_net("usernet2", "52:54:00:12:34:57", &addr, &m.file_server)
+        }
         QemuDevice::VirtioBlk => {
             let img = scratch_image(scratch, "virtio-blk.img", 64)?;
             vec![

@@ -4,7 +4,7 @@ use crate::cpio::Archive;
 use crate::events::{Kind, Log};
 use crate::hostenv::{self, Var};
 use crate::scenario::{
-    placeholder, placeholders, Action, Domain, DomainKind, Event, Scenario, Step,
+    expand_devices, placeholder, placeholders, Action, Domain, DomainKind, Event, Scenario, Step,
 };
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
@@ -462,10 +462,7 @@ impl<'a> Runner<'a> {
                 }
             }
         }
-        let mut config = d.config.clone();
-        for dev in &self.sc.qemu_devices {
-            config = config.replace(&format!("@{}", dev.name()), &dev.bdf());
-        }
+        let config = expand_devices(&d.config, &self.sc.qemu_devices)?;
         c.push_str(&self.expand(&config)?);
         c.push('\n');
         Ok(c)
