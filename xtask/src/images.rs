@@ -396,9 +396,15 @@ fn dom0_base(
     Ok(fs.archive.to_bytes())
 }
 
-/// Per-run files: the scenarios, the plan, and our unikernel images in /boot/xdd.
+/// Per-run files: the scenarios, the plan, the host's settings for scenarios (the file
+/// server's URL and hashes) and our unikernel images in /boot/xdd.
 fn dom0_overlay(scenarios: &[(Scenario, String)]) -> Result<testbed_agent::cpio::Archive> {
     let mut a = testbed_agent::cpio::Archive::new();
+    a.file(
+        testbed_agent::hostenv::PATH.trim_start_matches('/'),
+        0o644,
+        crate::fileserver::scenario_env()?,
+    );
     let mut plan = String::new();
     for (s, text) in scenarios {
         a.file(

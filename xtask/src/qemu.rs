@@ -1,5 +1,6 @@
 //! Boots Xen and dom0 under QEMU (TCG), streams the serial console to a log, enforces a timeout.
 
+use crate::fileserver;
 use crate::images::Boot;
 use crate::util::{self, Result};
 use std::io::{BufRead, BufReader, Write};
@@ -33,17 +34,28 @@ pub struct Machine<'a> {
     pub log: PathBuf,
     /// Scratch directory for device backing files.
     pub scratch: PathBuf,
+    /// The program slirp runs as `<it> serve-file` per connection to the file server.
+    pub file_server: PathBuf,
 }
 
-fn device_args(d: QemuDevice, scratch: &Path) -> Result<Vec<String>> {
+/// A virtio-net on a user network of its own (`netdev` names it) with the file server.
+fn virtio_net(netdev: &str, mac: &str, addr: &str, file_server: &Path) -> Vec<String> {
+    vec![
+        "-netdev".into(),
+        format!("user,id={netdev},{}", fileserver::guestfwd(file_server)),
+        "-device".into(),
+        format!("virtio-net-pci,netdev={netdev},mac={mac},bus=pcie.0,{addr}"),
+    ]
+}
+
+fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
     let addr = format!("addr=0x{:02x}", d.slot());
+    let scratch = &m.scratch;
     Ok(match d {
-        QemuDevice::VirtioNet => vec![
-            "-netdev".into(),
-            "user,id=usernet".into(),
-            "-device".into(),
-            format!("virtio-net-pci,netdev=usernet,bus=pcie.0,{addr}"),
-        ],
+        QemuDevice::VirtioNet => virtio_net("usernet", "52:54:00:12:34:56", &addr, &m.file_server),
+        QemuDevice::VirtioNet2 => {
+            virtio_net("usernet2", "52:54:00:12:34:57", &addr, &m.file_server)
+        }
         QemuDevice::VirtioBlk => {
             let img = scratch_image(scratch, "virtio-blk.img", 64)?;
             vec![
@@ -116,7 +128,7 @@ pub fn run(m: &Machine) -> Result<Outcome> {
         .arg("-initrd")
         .arg(initrd);
     for d in &m.devices {
-        cmd.args(device_args(*d, &m.scratch)?);
+        cmd.args(device_args(*d, m)?);
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -193,6 +193,8 @@ pub fn run_scenarios(
         timeout,
         log: log.clone(),
         scratch: cache.base.join("scratch"),
+        file_server: std::env::current_exe()
+            .map_err(|e| format!("cannot locate xtask for the file server: {e}"))?,
     })?;
     let _ = std::fs::copy(&log, logs.join("latest.log"));
     let results = results::collect(&names, &outcome.lines);

@@ -5,7 +5,7 @@ mod blk;
 
 use std::sync::Arc;
 use testbed_agent::events::{Kind, Log};
-use testbed_agent::runner;
+use testbed_agent::{hostenv, runner};
 use xdd_control::xenstore::Xenstore;
 
 const USAGE: &str = "\
@@ -21,9 +21,19 @@ fn main() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
         ["run", plan] => {
+            // The host's settings reach dom0 steps as environment variables (set before any
+            // thread starts) and guests through their scripts. Without them, scripts that use
+            // them fail on their own; say why here.
+            let env = hostenv::load().unwrap_or_else(|e| {
+                println!("@@XDD warn host-env={}", e.replace(' ', "_"));
+                Vec::new()
+            });
+            for (name, value) in &env {
+                std::env::set_var(name, value);
+            }
             let log = Arc::new(Log::new());
             start_watcher(log.clone());
-            let failed = runner::run_plan(std::path::Path::new(plan), log);
+            let failed = runner::run_plan(std::path::Path::new(plan), log, &env);
             std::process::exit(i32::from(failed > 0));
         }
         ["xs", "read", path] => xs().and_then(|mut x| x.read(path)).map(|v| println!("{v}")),

@@ -2,8 +2,9 @@
 
 use crate::cpio::Archive;
 use crate::events::{Kind, Log};
+use crate::hostenv::{self, Var};
 use crate::scenario::{
-    placeholder, placeholders, Action, Domain, DomainKind, Event, Scenario, Step,
+    expand_devices, placeholder, placeholders, Action, Domain, DomainKind, Event, Scenario, Step,
 };
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
@@ -30,8 +31,9 @@ fn report(kind: &str, fields: &[(&str, String)], detail: Option<&str>) {
     println!("{line}");
 }
 
-/// Runs every scenario named in the plan file; returns the number that failed.
-pub fn run_plan(plan: &Path, log: Arc<Log>) -> usize {
+/// Runs every scenario named in the plan file; returns the number that failed. `env` (the
+/// host's settings) is exported at the top of every Linux domain's script.
+pub fn run_plan(plan: &Path, log: Arc<Log>, env: &[Var]) -> usize {
     let text = std::fs::read_to_string(plan).unwrap_or_default();
     let mut failed = 0;
     for file in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -44,7 +46,7 @@ pub fn run_plan(plan: &Path, log: Arc<Log>) -> usize {
             .and_then(|t| Scenario::parse(&t, stem));
         match parsed {
             Ok(s) => {
-                if !Runner::new(&s, log.clone()).run() {
+                if !Runner::new(&s, log.clone(), env).run() {
                     failed += 1;
                 }
             }
@@ -84,13 +86,14 @@ struct Runner<'a> {
     start: Instant,
     dir: PathBuf,
     ok: bool,
+    env: &'a [Var],
 }
 
 /// Outcome of a step: pass, or fail with a reason.
 type StepResult = Result<(), String>;
 
 impl<'a> Runner<'a> {
-    fn new(sc: &'a Scenario, log: Arc<Log>) -> Runner<'a> {
+    fn new(sc: &'a Scenario, log: Arc<Log>, env: &'a [Var]) -> Runner<'a> {
         Runner {
             sc,
             log,
@@ -99,6 +102,7 @@ impl<'a> Runner<'a> {
             start: Instant::now(),
             dir: PathBuf::from(format!("/run/testbed/{}", sc.name)),
             ok: true,
+            env,
         }
     }
 
@@ -433,7 +437,8 @@ impl<'a> Runner<'a> {
                 let mut data = std::fs::read(format!("/boot/testbed/{base}.cpio.gz"))
                     .map_err(|e| format!("cannot read the {base} initramfs: {e}"))?;
                 let mut overlay = Archive::new();
-                overlay.file("scenario.sh", 0o755, format!("#!/bin/sh\n{}\n", d.script));
+                let script = format!("#!/bin/sh\n{}{}\n", hostenv::exports(self.env), d.script);
+                overlay.file("scenario.sh", 0o755, script);
                 // The kernel accepts an uncompressed archive after a compressed one only at a
                 // 4-byte aligned offset; zero bytes in between are skipped.
                 data.resize(data.len().next_multiple_of(4), 0);
@@ -457,10 +462,7 @@ impl<'a> Runner<'a> {
                 }
             }
         }
-        let mut config = d.config.clone();
-        for dev in &self.sc.qemu_devices {
-            config = config.replace(&format!("@{}", dev.name()), &dev.bdf());
-        }
+        let config = expand_devices(&d.config, &self.sc.qemu_devices)?;
         c.push_str(&self.expand(&config)?);
         c.push('\n');
         Ok(c)

@@ -43,7 +43,8 @@ fn default_scenario_timeout() -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum QemuDevice {
-    /// virtio-net-pci on QEMU user networking (10.0.2.0/24, gateway 10.0.2.2).
+    /// virtio-net-pci on its own QEMU user network (10.0.2.0/24, gateway and DHCP server
+    /// 10.0.2.2, the file server at 10.0.2.100:80).
     VirtioNet,
     /// virtio-blk-pci on a scratch image file.
     VirtioBlk,
@@ -51,15 +52,20 @@ pub enum QemuDevice {
     Xhci,
     /// ich9-intel-hda with a duplex codec.
     Sound,
+    /// A second virtio-net-pci, identical to `virtio-net` but on a user network of its own
+    /// (same addresses, same file server), for side-by-side runs in one boot.
+    #[serde(rename = "virtio-net-2")]
+    VirtioNet2,
 }
 
 impl QemuDevice {
     /// Every device, in PCI slot order.
-    pub const ALL: [QemuDevice; 4] = [
+    pub const ALL: [QemuDevice; 5] = [
         QemuDevice::VirtioNet,
         QemuDevice::VirtioBlk,
         QemuDevice::Xhci,
         QemuDevice::Sound,
+        QemuDevice::VirtioNet2,
     ];
 
     /// The name used in scenario files and as `@name` in xl.cfg text.
@@ -69,6 +75,7 @@ impl QemuDevice {
             QemuDevice::VirtioBlk => "virtio-blk",
             QemuDevice::Xhci => "xhci",
             QemuDevice::Sound => "sound",
+            QemuDevice::VirtioNet2 => "virtio-net-2",
         }
     }
 
@@ -79,6 +86,7 @@ impl QemuDevice {
             QemuDevice::VirtioBlk => 0x11,
             QemuDevice::Xhci => 0x12,
             QemuDevice::Sound => 0x13,
+            QemuDevice::VirtioNet2 => 0x14,
         }
     }
 
@@ -86,6 +94,28 @@ impl QemuDevice {
     pub fn bdf(self) -> String {
         format!("0000:00:{:02x}.0", self.slot())
     }
+}
+
+/// Replaces every `@name` in xl.cfg text with the BDF of the listed device of exactly that
+/// name (`@virtio-net-2` is not `@virtio-net` followed by `-2`); Err names an unlisted one.
+pub fn expand_devices(text: &str, devices: &[QemuDevice]) -> Result<String, String> {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '-';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('@') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let end = after.find(|c: char| !is_name(c)).unwrap_or(after.len());
+        let name = &after[..end];
+        let dev = devices
+            .iter()
+            .find(|d| d.name() == name)
+            .ok_or_else(|| format!("@{name}: list it in qemu_devices"))?;
+        out.push_str(&dev.bdf());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// A file the agent writes in dom0 before the scenario's steps.
@@ -456,19 +486,8 @@ impl Scenario {
             if !matches!(d.xl_type(), "pv" | "pvh") {
                 return Err(format!("domain `{}`: type must be pv or pvh", d.name));
             }
-            for word in d
-                .config
-                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '@'))
-            {
-                if let Some(dev) = word.strip_prefix('@') {
-                    if !self.qemu_devices.iter().any(|q| q.name() == dev) {
-                        return Err(format!(
-                            "domain `{}` uses @{dev}: list it in qemu_devices",
-                            d.name
-                        ));
-                    }
-                }
-            }
+            expand_devices(&d.config, &self.qemu_devices)
+                .map_err(|e| format!("domain `{}` uses {e}", d.name))?;
         }
         for f in &self.files {
             if !f.path.starts_with('/') {
@@ -589,6 +608,37 @@ to = "xs:/local/domain/{domid:guest}/device/vif/0/state=4"
             }
         );
         assert_eq!(QemuDevice::VirtioNet.bdf(), "0000:00:10.0");
+    }
+
+    #[test]
+    fn expands_device_names_exactly() {
+        let both = [QemuDevice::VirtioNet, QemuDevice::VirtioNet2];
+        assert_eq!(
+            expand_devices("pci = ['@virtio-net-2', '@virtio-net']", &both).unwrap(),
+            "pci = ['0000:00:14.0', '0000:00:10.0']"
+        );
+        assert_eq!(
+            expand_devices("pci=['@virtio-net-2']", &[QemuDevice::VirtioNet]).unwrap_err(),
+            "@virtio-net-2: list it in qemu_devices"
+        );
+        let two: Scenario = toml::from_str(
+            r#"
+name = "t"
+summary = "s"
+qemu_devices = ["virtio-net-2", "virtio-net"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            two.qemu_devices,
+            [QemuDevice::VirtioNet2, QemuDevice::VirtioNet]
+        );
+        let slots: BTreeSet<u8> = QemuDevice::ALL.iter().map(|d| d.slot()).collect();
+        assert_eq!(
+            slots.len(),
+            QemuDevice::ALL.len(),
+            "every device has its own slot"
+        );
     }
 
     fn err(text: &str) -> String {
