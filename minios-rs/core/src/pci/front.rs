@@ -19,7 +19,8 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::Cell;
+use alloc::rc::Rc;
+use core::cell::{Cell, RefCell};
 use core::sync::atomic::{fence, Ordering};
 
 use log::{info, warn};
@@ -35,7 +36,8 @@ use super::config::{self, ConfigSpace};
 use super::{PciAddress, PciError};
 use crate::platform::{Access, EventChannel, GrantedPage, Platform, SharedMem};
 use crate::xenbus::{Frontend, XenbusState};
-use crate::xenstore::{parse_uint, Store, Xenstore};
+use crate::executor::{Ctx, Task};
+use crate::xenstore::{parse_uint, Event, Store, Xenstore, XsError};
 
 /// How long pciback may take for one operation (it runs in a dom0 workqueue).
 pub const OP_TIMEOUT_NS: u64 = 5_000_000_000;
@@ -139,6 +141,10 @@ pub struct PciFunction {
 pub struct PciFront<C: OpChannel> {
     chan: C,
     functions: Vec<PciFunction>,
+    /// Our `pci` device (absent for a front made with [`PciFront::from_channel`]).
+    fe: Option<Frontend>,
+    /// Functions the toolstack took away (`xl pci-detach`, `xl destroy`).
+    removed: RefCell<Vec<PciAddress>>,
 }
 
 impl<P: Platform + Clone> PciFront<SharedPage<P>> {
@@ -165,8 +171,9 @@ impl<P: Platform + Clone> PciFront<SharedPage<P>> {
         fe.publish(xs, &keys, XenbusState::Initialised)?;
         fe.wait_backend(platform, xs, &[XenbusState::Connected], deadline_ns)?;
         let listed = read_function_list(xs, &fe)?;
-        let front = Self::from_channel(chan, &listed);
+        let mut front = Self::from_channel(chan, &listed);
         fe.set_state(xs, XenbusState::Connected)?;
+        front.set_frontend(fe);
         for f in &front.functions {
             info!(
                 "pcifront: {} (as {}): {:04x}:{:04x} class {:06x}",
@@ -215,6 +222,8 @@ impl<C: OpChannel> PciFront<C> {
         let mut front = Self {
             chan,
             functions: Vec::new(),
+            fe: None,
+            removed: RefCell::new(Vec::new()),
         };
         for &(addr, host) in listed {
             match front.identify(addr, host) {
@@ -228,6 +237,25 @@ impl<C: OpChannel> PciFront<C> {
     /// The operation channel.
     pub fn channel(&self) -> &C {
         &self.chan
+    }
+
+    /// Associates the front with our `pci` device (done by [`PciFront::connect`]), so that a
+    /// [`PciFrontTask`] can follow the toolstack's changes.
+    pub fn set_frontend(&mut self, fe: Frontend) {
+        self.fe = Some(fe);
+    }
+
+    /// Whether the toolstack took the function at `addr` away (its driver must stop).
+    pub fn is_removed(&self, addr: PciAddress) -> bool {
+        self.removed.borrow().contains(&addr)
+    }
+
+    /// Records that the toolstack took the function at `addr` away.
+    pub fn mark_removed(&self, addr: PciAddress) {
+        let mut r = self.removed.borrow_mut();
+        if !r.contains(&addr) {
+            r.push(addr);
+        }
     }
 
     /// The functions given to this domain.
@@ -384,4 +412,111 @@ impl<C: OpChannel> ConfigSpace for FunctionConfig<'_, C> {
             })
             .map(drop)
     }
+}
+
+/// Follows the toolstack's changes to our devices after the connection: `xl pci-detach` and
+/// `xl destroy` ask (backend Reconfiguring, the function's `state-N` Closing) for functions
+/// to be released; we mark them removed (their drivers stop using them) and answer as Linux's
+/// pcifront does, so the toolstack does not wait for a timeout. A backend that goes away
+/// removes everything.
+pub struct PciFrontTask<C: OpChannel> {
+    front: Rc<PciFront<C>>,
+}
+
+impl<C: OpChannel> PciFrontTask<C> {
+    /// A task for a connected front.
+    pub fn new(front: Rc<PciFront<C>>) -> Self {
+        Self { front }
+    }
+
+    fn step<P: Platform>(&mut self, cx: &mut Ctx<'_, P>) {
+        let Some(fe) = self.front.fe.as_ref() else { return };
+        let state = match fe.backend_state(cx.xs) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("pcifront: {e}");
+                return;
+            }
+        };
+        let own = cx
+            .xs
+            .read_opt(&fe.key("state"))
+            .ok()
+            .flatten()
+            .and_then(|raw| XenbusState::parse(&raw).ok());
+        use XenbusState::*;
+        match state {
+            Reconfiguring if own == Some(Connected) => {
+                for addr in closing_functions(cx.xs, fe) {
+                    warn!("pcifront: the toolstack removes {addr}: its driver stops");
+                    self.front.mark_removed(addr);
+                }
+                let _ = fe.set_state(cx.xs, Reconfiguring);
+            }
+            Reconfigured if own == Some(Reconfiguring) => {
+                let _ = fe.set_state(cx.xs, Connected);
+            }
+            Closing | Closed | Unknown if own != Some(Closed) => {
+                for f in &self.front.functions {
+                    self.front.mark_removed(f.addr);
+                }
+                warn!("pcifront: backend {}: every device is gone", state.name());
+                let _ = fe.set_state(cx.xs, if state == Closing { Closing } else { Closed });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The functions whose `state-N` is Closing (being taken away).
+fn closing_functions<S: Store + ?Sized>(xs: &mut S, fe: &Frontend) -> Vec<PciAddress> {
+    let Some(n) = xs
+        .read_opt(&fe.backend_key("num_devs"))
+        .ok()
+        .flatten()
+        .and_then(|raw| parse_uint(&raw))
+        .filter(|&n| n <= MAX_FUNCTIONS)
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for i in 0..n {
+        let state = xs
+            .read_opt(&fe.backend_key(&format!("state-{i}")))
+            .ok()
+            .flatten()
+            .and_then(|raw| XenbusState::parse(&raw).ok());
+        if state != Some(XenbusState::Closing) {
+            continue;
+        }
+        let raw = match xs.read_opt(&fe.backend_key(&format!("vdev-{i}"))) {
+            Ok(Some(v)) => Some(v),
+            _ => xs.read(&fe.backend_key(&format!("dev-{i}"))).ok(),
+        };
+        if let Some(addr) = raw.and_then(|r| {
+            String::from_utf8_lossy(&r)
+                .trim_end_matches('\0')
+                .parse()
+                .ok()
+        }) {
+            out.push(addr);
+        }
+    }
+    out
+}
+
+impl<P: Platform, C: OpChannel> Task<P> for PciFrontTask<C> {
+    fn start(&mut self, cx: &mut Ctx<'_, P>) -> Result<(), XsError> {
+        if let Some(fe) = self.front.fe.as_ref() {
+            let path = fe.backend_key("state");
+            cx.watch(&path, "backend")?;
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, cx: &mut Ctx<'_, P>, _sub: &str, _event: &Event) {
+        self.step(cx);
+    }
+
+    fn poll(&mut self, _cx: &mut Ctx<'_, P>) {}
 }

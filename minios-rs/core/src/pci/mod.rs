@@ -22,7 +22,7 @@ mod tests;
 
 pub use address::PciAddress;
 pub use config::{Bar, ConfigSpace, MsixInfo};
-pub use front::{OpChannel, PciFront, PciFunction};
+pub use front::{OpChannel, PciFront, PciFrontTask, PciFunction};
 
 use alloc::string::String;
 use core::fmt;

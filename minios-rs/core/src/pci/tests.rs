@@ -322,3 +322,52 @@ fn an_unanswered_operation_times_out_and_keeps_failing_while_busy() {
     assert!(chan.call(&op, "conf_read").is_err());
     assert_eq!(world.now_ns(), t);
 }
+
+#[test]
+fn the_toolstack_taking_a_function_away_is_followed_like_linux_pcifront() {
+    use crate::executor::Executor;
+    use crate::host::{DeviceSpec, World};
+    use crate::xenbus::{Frontend, XenbusState};
+    use alloc::rc::Rc;
+    use super::PciFrontTask;
+
+    let world = World::new();
+    let dd = world.create_domain(5, "dd");
+    let spec = DeviceSpec::new("pci", 0, 5, 0)
+        .backend_key("num_devs", "1")
+        .backend_key("dev-0", "0000:00:10.0")
+        .backend_key("vdev-0", "0000:00:00.00")
+        .backend_key("state-0", "3")
+        .backend_key("state", "4");
+    world.add_device(&spec);
+    let be = spec.backend_path();
+    let mut xs = dd.xenstore();
+    let fe = Frontend::open(&mut xs, 5, "pci", 0).unwrap();
+    fe.set_state(&mut xs, XenbusState::Connected).unwrap();
+    let mut front = PciFront::from_channel(FakePciback::virtio_like(DEV), &[(DEV, PciAddress::new(0, 0, 0x10, 0))]);
+    front.set_frontend(fe.clone());
+    let front = Rc::new(front);
+    let mut exec = Executor::new(dd.clone(), xs);
+    exec.spawn(PciFrontTask::new(front.clone())).unwrap();
+    let run = |exec: &mut Executor<_>| {
+        for _ in 0..5 {
+            exec.run_once();
+        }
+    };
+    run(&mut exec);
+    assert!(!front.is_removed(DEV));
+    // `xl pci-detach` / `xl destroy`: the function's substate Closing, backend Reconfiguring.
+    world.write_as(0, &format!("{be}/state-0"), b"5").unwrap();
+    world.write_as(0, &format!("{be}/state"), b"7").unwrap();
+    run(&mut exec);
+    assert!(front.is_removed(DEV), "the driver is told to stop");
+    assert_eq!(world.read_str(&fe.key("state")).as_deref(), Some("7"));
+    // pciback removed it and says Reconfigured: we are Connected again (libxl waits for it).
+    world.write_as(0, &format!("{be}/state"), b"8").unwrap();
+    run(&mut exec);
+    assert_eq!(world.read_str(&fe.key("state")).as_deref(), Some("4"));
+    // The backend going away takes everything.
+    world.write_as(0, &format!("{be}/state"), b"6").unwrap();
+    run(&mut exec);
+    assert_eq!(world.read_str(&fe.key("state")).as_deref(), Some("6"));
+}

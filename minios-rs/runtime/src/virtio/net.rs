@@ -218,7 +218,10 @@ impl VirtioNet {
         e
     }
 
-    fn check(&self) -> Result<(), NetError> {
+    fn check(&mut self) -> Result<(), NetError> {
+        if self.failed.is_none() && self.dev.removed() {
+            self.failed = Some(String::from("the toolstack removed the device"));
+        }
         match &self.failed {
             Some(why) => Err(NetError::Device(why.clone())),
             None => Ok(()),

@@ -77,6 +77,7 @@ pub struct VirtioPci {
     /// Its interrupts.
     pub irqs: DeviceIrqs,
     common: usize,
+    bus: Rc<PciBus>,
 }
 
 /// One `virtio_pci_cap` we read ourselves (to check and map its region first).
@@ -152,11 +153,17 @@ impl VirtioPci {
             transport: ManuallyDrop::new(transport),
             irqs,
             common,
+            bus: bus.clone(),
         };
         if dev.irqs.mode == IrqMode::MsiX {
             dev.write16(MSIX_CONFIG, NO_VECTOR);
         }
         Ok(dev)
+    }
+
+    /// Whether the toolstack took the function away (the driver must stop using it).
+    pub fn removed(&self) -> bool {
+        self.bus.is_removed(self.addr)
     }
 
     fn write16(&self, offset: usize, value: u16) {
