@@ -52,7 +52,7 @@ fn main(rt: Runtime) {
     };
     let mut exec = Executor::new(rt, xs);
     let nic = match config.uplink {
-        UplinkMode::Nic(want) => match open_nic(&rt, &mut exec, want, config.local_mac(0)) {
+        UplinkMode::Nic(want) => match open_nic(&rt, &mut exec, want, nic_fallback_mac(&rt)) {
             Ok(dev) => Some(dev),
             Err(NicProblem::Config(why)) => fail(&rt, &format!("netback.uplink=nic: {why}")),
             Err(NicProblem::Device(why)) => {
@@ -97,7 +97,7 @@ fn open_nic(
             e => NicProblem::Device(format!("{e}")),
         })?;
     let f = netback::uplink::nic::select_nic(bus.functions(), want).map_err(NicProblem::Config)?;
-    if !minios_rt::selftest_pci::is_virtio_net(f.vendor, f.device) {
+    if !VirtioNet::drives(f.vendor, f.device) {
         return Err(NicProblem::Config(format!(
             "{} ({:04x}:{:04x}) is a NIC this domain has no driver for (it drives virtio-net)",
             f.host, f.vendor, f.device
@@ -112,6 +112,14 @@ fn open_nic(
     let net = VirtioNet::new(dev, fallback_mac)
         .map_err(|e| NicProblem::Device(format!("{}: {e}", f.host)))?;
     Ok(Box::new(net))
+}
+
+/// A MAC for a NIC that has none of its own: locally administered, per domain, distinct
+/// from our interface's default (`02:dd:00:00:<domid>`).
+fn nic_fallback_mac(rt: &Runtime) -> [u8; 6] {
+    use minios::platform::Platform;
+    let d = rt.domid().to_be_bytes();
+    [0x02, 0xdd, 0x01, 0, d[0], d[1]]
 }
 
 /// Memory left: free frames plus free heap space.

@@ -18,14 +18,6 @@ use crate::virtio::transport::VirtioPci;
 use crate::xenstore::RingTransport;
 use crate::Runtime;
 
-/// virtio's PCI vendor id.
-pub const VIRTIO_VENDOR: u16 = 0x1af4;
-
-/// Whether a function is a virtio network device (modern id, or transitional).
-pub fn is_virtio_net(vendor: u16, device: u16) -> bool {
-    vendor == VIRTIO_VENDOR && (device == 0x1041 || device == 0x1000)
-}
-
 /// What the check found.
 #[derive(Debug)]
 pub struct PciReport {
@@ -92,7 +84,7 @@ pub fn run(
     let nic = bus
         .functions()
         .iter()
-        .find(|f| is_virtio_net(f.vendor, f.device))
+        .find(|f| VirtioNet::drives(f.vendor, f.device))
         .copied()
         .ok_or_else(|| format!("no virtio-net among {functions:?}"))?;
     let bus = Rc::new(bus);

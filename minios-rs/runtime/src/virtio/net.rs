@@ -99,7 +99,16 @@ fn device_error(what: &str, e: impl core::fmt::Display) -> NetError {
     NetError::Device(format!("{what}: {e}"))
 }
 
+/// virtio's PCI vendor id.
+const VIRTIO_VENDOR: u16 = 0x1af4;
+
 impl VirtioNet {
+    /// Whether this driver drives the PCI function with these ids (virtio-net, modern or
+    /// transitional).
+    pub fn drives(vendor: u16, device: u16) -> bool {
+        vendor == VIRTIO_VENDOR && (device == 0x1041 || device == 0x1000)
+    }
+
     /// Negotiates features, sets up both queues (their interrupts on the function's first
     /// vector) and posts every receive buffer. `fallback_mac` is used when the device has
     /// no MAC of its own.
