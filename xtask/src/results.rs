@@ -56,6 +56,8 @@ pub struct ScenarioResult {
     pub timings: Vec<(String, Option<f64>)>,
     /// Metrics as (name, value, unit).
     pub metrics: Vec<(String, String, String)>,
+    /// Report lines for people as (section, text), in order.
+    pub reports: Vec<(String, String)>,
     /// Duration of the scenario in seconds.
     pub seconds: f64,
 }
@@ -92,6 +94,9 @@ pub fn collect(names: &[String], lines: &[String]) -> Vec<ScenarioResult> {
             "timing" => s
                 .timings
                 .push((r.get("name").to_string(), r.get("ms").parse().ok())),
+            "report" => s
+                .reports
+                .push((r.get("section").to_string(), r.get("detail").to_string())),
             "metric" => s.metrics.push((
                 r.get("name").to_string(),
                 r.get("value").to_string(),
@@ -106,6 +111,50 @@ pub fn collect(names: &[String], lines: &[String]) -> Vec<ScenarioResult> {
         }
     }
     names.iter().filter_map(|n| by_name.remove(n)).collect()
+}
+
+impl ScenarioResult {
+    /// `text` with every `{t:NAME}` replaced by that timing (`12.34 s`, or `—` when its events
+    /// never happened) and `{m:NAME}` by that metric (value and unit).
+    pub fn fill(&self, text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find('{') {
+            out.push_str(&rest[..start]);
+            let tail = &rest[start..];
+            let Some(end) = tail.find('}') else { break };
+            let key = &tail[1..end];
+            let value = if let Some(name) = key.strip_prefix("t:") {
+                self.timings
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, ms)| match ms {
+                        Some(ms) => format!("{:.2} s", ms / 1000.0),
+                        None => "—".to_string(),
+                    })
+            } else if let Some(name) = key.strip_prefix("m:") {
+                self.metrics
+                    .iter()
+                    .find(|(n, _, _)| n == name)
+                    .map(|(_, v, u)| {
+                        if u.is_empty() {
+                            v.clone()
+                        } else {
+                            format!("{v} {u}")
+                        }
+                    })
+            } else {
+                None
+            };
+            match value {
+                Some(v) => out.push_str(&v),
+                None => out.push_str(&tail[..=end]),
+            }
+            rest = &tail[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
 }
 
 /// Renders the summary table.
@@ -158,6 +207,28 @@ pub fn table(results: &[ScenarioResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_are_collected_and_filled_with_timings_and_metrics() {
+        let lines: Vec<String> = [
+            "@@XDD scenario-start name=s",
+            "@@XDD timing scenario=s name=up ms=1234.5",
+            "@@XDD timing scenario=s name=never status=missing",
+            "@@XDD metric scenario=s name=mem value=16 unit=MiB",
+            "@@XDD report scenario=s section=guests detail=web1 got it in {t:up} ({m:mem}, {t:never}, {x})",
+            "@@XDD scenario-end name=s status=pass ms=10",
+        ]
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+        let r = &collect(&["s".to_string()], &lines)[0];
+        assert_eq!(r.reports.len(), 1);
+        assert_eq!(r.reports[0].0, "guests");
+        assert_eq!(
+            r.fill(&r.reports[0].1),
+            "web1 got it in 1.23 s (16 MiB, —, {x})"
+        );
+    }
 
     #[test]
     fn parses_records_and_builds_results() {

@@ -95,11 +95,48 @@ pub fn demo() -> Result {
             println!("  {line}");
         }
     }
-    println!("\nWhat the guests got:");
-    for r in &report.results {
-        describe(r);
-    }
+    print!("{}", people_report(&report.results));
     Ok(())
+}
+
+/// The scenarios' reports for people: each section once, with its lines from every
+/// scenario in order (timings and metrics filled in), then one line per scenario saying how
+/// many checks stood behind it. A scenario without report lines is listed by its checks.
+fn people_report(results: &[ScenarioResult]) -> String {
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    for r in results {
+        for (section, text) in &r.reports {
+            let line = r.fill(text);
+            match sections.iter_mut().find(|(s, _)| s == section) {
+                Some((_, lines)) => lines.push(line),
+                None => sections.push((section.clone(), vec![line])),
+            }
+        }
+    }
+    let mut out = String::new();
+    for (section, lines) in &sections {
+        out.push_str(&format!("\n{section}:\n"));
+        for l in lines {
+            out.push_str(&format!("  {l}\n"));
+        }
+    }
+    out.push_str("\nBehind this report:\n");
+    for r in results {
+        let passed = r.checks.iter().filter(|c| c.1).count();
+        out.push_str(&format!(
+            "  {}: {passed} of {} checks passed in {:.0} s\n",
+            r.name,
+            r.checks.len(),
+            r.seconds
+        ));
+        if r.reports.is_empty() {
+            for (check, ok, _) in &r.checks {
+                let mark = if *ok { "ok  " } else { "FAIL" };
+                out.push_str(&format!("    {mark} {check}\n"));
+            }
+        }
+    }
+    out
 }
 
 /// The parts of xddctl's output (echoed to dom0's console as `xddctl| …`) that tell the story:
@@ -135,31 +172,38 @@ fn xddctl_transcript(log: &str) -> Vec<String> {
     out
 }
 
-fn describe(r: &ScenarioResult) {
-    println!("  {}:", r.name);
-    for (check, ok, detail) in &r.checks {
-        let mark = if *ok { "ok  " } else { "FAIL" };
-        let extra = if detail.is_empty() {
-            String::new()
-        } else {
-            format!(" ({detail})")
-        };
-        println!("    {mark} {check}{extra}");
-    }
-    for (name, ms) in &r.timings {
-        match ms {
-            Some(ms) => println!("    time {name}: {:.2} s", ms / 1000.0),
-            None => println!("    time {name}: never happened"),
-        }
-    }
-    for (name, value, unit) in &r.metrics {
-        println!("    {name}: {value} {unit}");
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::xddctl_transcript;
+    use super::{people_report, xddctl_transcript};
+    use crate::results::ScenarioResult;
+
+    #[test]
+    fn the_report_groups_sections_across_scenarios_and_fills_timings() {
+        let a = ScenarioResult {
+            name: "a".into(),
+            checks: vec![("x".into(), true, String::new())],
+            timings: vec![("up".into(), Some(1500.0))],
+            reports: vec![
+                ("Driver domains".into(), "netdd owns the NIC".into()),
+                ("Guests".into(), "web1 connected {t:up} after create".into()),
+            ],
+            seconds: 12.0,
+            ..Default::default()
+        };
+        let b = ScenarioResult {
+            name: "b".into(),
+            checks: vec![("y".into(), false, String::new())],
+            reports: vec![("Guests".into(), "web2 too".into())],
+            ..Default::default()
+        };
+        let out = people_report(&[a, b]);
+        assert!(
+            out.contains("Driver domains:\n  netdd owns the NIC\n\nGuests:\n  web1 connected 1.50 s after create\n  web2 too\n"),
+            "{out}"
+        );
+        assert!(out.contains("a: 1 of 1 checks passed in 12 s"), "{out}");
+        assert!(out.contains("b: 0 of 1 checks passed"), "{out}");
+    }
 
     #[test]
     fn transcript_takes_the_first_up_the_status_table_and_recoveries() {

@@ -187,7 +187,8 @@ impl<'a> Runner<'a> {
             let label = step.label();
             let result = self.step(step);
             match step.action() {
-                Ok(Action::Record { .. }) | Ok(Action::Sleep(_)) if result.is_ok() => {}
+                Ok(Action::Record { .. }) | Ok(Action::Report { .. }) | Ok(Action::Sleep(_))
+                    if result.is_ok() => {}
                 Ok(Action::Run(_)) if result.is_ok() => {}
                 _ => self.check(&label, t, result),
             }
@@ -286,6 +287,20 @@ impl<'a> Runner<'a> {
                     ],
                     None,
                 );
+                Ok(())
+            }
+            Action::Report { section, command } => {
+                let out = sh(&self.expand(&command)?, timeout.unwrap_or(RUN_TIMEOUT))?;
+                for line in out.lines().filter(|l| !l.trim().is_empty()) {
+                    report(
+                        "report",
+                        &[
+                            ("scenario", self.sc.name.clone()),
+                            ("section", section.clone()),
+                        ],
+                        Some(line),
+                    );
+                }
                 Ok(())
             }
             Action::Create(name) => {

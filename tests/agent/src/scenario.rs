@@ -206,6 +206,10 @@ pub struct Step {
     /// Unit of a recorded metric.
     #[serde(default)]
     pub unit: Option<String>,
+    /// Reports what `run` prints, line by line, under this section of the demo's report for
+    /// people (`{t:TIMING}` in a line becomes that timing's value).
+    #[serde(default)]
+    pub report: Option<String>,
     /// `xl create` of a scenario domain.
     #[serde(default)]
     pub create: Option<String>,
@@ -249,6 +253,8 @@ pub enum Action {
         command: String,
         unit: String,
     },
+    /// Lines of a report for people, from a command's output.
+    Report { section: String, command: String },
     /// `xl create`.
     Create(String),
     /// Write a domain's xl.cfg without creating it.
@@ -269,7 +275,18 @@ impl Step {
     /// The step's action, or why the step is malformed.
     pub fn action(&self) -> Result<Action, String> {
         let mut actions = Vec::new();
+        if let Some(section) = &self.report {
+            if self.check.is_some() || self.record.is_some() {
+                return Err("a step is one of `check`, `record`, `report`".into());
+            }
+            let command = self.run.clone().ok_or("`report` needs `run`")?;
+            actions.push(Action::Report {
+                section: section.clone(),
+                command,
+            });
+        }
         match (&self.check, &self.record, &self.run) {
+            _ if self.report.is_some() => {}
             (Some(_), Some(_), _) => return Err("a step is either `check` or `record`".into()),
             (Some(n), None, Some(c)) => actions.push(Action::Check {
                 name: n.clone(),
@@ -343,6 +360,7 @@ impl Step {
             Ok(Action::Run(c)) => format!("run {}", first_words(&c)),
             Ok(Action::Check { name, .. }) => name,
             Ok(Action::Record { name, .. }) => name,
+            Ok(Action::Report { section, .. }) => format!("report-{section}"),
             Ok(Action::Create(d)) => format!("create-{d}"),
             Ok(Action::Prepare(d)) => format!("prepare-{d}"),
             Ok(Action::Wait { domain, check }) => format!("{domain}:{check}"),
@@ -525,7 +543,8 @@ impl Scenario {
                 }
                 Action::Run(c)
                 | Action::Check { command: c, .. }
-                | Action::Record { command: c, .. } => check_placeholders(c, &what)?,
+                | Action::Record { command: c, .. }
+                | Action::Report { command: c, .. } => check_placeholders(c, &what)?,
                 Action::WaitKey { path, .. } => check_placeholders(path, &what)?,
                 Action::Sleep(s) if !(0.0..=600.0).contains(s) => {
                     return Err(format!("{what}: sleep must be 0–600 s"))
