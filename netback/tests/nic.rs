@@ -7,9 +7,7 @@ mod common;
 use common::*;
 use minios::netdev::{RxCsum, TxGso};
 use netback::wire::{Gso, GsoKind};
-use smoltcp::wire::{
-    DhcpMessageType, DhcpPacket, DhcpRepr, EthernetAddress, Ipv4Address,
-};
+use smoltcp::wire::{DhcpMessageType, DhcpPacket, DhcpRepr, EthernetAddress, Ipv4Address};
 
 const CMD: &str = "netback.uplink=nic netback.ip=off";
 /// The gateway on the wire (QEMU's user network).
@@ -28,7 +26,8 @@ fn guests_reach_the_wire_and_the_wire_reaches_them() {
     let nic = FakeNic::new();
     let (mut h, mut a, mut b) = nic_harness(CMD, &nic);
     assert_eq!(
-        h.read(&format!("/local/domain/{DD}/data/uplink")).as_deref(),
+        h.read(&format!("/local/domain/{DD}/data/uplink"))
+            .as_deref(),
         Some("fake-nic 0000:00:10.0")
     );
     let out = udp_frame(GW_MAC, mac(5), [10, 0, 2, 15], GW_IP, &pattern(700, 1));
@@ -165,7 +164,14 @@ fn without_a_nic_uplink_the_default_is_no_address() {
 }
 
 fn gso_frame(payload: usize) -> Vec<u8> {
-    tcp_frame(GW_MAC, mac(5), [10, 0, 2, 15], GW_IP, &pattern(payload, 9), true)
+    tcp_frame(
+        GW_MAC,
+        mac(5),
+        [10, 0, 2, 15],
+        GW_IP,
+        &pattern(payload, 9),
+        true,
+    )
 }
 
 #[test]
@@ -194,7 +200,11 @@ fn offloads_the_device_announces_are_used() {
     let sent = nic.take_tx();
     assert_eq!(sent.len(), 1, "the device segments: one super-segment");
     assert_eq!(sent[0].0, f);
-    assert_eq!(sent[0].1.csum, Some((34, 16)), "checksum from the TCP header");
+    assert_eq!(
+        sent[0].1.csum,
+        Some((34, 16)),
+        "checksum from the TCP header"
+    );
     assert_eq!(
         sent[0].1.gso,
         Some(TxGso {
@@ -251,7 +261,11 @@ fn a_full_device_queue_holds_frames_back_in_order() {
     nic.0.borrow_mut().irq = true;
     h.settle();
     let rest: Vec<Vec<u8>> = nic.take_tx().into_iter().map(|(f, _)| f).collect();
-    assert_eq!(rest, frames[1..].to_vec(), "the rest, in order, nothing lost");
+    assert_eq!(
+        rest,
+        frames[1..].to_vec(),
+        "the rest, in order, nothing lost"
+    );
 }
 
 #[test]
@@ -275,4 +289,37 @@ fn a_failing_device_is_detached_and_the_guests_keep_their_switch() {
     let got = b.take_received();
     assert_eq!(got.len(), 1, "guests still reach each other");
     assert_eq!(got[0].data, ab);
+}
+
+#[test]
+fn a_device_that_stops_sending_is_failed_after_a_while() {
+    let nic = FakeNic::new();
+    nic.0.borrow_mut().tx_room = Some(0);
+    let (mut h, mut a, mut b) = nic_harness(CMD, &nic);
+    let out = udp_frame(GW_MAC, mac(5), [10, 0, 2, 15], GW_IP, &pattern(100, 1));
+    a.send(&out, &SendOpts::default());
+    h.settle();
+    b.take_received();
+    for _ in 0..4 {
+        h.advance(1_000_000_000);
+        nic.0.borrow_mut().irq = true;
+        h.settle();
+    }
+    assert!(
+        h.netdd.dp.borrow().uplink_port().is_some(),
+        "4 s of a full queue is patience, not failure"
+    );
+    for _ in 0..2 {
+        h.advance(1_000_000_000);
+        nic.0.borrow_mut().irq = true;
+        h.settle();
+    }
+    assert!(
+        h.netdd.dp.borrow().uplink_port().is_none(),
+        "after 5 s the device is dropped"
+    );
+    let ab = udp_frame(mac(6), mac(5), ip(5), ip(6), &pattern(300, 2));
+    a.send(&ab, &SendOpts::default());
+    h.settle();
+    assert_eq!(b.take_received().len(), 1, "the guests keep their switch");
 }

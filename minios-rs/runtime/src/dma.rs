@@ -40,6 +40,44 @@ pub fn contiguous_machine_addr(va: u64, len: u64) -> Option<u64> {
     Some(start)
 }
 
+/// Zeroed pages for buffers a device reaches one page at a time (each buffer inside one
+/// page, translated with [`machine_addr`] when handed over): no contiguity needed, so no
+/// exchange with Xen. Freed on drop.
+#[derive(Debug)]
+pub struct DmaPages {
+    va: u64,
+    pages: u64,
+}
+
+impl DmaPages {
+    /// Allocates `pages` zeroed pages (PV only: only a PV domain owns devices).
+    pub fn alloc(pages: u64) -> Result<Self, XenErrno> {
+        if !is_pv() {
+            return Err(XenErrno::ENODEV);
+        }
+        let pages = pages.max(1);
+        let va = crate::mm::alloc_pages(pages).ok_or(XenErrno::ENOMEM)?;
+        Ok(Self { va, pages })
+    }
+
+    /// Our address of the first page.
+    pub fn va(&self) -> u64 {
+        self.va
+    }
+
+    /// Number of pages.
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+}
+
+impl Drop for DmaPages {
+    fn drop(&mut self) {
+        // SAFETY: the owner drops the pages only once the device no longer uses them.
+        unsafe { crate::mm::free_pages(self.va, self.pages) }
+    }
+}
+
 /// Zeroed, machine-contiguous pages for a device, freed on drop.
 #[derive(Debug)]
 pub struct DmaRegion {

@@ -66,11 +66,15 @@ pub fn select_nic(
 const RX_PER_POLL: usize = 128;
 /// Frames handed to the device per pass (one doorbell for all of them).
 const TX_PER_POLL: usize = 128;
+/// A device whose transmit queue stays full this long while frames wait has stopped.
+pub const TX_STALL_NS: u64 = 5_000_000_000;
 
 /// An uplink on a device.
 pub struct NicUplink<D: NetDevice> {
     dev: D,
     broken: Option<String>,
+    /// Since when frames wait and the device takes none (its queue full).
+    stalled_since: Option<u64>,
     /// Interrupts taken.
     pub interrupts: u64,
     /// Frames the device handed us that the switch refused as malformed.
@@ -83,6 +87,7 @@ impl<D: NetDevice> NicUplink<D> {
         Self {
             dev,
             broken: None,
+            stalled_since: None,
             interrupts: 0,
             rx_malformed: 0,
         }
@@ -141,6 +146,7 @@ impl<D: NetDevice> NicUplink<D> {
         })?;
         self.rx_malformed += malformed;
         let mut sent = 0;
+        let mut full = false;
         while sent < TX_PER_POLL {
             let Some(pkt) = switch.peek(port) else { break };
             let meta = tx_meta(pkt);
@@ -154,7 +160,10 @@ impl<D: NetDevice> NicUplink<D> {
                     }
                     sent += 1;
                 }
-                Err(NetError::Full) => break,
+                Err(NetError::Full) => {
+                    full = true;
+                    break;
+                }
                 Err(NetError::Refused) => {
                     switch.pop(port);
                     if let Some(c) = switch.counters_mut(port) {
@@ -165,6 +174,19 @@ impl<D: NetDevice> NicUplink<D> {
             }
         }
         self.dev.flush()?;
+        // A device that takes nothing while frames wait has stopped (its transmissions never
+        // complete): after a while it is failed, like Linux's transmit watchdog would reset it.
+        if full && sent == 0 {
+            let since = *self.stalled_since.get_or_insert(now);
+            if now.saturating_sub(since) >= TX_STALL_NS {
+                return Err(NetError::Device(format!(
+                    "transmit queue full for {} s: the device stopped sending",
+                    TX_STALL_NS / 1_000_000_000
+                )));
+            }
+        } else if sent > 0 || switch.queued(port) == 0 {
+            self.stalled_since = None;
+        }
         Ok(received == RX_PER_POLL || (sent == TX_PER_POLL && switch.queued(port) > 0))
     }
 }

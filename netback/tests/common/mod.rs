@@ -7,17 +7,17 @@ use std::collections::BTreeMap;
 
 use minios::executor::Executor;
 use minios::host::{DeviceSpec, HostChannel, HostDomain, HostGranted, HostXs, World};
+use minios::netdev::{NetDevice, NetError, NetOffloads, RxCsum, RxFrame, TxMeta};
 use minios::platform::{Access, EventChannel, Events, GrantedPage, Grants, SharedMem};
 use minios::ring::SharedRing;
 use minios::xenstore::{Store, Xenstore};
-use minios::netdev::{NetDevice, NetError, NetOffloads, RxCsum, RxFrame, TxMeta};
 use netback::config::Config;
-use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::rc::Rc;
 use netback::netdd::{self, NetDd};
 use netback::switch::PortCounters;
 use netback::wire::{ExtraRepr, Gso, TxRequestRepr};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
 use xen_abi::netif::{
     NetifExtraInfo, NetifRxRequest, NetifRxResponse, NetifTxRequest, NetifTxResponse,
     NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA,

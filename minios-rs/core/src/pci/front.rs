@@ -17,9 +17,9 @@
 //! data path.
 
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
-use alloc::rc::Rc;
 use core::cell::{Cell, RefCell};
 use core::sync::atomic::{fence, Ordering};
 
@@ -34,9 +34,9 @@ use xen_abi::WireStruct;
 
 use super::config::{self, ConfigSpace};
 use super::{PciAddress, PciError};
+use crate::executor::{Ctx, Task};
 use crate::platform::{Access, EventChannel, GrantedPage, Platform, SharedMem};
 use crate::xenbus::{Frontend, XenbusState};
-use crate::executor::{Ctx, Task};
 use crate::xenstore::{parse_uint, Event, Store, Xenstore, XsError};
 
 /// How long pciback may take for one operation (it runs in a dom0 workqueue).
@@ -430,7 +430,9 @@ impl<C: OpChannel> PciFrontTask<C> {
     }
 
     fn step<P: Platform>(&mut self, cx: &mut Ctx<'_, P>) {
-        let Some(fe) = self.front.fe.as_ref() else { return };
+        let Some(fe) = self.front.fe.as_ref() else {
+            return;
+        };
         let state = match fe.backend_state(cx.xs) {
             Ok(s) => s,
             Err(e) => {

@@ -325,11 +325,11 @@ fn an_unanswered_operation_times_out_and_keeps_failing_while_busy() {
 
 #[test]
 fn the_toolstack_taking_a_function_away_is_followed_like_linux_pcifront() {
+    use super::PciFrontTask;
     use crate::executor::Executor;
     use crate::host::{DeviceSpec, World};
     use crate::xenbus::{Frontend, XenbusState};
     use alloc::rc::Rc;
-    use super::PciFrontTask;
 
     let world = World::new();
     let dd = world.create_domain(5, "dd");
@@ -344,7 +344,10 @@ fn the_toolstack_taking_a_function_away_is_followed_like_linux_pcifront() {
     let mut xs = dd.xenstore();
     let fe = Frontend::open(&mut xs, 5, "pci", 0).unwrap();
     fe.set_state(&mut xs, XenbusState::Connected).unwrap();
-    let mut front = PciFront::from_channel(FakePciback::virtio_like(DEV), &[(DEV, PciAddress::new(0, 0, 0x10, 0))]);
+    let mut front = PciFront::from_channel(
+        FakePciback::virtio_like(DEV),
+        &[(DEV, PciAddress::new(0, 0, 0x10, 0))],
+    );
     front.set_frontend(fe.clone());
     let front = Rc::new(front);
     let mut exec = Executor::new(dd.clone(), xs);

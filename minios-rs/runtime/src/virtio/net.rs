@@ -22,7 +22,7 @@ use virtio_drivers::transport::Transport;
 
 use super::hal::XenHal;
 use super::transport::VirtioPci;
-use crate::dma::DmaRegion;
+use crate::dma::DmaPages;
 use crate::pci::IrqMode;
 
 /// Descriptors per queue.
@@ -79,10 +79,10 @@ pub struct VirtioNet {
     dev: VirtioPci,
     rx: VirtQueue<XenHal, QUEUE_SIZE>,
     tx: VirtQueue<XenHal, QUEUE_SIZE>,
-    rx_pool: DmaRegion,
+    rx_pool: DmaPages,
     /// Receive buffer index per descriptor token.
     rx_posted: Vec<Option<u16>>,
-    tx_pool: DmaRegion,
+    tx_pool: DmaPages,
     tx_free: Vec<u16>,
     /// Transmit slots and frame length per descriptor token.
     tx_inflight: Vec<Option<(Vec<u16>, usize)>>,
@@ -146,8 +146,9 @@ impl VirtioNet {
         let tx = VirtQueue::new(&mut *dev.transport, TX_QUEUE, indirect, event_idx)
             .map_err(|e| device_error("transmit queue", e))?;
         dev.transport.finish_init();
+        // Every buffer lies inside one page: the pools need no machine contiguity.
         let alloc = |bytes: usize| {
-            DmaRegion::alloc((bytes / PAGE) as u64)
+            DmaPages::alloc((bytes / PAGE) as u64)
                 .map_err(|e| device_error("buffer memory", format!("{e:?}")))
         };
         let rx_pool = alloc(QUEUE_SIZE * RX_BUF)?;
@@ -438,13 +439,19 @@ impl NetDevice for VirtioNet {
         }
         let slots: Vec<u16> = (0..needed).filter_map(|_| self.tx_free.pop()).collect();
         // Header and frame, laid out across the slots' pages.
-        let mut src = header.iter().chain(frame.iter()).copied();
-        for &s in &slots {
-            let page = self.tx_slot(s);
-            for i in 0..PAGE {
-                let Some(b) = src.next() else { break };
-                // SAFETY: inside slot `s`, a page of the pool we own until it is added.
-                unsafe { page.add(i).write(b) };
+        let mut at = 0;
+        for part in [&header[..], frame] {
+            let mut rest = part;
+            while !rest.is_empty() {
+                let (slot, off) = (slots[at / PAGE], at % PAGE);
+                let n = rest.len().min(PAGE - off);
+                // SAFETY: `off + n` stays inside slot `slot`, a page of the pool we own until
+                // it is added to the queue; `rest` is the caller's memory.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(rest.as_ptr(), self.tx_slot(slot).add(off), n)
+                };
+                rest = &rest[n..];
+                at += n;
             }
         }
         let inputs = self.tx_slices(&slots, total);
