@@ -272,32 +272,47 @@ impl VirtioNet {
             })
             .collect()
     }
+}
 
-    fn header(&self, meta: &TxMeta) -> Result<[u8; HDR], NetError> {
-        let mut h = [0u8; HDR];
-        if let Some((start, offset)) = meta.csum {
-            if !self.features.contains(Features::CSUM) {
-                return Err(NetError::Refused);
-            }
-            h[0] = NEEDS_CSUM;
-            h[6..8].copy_from_slice(&start.to_le_bytes());
-            h[8..10].copy_from_slice(&offset.to_le_bytes());
+/// The `virtio_net_hdr` asking the device for `meta`'s offloads; refused unless `features`
+/// include them (checksum: `CSUM`; TSO: `HOST_TSO4/6` with a checksum request).
+fn tx_header(features: Features, meta: &TxMeta) -> Result<[u8; HDR], NetError> {
+    let mut h = [0u8; HDR];
+    if let Some((start, offset)) = meta.csum {
+        if !features.contains(Features::CSUM) {
+            return Err(NetError::Refused);
         }
-        if let Some(gso) = meta.gso {
-            let ok = meta.csum.is_some()
-                && if gso.ipv6 {
-                    self.features.contains(Features::HOST_TSO6)
-                } else {
-                    self.features.contains(Features::HOST_TSO4)
-                };
-            if !ok {
-                return Err(NetError::Refused);
-            }
-            h[1] = if gso.ipv6 { GSO_TCPV6 } else { GSO_TCPV4 };
-            h[2..4].copy_from_slice(&gso.hdr_len.to_le_bytes());
-            h[4..6].copy_from_slice(&gso.mss.to_le_bytes());
+        h[0] = NEEDS_CSUM;
+        h[6..8].copy_from_slice(&start.to_le_bytes());
+        h[8..10].copy_from_slice(&offset.to_le_bytes());
+    }
+    if let Some(gso) = meta.gso {
+        let tso = if gso.ipv6 {
+            Features::HOST_TSO6
+        } else {
+            Features::HOST_TSO4
+        };
+        if meta.csum.is_none() || !features.contains(tso) {
+            return Err(NetError::Refused);
         }
-        Ok(h)
+        h[1] = if gso.ipv6 { GSO_TCPV6 } else { GSO_TCPV4 };
+        h[2..4].copy_from_slice(&gso.hdr_len.to_le_bytes());
+        h[4..6].copy_from_slice(&gso.mss.to_le_bytes());
+    }
+    Ok(h)
+}
+
+/// A received frame's checksum state from its `virtio_net_hdr`.
+fn rx_csum(h: &[u8; HDR]) -> RxCsum {
+    if h[0] & NEEDS_CSUM != 0 {
+        RxCsum::Partial {
+            start: u16::from_le_bytes([h[6], h[7]]),
+            offset: u16::from_le_bytes([h[8], h[9]]),
+        }
+    } else if h[0] & DATA_VALID != 0 {
+        RxCsum::Valid
+    } else {
+        RxCsum::Unverified
     }
 }
 
@@ -393,16 +408,7 @@ impl NetDevice for VirtioNet {
             if (HDR..=RX_BUF).contains(&used) && used > HDR {
                 let mut h = [0u8; HDR];
                 h.copy_from_slice(&buf[..HDR]);
-                let csum = if h[0] & NEEDS_CSUM != 0 {
-                    RxCsum::Partial {
-                        start: u16::from_le_bytes([h[6], h[7]]),
-                        offset: u16::from_le_bytes([h[8], h[9]]),
-                    }
-                } else if h[0] & DATA_VALID != 0 {
-                    RxCsum::Valid
-                } else {
-                    RxCsum::Unverified
-                };
+                let csum = rx_csum(&h);
                 each(RxFrame {
                     data: &buf[HDR..used],
                     csum,
@@ -428,7 +434,7 @@ impl NetDevice for VirtioNet {
         if frame.is_empty() || frame.len() > limit {
             return Err(NetError::Refused);
         }
-        let header = self.header(meta)?;
+        let header = tx_header(self.features, meta)?;
         let total = HDR + frame.len();
         let needed = total.div_ceil(PAGE);
         if self.tx_free.len() < needed {
@@ -481,5 +487,66 @@ impl NetDevice for VirtioNet {
             self.dev.transport.notify(TX_QUEUE);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minios::netdev::TxGso;
+
+    #[test]
+    fn headers_ask_only_for_negotiated_offloads() {
+        let none = TxMeta::default();
+        assert_eq!(tx_header(Features::empty(), &none), Ok([0; HDR]));
+        let csum = TxMeta {
+            csum: Some((34, 16)),
+            gso: None,
+        };
+        assert_eq!(tx_header(Features::empty(), &csum), Err(NetError::Refused));
+        let h = tx_header(Features::CSUM, &csum).unwrap();
+        assert_eq!(h, [NEEDS_CSUM, 0, 0, 0, 0, 0, 34, 0, 16, 0, 0, 0]);
+        let tso = TxMeta {
+            csum: Some((34, 16)),
+            gso: Some(TxGso {
+                ipv6: false,
+                mss: 1448,
+                hdr_len: 54,
+            }),
+        };
+        assert_eq!(tx_header(Features::CSUM, &tso), Err(NetError::Refused));
+        assert_eq!(
+            tx_header(Features::CSUM | Features::HOST_TSO6, &tso),
+            Err(NetError::Refused),
+            "TSO over IPv4 needs HOST_TSO4"
+        );
+        let h = tx_header(Features::CSUM | Features::HOST_TSO4, &tso).unwrap();
+        assert_eq!(h[1], GSO_TCPV4);
+        assert_eq!(u16::from_le_bytes([h[2], h[3]]), 54);
+        assert_eq!(u16::from_le_bytes([h[4], h[5]]), 1448);
+        let no_csum = TxMeta { csum: None, ..tso };
+        assert_eq!(
+            tx_header(Features::all(), &no_csum),
+            Err(NetError::Refused),
+            "TSO without a checksum request"
+        );
+    }
+
+    #[test]
+    fn receive_headers_give_the_checksum_state() {
+        let mut h = [0u8; HDR];
+        assert_eq!(rx_csum(&h), RxCsum::Unverified);
+        h[0] = DATA_VALID;
+        assert_eq!(rx_csum(&h), RxCsum::Valid);
+        h[0] = NEEDS_CSUM | DATA_VALID;
+        h[6] = 34;
+        h[8] = 16;
+        assert_eq!(
+            rx_csum(&h),
+            RxCsum::Partial {
+                start: 34,
+                offset: 16
+            }
+        );
     }
 }
