@@ -3,8 +3,9 @@
 //! names the file (and line) and what to change, before anything is started.
 
 use crate::devices::{device_entries, is_dom0, DeviceEntry, DeviceKind};
-use crate::generate::{driver_xl_cfg, DriverConfig};
+use crate::generate::{driver_xl_cfg, pci_setting, DriverConfig};
 use crate::graph::Graph;
+use crate::pci::{xl_pci_address, Bdf, DeviceSpec};
 use crate::xlcfg::{quote, XlConfig};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -74,8 +75,8 @@ struct DriverToml {
     domain_type: Option<String>,
     memory: Option<u32>,
     vcpus: Option<u32>,
-    #[serde(default)]
-    pci: Vec<String>,
+    #[serde(default, alias = "pci")]
+    devices: Vec<String>,
     #[serde(default)]
     serves: Vec<DeviceKind>,
     #[serde(default)]
@@ -170,8 +171,32 @@ pub struct Domain {
     pub ready: Option<Readiness>,
     /// Restarted by `xddctl run` when it dies (driver domains).
     pub restart: bool,
-    /// PCI devices it owns (BDFs), made assignable before it starts.
-    pub pci: Vec<String>,
+    /// PCI devices it owns, as the appliance (or its xl.cfg) names them.
+    pub owns: Vec<DeviceSpec>,
+    /// Their addresses, once [`crate::passthrough`] resolved them in dom0 (same order).
+    pub pci: Vec<Bdf>,
+}
+
+impl Domain {
+    /// The text xddctl writes to `config_path` (`None`: the domain's own file is used): the
+    /// generated or amended config, plus `pci = [...]` with the resolved addresses of a
+    /// driver domain built from an image.
+    pub fn config_text(&self) -> Result<Option<String>, String> {
+        let Some(text) = &self.generated else {
+            return Ok(None);
+        };
+        if self.image.is_none() || self.owns.is_empty() {
+            return Ok(Some(text.clone()));
+        }
+        if self.pci.len() != self.owns.len() {
+            return Err(format!(
+                "driver domain `{}`: its devices were not resolved in dom0 before writing its \
+                 xl.cfg",
+                self.name
+            ));
+        }
+        Ok(Some(format!("{text}{}", pci_setting(&self.pci))))
+    }
 }
 
 /// A checked appliance.
@@ -240,12 +265,12 @@ impl Appliance {
     /// Writes the generated xl.cfg files into the state directory.
     pub fn write_configs(&self) -> Result<(), String> {
         for d in &self.domains {
-            if let Some(text) = &d.generated {
+            if let Some(text) = d.config_text()? {
                 if let Some(dir) = d.config_path.parent() {
                     std::fs::create_dir_all(dir)
                         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 }
-                std::fs::write(&d.config_path, text)
+                std::fs::write(&d.config_path, &text)
                     .map_err(|e| format!("cannot write {}: {e}", d.config_path.display()))?;
             }
         }
@@ -290,6 +315,26 @@ fn check_name(name: &str, what: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The devices a driver domain's own xl.cfg passes through (`pci = [...]`), by address.
+fn xl_pci_entries(cfg: &XlConfig) -> Result<Vec<DeviceSpec>, String> {
+    let mut out = Vec::new();
+    for v in cfg.get_list("pci").unwrap_or_default() {
+        let entry = v.as_str().unwrap_or_default();
+        match xl_pci_address(entry) {
+            Some(b) => out.push(DeviceSpec::Bdf(b)),
+            None => {
+                return Err(format!(
+                    "{}:{}: pci entry `{entry}`: xddctl checks one PCI function per entry, \
+                     named by its address (like 0000:03:00.0)",
+                    cfg.source,
+                    v.line()
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A domain before dependencies are resolved.
@@ -506,7 +551,7 @@ impl Loader<'_> {
             )?,
         };
         let mut image_path = None;
-        let (name, origin, config_path, generated, cfg, pci) = match (&d.image, &d.config) {
+        let (name, origin, config_path, generated, cfg, owns) = match (&d.image, &d.config) {
             (Some(_), Some(_)) | (None, None) => {
                 return Err(format!(
                     "{shown}: {label}: give either `image` (a unikernel in {}) or `config` \
@@ -515,11 +560,17 @@ impl Loader<'_> {
                 ))
             }
             (None, Some(path)) => {
+                if !d.devices.is_empty() {
+                    return Err(format!(
+                        "{shown}: {label}: its PCI devices come from its xl.cfg ({}, \
+                         `pci = [...]`); list them there",
+                        path.display()
+                    ));
+                }
                 for (set, key) in [
                     (d.domain_type.is_some(), "type"),
                     (d.memory.is_some(), "memory"),
                     (d.vcpus.is_some(), "vcpus"),
-                    (!d.pci.is_empty(), "pci"),
                     (d.cmdline.is_some(), "cmdline"),
                     (d.xl_extra.is_some(), "xl_extra"),
                 ] {
@@ -532,16 +583,21 @@ impl Loader<'_> {
                 }
                 let cfg = self.read_cfg(path, &label)?;
                 let name = self.name_of(d.name.clone(), Some(&cfg), &label)?;
-                let pci = cfg
-                    .get_list("pci")
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|v| v.as_str())
-                    .map(|s| s.split(',').next().unwrap_or(s).trim().to_string())
-                    .collect();
+                let owns = xl_pci_entries(&cfg)?;
+                if let (Some(first), Some(ty)) = (owns.first(), cfg.get_str("type")) {
+                    if ty != "pv" {
+                        return Err(format!(
+                            "{}:{}: driver domain `{name}` owns device {first}, so it must be \
+                             type = \"pv\" (it is \"{ty}\"; Xen refuses PCI passthrough to \
+                             PVH and this appliance drives no HVM device model)",
+                            cfg.source,
+                            cfg.line_of("type").unwrap_or(1)
+                        ));
+                    }
+                }
                 let (config_path, generated) = self.with_name(path, &cfg, &name, settings)?;
                 let origin = format!("config {}", path.display());
-                (name, origin, config_path, generated, cfg, pci)
+                (name, origin, config_path, generated, cfg, owns)
             }
             (Some(image), None) => {
                 let name = self.name_of(d.name.clone(), None, &label)?;
@@ -566,11 +622,19 @@ impl Loader<'_> {
                         "{shown}: {label}: type = \"{ty}\"; driver domains are \"pv\" or \"pvh\""
                     ));
                 }
-                if !d.pci.is_empty() && ty != "pv" {
-                    return Err(format!(
-                        "{shown}: {label}: owns PCI devices, so it must be type = \"pv\" \
-                         (Xen refuses pci= for PVH guests)"
-                    ));
+                let owns = d
+                    .devices
+                    .iter()
+                    .map(|s| DeviceSpec::parse(s))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("{shown}: {label}: {e}"))?;
+                if let Some(first) = owns.first() {
+                    if ty != "pv" {
+                        return Err(format!(
+                            "{shown}: {label}: owns device {first}, so it must be type = \"pv\" \
+                             (it is \"{ty}\"; Xen refuses PCI passthrough to PVH guests)"
+                        ));
+                    }
                 }
                 let text = driver_xl_cfg(&DriverConfig {
                     name: &name,
@@ -579,7 +643,6 @@ impl Loader<'_> {
                     memory: d.memory.unwrap_or(32),
                     vcpus: d.vcpus.unwrap_or(1),
                     cmdline: d.cmdline.as_deref(),
-                    pci: &d.pci,
                     extra: d.xl_extra.as_deref(),
                     source: shown,
                 });
@@ -587,9 +650,15 @@ impl Loader<'_> {
                 let cfg = XlConfig::parse(&text, &cfg_name).map_err(|e| {
                     format!("{shown}: {label}: xl_extra does not parse: {}", e.message)
                 })?;
+                if cfg.get("pci").is_some() {
+                    return Err(format!(
+                        "{shown}: {label}: list its PCI devices in `devices`, not as pci= in \
+                         xl_extra (xddctl checks, resolves and assigns them)"
+                    ));
+                }
                 let origin = format!("image {}", image_path.display());
                 let path = settings.state_dir.join(format!("{name}.cfg"));
-                (name, origin, path, Some(text), cfg, d.pci.clone())
+                (name, origin, path, Some(text), cfg, owns)
             }
         };
         let devices = device_entries(&cfg).map_err(|e| e.to_string())?;
@@ -607,7 +676,8 @@ impl Loader<'_> {
                 needs: Vec::new(),
                 ready: Some(ready),
                 restart: d.restart.unwrap_or(true),
-                pci,
+                owns,
+                pci: Vec::new(),
             },
             cfg,
             uses: d.uses,
@@ -635,6 +705,7 @@ impl Loader<'_> {
                 needs: Vec::new(),
                 ready: None,
                 restart: false,
+                owns: Vec::new(),
                 pci: Vec::new(),
             },
             cfg,
@@ -814,6 +885,15 @@ config = "/etc/xen/web2.cfg"
         MemFiles(m)
     }
 
+    /// An appliance text whose `hello` driver domain runs as PV and owns the first virtio-net
+    /// of [`crate::pci::tests::bus`] by its ID.
+    pub(crate) fn owning_a_nic(text: &str) -> String {
+        text.replace(
+            "memory = 16",
+            "memory = 16\ntype = \"pv\"\ndevices = [\"1af4:1000#1\"]",
+        )
+    }
+
     pub(crate) fn load(text: &str, files: &MemFiles) -> Result<Appliance, String> {
         Appliance::parse(text, Path::new("/etc/xdd/appliance.toml"), files)
     }
@@ -919,13 +999,9 @@ config = "/etc/xen/db.cfg"
         let a = load(text, &f).unwrap();
         assert_eq!(a.domain("stordd").unwrap().needs, ["netdd"]);
         assert_eq!(a.domain("db").unwrap().needs, ["stordd"]);
+        // `pci` is the former name of `devices`.
         let netdd = a.domain("netdd").unwrap();
-        assert_eq!(netdd.pci, ["0000:00:10.0"]);
-        assert!(netdd
-            .generated
-            .as_deref()
-            .unwrap()
-            .contains("pci = [ \"0000:00:10.0\" ]"));
+        assert_eq!(netdd.owns, [DeviceSpec::parse("0000:00:10.0").unwrap()]);
         let order: Vec<&str> = a
             .graph
             .start_waves()
@@ -934,6 +1010,120 @@ config = "/etc/xen/db.cfg"
             .map(|i| a.domains[i].name.as_str())
             .collect();
         assert_eq!(order, ["netdd", "stordd", "db"]);
+    }
+
+    #[test]
+    fn driver_domains_own_devices_by_address_or_id() {
+        let text = r#"
+[[driver_domain]]
+name = "nicdd"
+image = "/boot/xdd/hello.elf"
+type = "pv"
+devices = ["00:10.0", "1af4:1000#2", "8086:10FB"]
+[[driver_domain]]
+config = "/etc/xdd/usbdd.cfg"
+"#;
+        let mut f = files();
+        f.0.insert(
+            "/etc/xdd/usbdd.cfg".into(),
+            "name = 'usbdd'\ntype = 'pv'\npci = [ '00:12.0@3,permissive=1', 'bdf=0000:00:13.0' ]\n"
+                .into(),
+        );
+        let mut a = load(text, &f).unwrap();
+        let owns = |a: &Appliance, n: &str| -> Vec<String> {
+            a.domain(n)
+                .unwrap()
+                .owns
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        };
+        assert_eq!(
+            owns(&a, "nicdd"),
+            ["0000:00:10.0", "1af4:1000#2", "8086:10fb"]
+        );
+        assert_eq!(owns(&a, "usbdd"), ["0000:00:12.0", "0000:00:13.0"]);
+        // The generated xl.cfg gets the addresses once they are resolved, never before.
+        let nicdd = &mut a.domains[0];
+        assert!(!nicdd.generated.as_deref().unwrap().contains("pci"));
+        assert_eq!(
+            nicdd.config_text().unwrap_err(),
+            "driver domain `nicdd`: its devices were not resolved in dom0 before writing its \
+             xl.cfg"
+        );
+        nicdd.pci = ["00:10.0", "00:11.0", "03:00.0"]
+            .map(|b| Bdf::parse(b).unwrap())
+            .to_vec();
+        let text = nicdd.config_text().unwrap().unwrap();
+        let cfg = XlConfig::parse(&text, "nicdd").unwrap();
+        let pci: Vec<String> = cfg
+            .get_list("pci")
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        assert_eq!(pci, ["0000:00:10.0", "0000:00:11.0", "0000:03:00.0"]);
+        // A config driver domain's own xl.cfg is used as it is.
+        assert_eq!(a.domain("usbdd").unwrap().config_text().unwrap(), None);
+    }
+
+    #[test]
+    fn one_clear_error_for_each_mistake_about_devices() {
+        let pv = APPLIANCE.replace("memory = 16", "memory = 16\ntype = \"pv\"");
+        assert_eq!(
+            err(&pv.replace("memory = 16", "memory = 16\ndevices = [\"eth0\"]")),
+            "/etc/xdd/appliance.toml: driver domain `hello`: device `eth0` is neither a PCI \
+             address (0000:03:00.0 or 03:00.0) nor a vendor:device ID (8086:10fb, or \
+             8086:10fb#2 for the second of several)"
+        );
+        assert_eq!(
+            err(&APPLIANCE.replace("memory = 16", "memory = 16\ndevices = [\"0000:03:00.0\"]")),
+            "/etc/xdd/appliance.toml: driver domain `hello`: owns device 0000:03:00.0, so it \
+             must be type = \"pv\" (it is \"pvh\"; Xen refuses PCI passthrough to PVH guests)"
+        );
+        assert_eq!(
+            err(&APPLIANCE.replace(
+                "memory = 16",
+                "memory = 16\ntype = \"pvh\"\npci = [\"8086:10fb\"]"
+            )),
+            "/etc/xdd/appliance.toml: driver domain `hello`: owns device 8086:10fb, so it must \
+             be type = \"pv\" (it is \"pvh\"; Xen refuses PCI passthrough to PVH guests)"
+        );
+        assert_eq!(
+            err(&pv.replace(
+                "memory = 16",
+                "memory = 16\nxl_extra = \"pci = [ '03:00.0' ]\""
+            )),
+            "/etc/xdd/appliance.toml: driver domain `hello`: list its PCI devices in `devices`, \
+             not as pci= in xl_extra (xddctl checks, resolves and assigns them)"
+        );
+        assert_eq!(
+            err(&APPLIANCE.replace(
+                "serves = [\"vif\"]",
+                "serves = [\"vif\"]\ndevices = [\"03:00.0\"]"
+            )),
+            "/etc/xdd/appliance.toml: driver domain #1: its PCI devices come from its xl.cfg \
+             (/etc/xdd/netdd.cfg, `pci = [...]`); list them there"
+        );
+        assert_eq!(
+            err_with(
+                APPLIANCE,
+                "/etc/xdd/netdd.cfg",
+                "name = 'netdd'\ntype = 'pvh'\npci = [ '03:00.0' ]\n"
+            ),
+            "/etc/xdd/netdd.cfg:2: driver domain `netdd` owns device 0000:03:00.0, so it must be \
+             type = \"pv\" (it is \"pvh\"; Xen refuses PCI passthrough to PVH and this \
+             appliance drives no HVM device model)"
+        );
+        assert_eq!(
+            err_with(
+                APPLIANCE,
+                "/etc/xdd/netdd.cfg",
+                "name = 'netdd'\ntype = 'pv'\npci = [\n  '03:00.*' ]\n"
+            ),
+            "/etc/xdd/netdd.cfg:4: pci entry `03:00.*`: xddctl checks one PCI function per \
+             entry, named by its address (like 0000:03:00.0)"
+        );
     }
 
     #[test]
@@ -1011,11 +1201,6 @@ config = "/etc/xen/db.cfg"
              unikernel in /boot/xdd) or `config` (an xl.cfg file)"
         );
         assert_eq!(
-            err(&APPLIANCE.replace("memory = 16", "memory = 16\npci = [\"0000:03:00.0\"]")),
-            "/etc/xdd/appliance.toml: driver domain `hello`: owns PCI devices, so it must be \
-             type = \"pv\" (Xen refuses pci= for PVH guests)"
-        );
-        assert_eq!(
             err(&APPLIANCE.replace("serves = [\"vif\"]", "serves = [\"vif\"]\nmemory = 64")),
             "/etc/xdd/appliance.toml: driver domain #1: `memory` comes from its xl.cfg \
              (/etc/xdd/netdd.cfg); set it there"
@@ -1041,7 +1226,7 @@ config = "/etc/xen/db.cfg"
         assert_eq!(
             err(&APPLIANCE.replace("memory = 16", "memroy = 16")),
             "/etc/xdd/appliance.toml:17:1: unknown field `memroy`, expected one of `name`, \
-             `image`, `config`, `type`, `memory`, `vcpus`, `pci`, `serves`, `uses`, \
+             `image`, `config`, `type`, `memory`, `vcpus`, `devices`, `pci`, `serves`, `uses`, \
              `cmdline`, `xl_extra`, `ready_key`, `ready_timeout_s`, `restart`"
         );
     }

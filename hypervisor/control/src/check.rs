@@ -1,6 +1,8 @@
-//! `xddctl check`: what `up` would do with an appliance, without starting anything.
+//! `xddctl check`: what `up` would do with an appliance, without starting anything (the
+//! appliance is loaded, and its PCI devices claimed by [`crate::passthrough::claim`], first).
 
 use crate::appliance::{Appliance, Role};
+use crate::passthrough::shown;
 use std::collections::BTreeSet;
 
 /// The report: domains, start waves and stop waves.
@@ -41,8 +43,17 @@ pub fn describe(app: &Appliance) -> String {
                 r.timeout.as_secs_f64()
             ));
         }
-        if !d.pci.is_empty() {
-            parts.push(format!("owns {}", d.pci.join(", ")));
+        if !d.owns.is_empty() {
+            let owns: Vec<String> = d
+                .owns
+                .iter()
+                .enumerate()
+                .map(|(i, s)| match d.pci.get(i) {
+                    Some(b) => shown(s, *b),
+                    None => s.to_string(),
+                })
+                .collect();
+            parts.push(format!("owns PCI {}", owns.join(", ")));
         }
         let devices: Vec<String> = d
             .devices

@@ -3,13 +3,29 @@
 //! not restart what `down` stops.
 
 use crate::appliance::Appliance;
+use crate::passthrough;
 use crate::timeline::{secs, Timeline};
 use crate::toolstack::{xenstore_alive, Toolstack};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-/// Stops the appliance's running domains; prints the timeline.
-pub fn down(app: &Appliance, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), String> {
+/// What `down` does with the PCI devices of the driver domains it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Devices {
+    /// They stay assignable: no dom0 driver binds them (the default).
+    Keep,
+    /// Handed back to dom0 (`--release-devices`; the appliance's devices must be resolved).
+    Release,
+}
+
+/// Stops the appliance's running domains, then keeps or releases the driver domains' PCI
+/// devices; prints the timeline.
+pub fn down(
+    app: &Appliance,
+    ts: &dyn Toolstack,
+    tl: &Timeline,
+    devices: Devices,
+) -> Result<(), String> {
     let flag = app.stop_flag();
     if let Some(dir) = flag.parent() {
         std::fs::create_dir_all(dir)
@@ -70,6 +86,10 @@ pub fn down(app: &Appliance, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), St
                 .collect()
         });
         errors.extend(results.into_iter().filter_map(Result::err));
+    }
+    match devices {
+        Devices::Keep => passthrough::note_kept(app, tl),
+        Devices::Release => errors.extend(passthrough::release(app, ts, tl)),
     }
     if errors.is_empty() {
         tl.event("down", "done", &format!("in {}", secs(tl.elapsed())));
@@ -140,12 +160,18 @@ fn stop_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::appliance::tests::{files, load, APPLIANCE};
+    use crate::appliance::tests::{files, load, owning_a_nic, APPLIANCE};
     use crate::fake::Fake;
+    use crate::passthrough::resolve;
+    use crate::pci::tests::bus;
 
     fn app(tag: &str) -> Appliance {
+        app_from(APPLIANCE, tag)
+    }
+
+    fn app_from(text: &str, tag: &str) -> Appliance {
         let dir = std::env::temp_dir().join(format!("xddctl-down-{}-{tag}", std::process::id()));
-        let text = APPLIANCE
+        let text = text
             .replace(
                 "state_dir = \"/run/xdd\"",
                 &format!("state_dir = {:?}", dir),
@@ -165,7 +191,7 @@ mod tests {
             fake.add_running(n);
         }
         let tl = Timeline::new(Box::new(std::io::sink()), None);
-        down(&a, &fake, &tl).unwrap();
+        down(&a, &fake, &tl, Devices::Keep).unwrap();
         let calls = fake.calls();
         let pos = |c: &str| calls.iter().position(|x| x == c).unwrap();
         assert_eq!(calls.len(), 4, "{calls:?}");
@@ -190,7 +216,7 @@ mod tests {
             "4".into(),
         );
         let tl = Timeline::new(Box::new(std::io::sink()), None);
-        down(&a, &fake, &tl).unwrap();
+        down(&a, &fake, &tl, Devices::Keep).unwrap();
         let calls = fake.calls();
         assert_eq!(
             calls,
@@ -203,5 +229,46 @@ mod tests {
             lines.contains("still there 0.30 s after xl shutdown"),
             "{lines}"
         );
+    }
+
+    #[test]
+    fn devices_stay_assignable_unless_released() {
+        let mut a = app_from(&owning_a_nic(APPLIANCE), "devices");
+        resolve(&mut a, &bus()).unwrap();
+        let quiet = || Timeline::new(Box::new(std::io::sink()), None);
+        let nic = crate::pci::Bdf::parse("00:10.0").unwrap();
+        for release in [false, true] {
+            let fake = Fake::new();
+            fake.add_running("hello");
+            fake.hold_pci("hello", &["0000:00:10.0"]);
+            let tl = quiet();
+            let how = if release {
+                Devices::Release
+            } else {
+                Devices::Keep
+            };
+            down(&a, &fake, &tl, how).unwrap();
+            let calls = fake.calls();
+            let lines = tl.lines().join("\n");
+            if release {
+                // Released once hello is gone, not before.
+                assert_eq!(calls, ["shutdown hello", "pci-release 0000:00:10.0"]);
+                assert!(!fake.state().assignable.contains(&nic));
+                assert!(
+                    lines.contains(
+                        "hello        released    1af4:1000#1 (0000:00:10.0) back to dom0 (xl \
+                     pci-assignable-remove -r)"
+                    ),
+                    "{lines}"
+                );
+            } else {
+                assert_eq!(calls, ["shutdown hello"]);
+                assert!(fake.pci_assignable_list().unwrap().contains(&nic));
+                assert!(lines.contains(
+                    "hello        kept        1af4:1000#1 stay(s) assignable, away from dom0's \
+                     drivers"
+                ), "{lines}");
+            }
+        }
     }
 }

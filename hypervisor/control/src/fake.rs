@@ -1,7 +1,9 @@
 //! A fake toolstack for tests: domains and xenstore in memory, every call logged.
 
 use crate::devices::DeviceKind;
+use crate::pci::Bdf;
 use crate::toolstack::{Change, DomainInfo, RunState, Toolstack};
+use crate::xlcfg::XlConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
@@ -28,6 +30,35 @@ pub struct State {
     pub create_delay: Duration,
     /// Domains `xl list` shows as crashed.
     pub crashed: BTreeSet<String>,
+    /// PCI functions bound to pciback (assigned to a domain or not).
+    pub assignable: BTreeSet<Bdf>,
+}
+
+impl State {
+    /// PCI functions assigned to domains, from libxl's backend nodes (as `xl pci-list`).
+    pub fn held(&self) -> BTreeSet<Bdf> {
+        self.xs
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("/local/domain/0/backend/pci/")
+                    && k.rsplit('/').next().is_some_and(|n| n.starts_with("dev-"))
+            })
+            .filter_map(|(_, v)| Bdf::parse(v))
+            .collect()
+    }
+
+    /// Writes libxl's backend nodes for PCI functions assigned to a domain.
+    pub fn assign(&mut self, domid: u32, bdfs: &[Bdf]) {
+        let base = format!("/local/domain/0/backend/pci/{domid}/0");
+        for (i, b) in bdfs.iter().enumerate() {
+            self.xs.insert(format!("{base}/dev-{i}"), b.to_string());
+            self.xs.insert(format!("{base}/state-{i}"), "1".into());
+        }
+        self.xs
+            .insert(format!("{base}/num_devs"), bdfs.len().to_string());
+        // dom0's pciback published the devices and waits for the domain's pcifront.
+        self.xs.insert(format!("{base}/state"), "3".into());
+    }
 }
 
 /// The fake toolstack.
@@ -66,23 +97,47 @@ impl Fake {
 
     /// Makes a domain vanish as if it crashed and was destroyed (no call logged).
     pub fn kill(&self, name: &str) {
+        remove_domain(&mut self.state(), name);
+    }
+
+    /// Makes a running domain hold PCI functions (as `xl create` with `pci=` or
+    /// `xl pci-attach` would).
+    pub fn hold_pci(&self, name: &str, bdfs: &[&str]) {
+        let bdfs: Vec<Bdf> = bdfs.iter().map(|b| Bdf::parse(b).unwrap()).collect();
         let mut s = self.state();
-        if let Some(id) = s.domains.remove(name) {
-            let prefix = format!("/local/domain/{id}/");
-            s.xs.retain(|k, _| !k.starts_with(&prefix));
-        }
+        let id = s.domains[name];
+        s.assignable.extend(bdfs.iter().copied());
+        s.assign(id, &bdfs);
     }
 }
 
+/// Removes a domain with its xenstore home and its PCI backend; its PCI functions stay
+/// assignable (libxl puts them back into quarantine).
 fn remove_domain(s: &mut State, name: &str) {
     if let Some(id) = s.domains.remove(name) {
-        let prefix = format!("/local/domain/{id}/");
-        s.xs.retain(|k, _| !k.starts_with(&prefix));
+        let home = format!("/local/domain/{id}/");
+        let pci = format!("/local/domain/0/backend/pci/{id}/");
+        s.xs.retain(|k, _| !k.starts_with(&home) && !k.starts_with(&pci));
     }
+}
+
+/// The PCI functions an xl.cfg file passes through (none when it cannot be read).
+fn pci_of(config: &Path) -> Vec<Bdf> {
+    let Ok(text) = std::fs::read_to_string(config) else {
+        return Vec::new();
+    };
+    let Ok(cfg) = XlConfig::parse(&text, "fake") else {
+        return Vec::new();
+    };
+    cfg.get_list("pci")
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_str().and_then(Bdf::parse))
+        .collect()
 }
 
 impl Toolstack for Fake {
-    fn create(&self, name: &str, _config: &Path) -> Result<u32, String> {
+    fn create(&self, name: &str, config: &Path) -> Result<u32, String> {
         let delay = {
             let mut s = self.state();
             s.calls.push(format!("create {name}"));
@@ -96,9 +151,20 @@ impl Toolstack for Fake {
         if s.domains.contains_key(name) {
             return Err(format!("domain {name} already exists"));
         }
+        let pci = pci_of(config);
+        let held = s.held();
+        if let Some(b) = pci
+            .iter()
+            .find(|b| !s.assignable.contains(b) || held.contains(b))
+        {
+            return Err(format!("libxl: error: {b} is not assignable"));
+        }
         let id = s.next_domid;
         s.next_domid += 1;
         s.domains.insert(name.into(), id);
+        if !pci.is_empty() {
+            s.assign(id, &pci);
+        }
         s.xs.insert(format!("/local/domain/{id}/name"), name.into());
         if !s.never_ready.contains(name) {
             s.xs.insert(format!("/local/domain/{id}/data/ready"), "1".into());
@@ -150,8 +216,24 @@ impl Toolstack for Fake {
             .collect())
     }
 
-    fn pci_assignable(&self, bdf: &str) -> Result<(), String> {
-        self.state().calls.push(format!("pci-assignable {bdf}"));
+    fn pci_assignable(&self, bdf: Bdf) -> Result<bool, String> {
+        let mut s = self.state();
+        s.calls.push(format!("pci-assignable {bdf}"));
+        Ok(s.assignable.insert(bdf))
+    }
+
+    fn pci_assignable_list(&self) -> Result<Vec<Bdf>, String> {
+        let s = self.state();
+        let held = s.held();
+        Ok(s.assignable.difference(&held).copied().collect())
+    }
+
+    fn pci_release(&self, bdf: Bdf) -> Result<(), String> {
+        let mut s = self.state();
+        s.calls.push(format!("pci-release {bdf}"));
+        if s.held().contains(&bdf) || !s.assignable.remove(&bdf) {
+            return Err(format!("libxl: error: failed to de-quarantine {bdf}"));
+        }
         Ok(())
     }
 

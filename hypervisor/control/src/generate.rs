@@ -1,5 +1,6 @@
 //! The xl.cfg xddctl writes for a driver domain built from an image.
 
+use crate::pci::Bdf;
 use crate::xlcfg::quote;
 use std::path::Path;
 
@@ -17,8 +18,6 @@ pub struct DriverConfig<'a> {
     pub vcpus: u32,
     /// Kernel command line.
     pub cmdline: Option<&'a str>,
-    /// PCI devices it owns.
-    pub pci: &'a [String],
     /// More xl.cfg lines, appended as they are.
     pub extra: Option<&'a str>,
     /// The appliance file, named in a comment.
@@ -47,10 +46,6 @@ pub fn driver_xl_cfg(a: &DriverConfig) -> String {
          # xddctl run restarts it and re-attaches its guests' devices\n\
          on_poweroff = \"destroy\"\non_reboot = \"destroy\"\non_crash = \"destroy\"\n",
     );
-    if !a.pci.is_empty() {
-        let items: Vec<String> = a.pci.iter().map(|p| quote(p)).collect();
-        c.push_str(&format!("pci = [ {} ]\n", items.join(", ")));
-    }
     if let Some(extra) = a.extra {
         c.push_str("# xl_extra\n");
         c.push_str(extra);
@@ -59,25 +54,38 @@ pub fn driver_xl_cfg(a: &DriverConfig) -> String {
     c
 }
 
+/// The `pci = [...]` setting for the devices a driver domain owns, by address (appended to
+/// its generated config once xddctl resolved them in dom0).
+pub fn pci_setting(devices: &[Bdf]) -> String {
+    let items: Vec<String> = devices.iter().map(|b| quote(&b.to_string())).collect();
+    format!(
+        "# the PCI devices it owns (made assignable by xddctl before xl create)\npci = [ {} ]\n",
+        items.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xlcfg::XlConfig;
+    use crate::xlcfg::{Value, XlConfig};
 
     #[test]
     fn writes_a_config_xl_reads_back() {
-        let pci = ["0000:03:00.0".to_string()];
-        let text = driver_xl_cfg(&DriverConfig {
+        let pci = [
+            Bdf::parse("03:00.0").unwrap(),
+            Bdf::parse("03:00.1").unwrap(),
+        ];
+        let mut text = driver_xl_cfg(&DriverConfig {
             name: "netdd",
             ty: "pv",
             kernel: Path::new("/usr/lib/xen/boot/netback.elf"),
             memory: 32,
             vcpus: 2,
             cmdline: Some("a=\"b\""),
-            pci: &pci,
             extra: Some("vif = [ 'backend=other' ]"),
             source: "/etc/xdd/appliance.toml",
         });
+        text.push_str(&pci_setting(&pci));
         let c = XlConfig::parse(&text, "gen").unwrap();
         assert_eq!(c.get_str("name").as_deref(), Some("netdd"));
         assert_eq!(
@@ -87,7 +95,9 @@ mod tests {
         assert_eq!(c.get_str("vcpus").as_deref(), Some("2"));
         assert_eq!(c.get_str("cmdline").as_deref(), Some("a=\"b\""));
         assert_eq!(c.get_str("on_crash").as_deref(), Some("destroy"));
-        assert_eq!(c.get_list("pci").unwrap()[0].as_str(), Some("0000:03:00.0"));
+        let pci: Vec<Value> = c.get_list("pci").unwrap();
+        let pci: Vec<&str> = pci.iter().filter_map(Value::as_str).collect();
+        assert_eq!(pci, ["0000:03:00.0", "0000:03:00.1"]);
         assert_eq!(c.get_list("vif").unwrap().len(), 1);
     }
 }

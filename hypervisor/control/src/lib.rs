@@ -17,6 +17,7 @@ pub mod generate;
 pub mod graph;
 pub mod install;
 pub mod logger;
+pub mod passthrough;
 pub mod pci;
 pub mod status;
 pub mod supervise;

@@ -5,9 +5,11 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use xdd_control::appliance::{Appliance, RealFiles, DEFAULT_PATH};
+use xdd_control::down::Devices;
+use xdd_control::pci::Sysfs;
 use xdd_control::timeline::Timeline;
 use xdd_control::xl::Xl;
-use xdd_control::{check, down, install, logger, status, supervise, up};
+use xdd_control::{check, down, install, logger, passthrough, status, supervise, up};
 
 /// Starts Xen driver domains before the guests that need them, and stops them afterwards.
 #[derive(Parser)]
@@ -31,7 +33,12 @@ enum Command {
     /// ready; on failure, destroy what this command started.
     Up,
     /// Stop the guests, then the driver domains in reverse dependency order.
-    Down,
+    Down {
+        /// Then hand the driver domains' PCI devices back to dom0 (default: they stay
+        /// assignable, so no dom0 driver takes them).
+        #[arg(long)]
+        release_devices: bool,
+    },
     /// Show every domain: role, state, readiness, backends with xenbus states, memory, uptime.
     Status,
     /// `up`, then stay up: restart driver domains that die and re-attach their devices.
@@ -63,19 +70,37 @@ fn load(cli: &Cli) -> Result<Appliance, String> {
     Appliance::load(&cli.config, &RealFiles)
 }
 
+/// Claims the appliance's PCI devices (resolved in dom0, held by no other domain): what
+/// `check`, `up` and `run` verify before anything starts.
+fn claim(mut app: Appliance, xl: &Xl) -> Result<Appliance, String> {
+    passthrough::claim(&mut app, &Sysfs::dom0(), xl)?;
+    Ok(app)
+}
+
 fn execute(cli: &Cli) -> Result<(), String> {
     match &cli.command {
         Command::Check => {
-            print!("{}", check::describe(&load(cli)?));
+            let mut app = load(cli)?;
+            if app.domains.iter().any(|d| !d.owns.is_empty()) {
+                app = claim(app, &Xl::new()?)?;
+            }
+            print!("{}", check::describe(&app));
             Ok(())
         }
         Command::Up => {
             let app = load(cli)?;
-            up::up(&app, &Xl::new()?, &Timeline::stdout())
+            let xl = Xl::new()?;
+            up::up(&claim(app, &xl)?, &xl, &Timeline::stdout())
         }
-        Command::Down => {
-            let app = load(cli)?;
-            down::down(&app, &Xl::new()?, &Timeline::stdout())
+        Command::Down { release_devices } => {
+            let mut app = load(cli)?;
+            let devices = if *release_devices {
+                passthrough::resolve(&mut app, &Sysfs::dom0())?;
+                Devices::Release
+            } else {
+                Devices::Keep
+            };
+            down::down(&app, &Xl::new()?, &Timeline::stdout(), devices)
         }
         Command::Status => {
             let app = match load(cli) {
@@ -91,7 +116,8 @@ fn execute(cli: &Cli) -> Result<(), String> {
         }
         Command::Run => {
             let app = load(cli)?;
-            supervise::run(&app, &Xl::new()?, &Timeline::stdout())
+            let xl = Xl::new()?;
+            supervise::run(&claim(app, &xl)?, &xl, &Timeline::stdout())
         }
         Command::Install {
             images,

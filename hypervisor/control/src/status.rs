@@ -1,9 +1,11 @@
 //! `xddctl status`: one row per domain (the appliance's, then the others running): role,
-//! state, readiness, the backends it serves (or uses) with their xenbus states, memory,
-//! uptime.
+//! state, readiness, memory, uptime, the PCI devices it holds, and the backends it serves (or
+//! uses) with their xenbus states.
 
 use crate::appliance::{Appliance, Role};
 use crate::devices::DeviceKind;
+use crate::passthrough::holders;
+use crate::pci::Bdf;
 use crate::toolstack::{DomainInfo, Toolstack};
 use std::collections::BTreeMap;
 use xen_abi::xenbus::XenbusState;
@@ -27,6 +29,8 @@ pub struct Row {
     pub memory: String,
     /// Uptime h:mm:ss, or "-".
     pub uptime: String,
+    /// PCI functions it holds (`xl pci-list`), or "-".
+    pub pci: String,
 }
 
 /// A xenbus state node value as a word (`4` → Connected).
@@ -121,6 +125,10 @@ pub fn gather(app: Option<&Appliance>, ts: &dyn Toolstack) -> Result<Vec<Row>, S
     let uptimes = ts.uptimes().unwrap_or_default();
     let names: BTreeMap<u32, String> = list.iter().map(|d| (d.domid, d.name.clone())).collect();
     let by_name: BTreeMap<&str, &DomainInfo> = list.iter().map(|d| (d.name.as_str(), d)).collect();
+    let mut pci: BTreeMap<u32, Vec<Bdf>> = BTreeMap::new();
+    for (bdf, h) in holders(ts).unwrap_or_default() {
+        pci.entry(h.domid).or_default().push(bdf);
+    }
     let mut rows = Vec::new();
     let mut listed = Vec::new();
     let dash = || "-".to_string();
@@ -141,6 +149,7 @@ pub fn gather(app: Option<&Appliance>, ts: &dyn Toolstack) -> Result<Vec<Row>, S
                     backends: dash(),
                     memory: dash(),
                     uptime: dash(),
+                    pci: dash(),
                 });
                 continue;
             };
@@ -156,7 +165,7 @@ pub fn gather(app: Option<&Appliance>, ts: &dyn Toolstack) -> Result<Vec<Row>, S
                 Role::Driver => served(ts, info.domid, &names),
                 Role::Guest => used(ts, info.domid, &names),
             };
-            rows.push(row(info, d.role.label(), ready, backends, &uptimes));
+            rows.push(row(info, d.role.label(), ready, backends, &uptimes, &pci));
         }
     }
     for info in &list {
@@ -172,7 +181,7 @@ pub fn gather(app: Option<&Appliance>, ts: &dyn Toolstack) -> Result<Vec<Row>, S
             }
             b.push_str(&u);
         }
-        rows.push(row(info, role, dash(), b, &uptimes));
+        rows.push(row(info, role, dash(), b, &uptimes, &pci));
     }
     Ok(rows)
 }
@@ -183,7 +192,12 @@ fn row(
     ready: String,
     backends: String,
     uptimes: &BTreeMap<String, u64>,
+    pci: &BTreeMap<u32, Vec<Bdf>>,
 ) -> Row {
+    let held: Vec<String> = pci
+        .get(&info.domid)
+        .map(|l| l.iter().map(Bdf::to_string).collect())
+        .unwrap_or_default();
     Row {
         domain: info.name.clone(),
         role: role.into(),
@@ -200,15 +214,20 @@ fn row(
             .get(&info.name)
             .map(|&s| hms(s))
             .unwrap_or_else(|| "-".into()),
+        pci: if held.is_empty() {
+            "-".into()
+        } else {
+            held.join(",")
+        },
     }
 }
 
 /// The rows as an aligned table with a header.
 pub fn render(rows: &[Row]) -> String {
     let header = [
-        "DOMAIN", "ROLE", "ID", "STATE", "READY", "MEMORY", "UPTIME", "BACKENDS",
+        "DOMAIN", "ROLE", "ID", "STATE", "READY", "MEMORY", "UPTIME", "PCI", "BACKENDS",
     ];
-    let cells: Vec<[String; 8]> = rows
+    let cells: Vec<[String; 9]> = rows
         .iter()
         .map(|r| {
             [
@@ -219,6 +238,7 @@ pub fn render(rows: &[Row]) -> String {
                 r.ready.clone(),
                 r.memory.clone(),
                 r.uptime.clone(),
+                r.pci.clone(),
                 r.backends.clone(),
             ]
         })
@@ -286,37 +306,27 @@ mod tests {
             format!("/local/domain/{netdd}/backend/vif/{zed}/3/state"),
             "2".into(),
         );
+        // netdd owns a NIC.
+        fake.hold_pci("netdd", &["0000:00:10.0", "0000:00:11.0"]);
         let rows = gather(Some(&a), &fake).unwrap();
         let table = render(&rows);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
-            lines[0],
-            "DOMAIN    ROLE    ID  STATE    READY  MEMORY  UPTIME   BACKENDS"
-        );
-        assert_eq!(
-            lines[1],
-            "netdd     driver  1   running  yes    64 MiB  0:00:42  vif Domain-0/3 InitWait, vif web1/0 \
-             Connected"
-        );
-        assert_eq!(
-            lines[2],
-            "hello     driver  -   stopped  no     -       -        -"
-        );
-        assert_eq!(
-            lines[3],
-            "web1      guest   2   running  -      64 MiB  0:00:42  vif/0 on netdd Connected"
-        );
-        assert_eq!(
-            lines[4],
-            "web2      guest   -   stopped  -      -       -        -"
-        );
-        assert_eq!(
-            lines[5],
-            "Domain-0  dom0    0   running  -      64 MiB  0:00:42  -"
-        );
-        assert_eq!(
-            lines[6],
-            "stray     other   3   running  -      64 MiB  0:00:42  -"
+            lines,
+            [
+                "DOMAIN    ROLE    ID  STATE    READY  MEMORY  UPTIME   PCI                        \
+                 BACKENDS",
+                "netdd     driver  1   running  yes    64 MiB  0:00:42  0000:00:10.0,0000:00:11.0  \
+                 vif Domain-0/3 InitWait, vif web1/0 Connected",
+                "hello     driver  -   stopped  no     -       -        -                          -",
+                "web1      guest   2   running  -      64 MiB  0:00:42  -                          \
+                 vif/0 on netdd Connected",
+                "web2      guest   -   stopped  -      -       -        -                          -",
+                // dom0's pciback serves netdd's PCI devices.
+                "Domain-0  dom0    0   running  -      64 MiB  0:00:42  -                          \
+                 pci netdd/0 Initialised",
+                "stray     other   3   running  -      64 MiB  0:00:42  -                          -",
+            ]
         );
         assert_eq!(state_name(Some("2")), "InitWait");
         assert_eq!(state_name(Some("x")), "`x`?");

@@ -12,7 +12,7 @@ use crate::devices::DeviceKind;
 use crate::status::state_name;
 use crate::timeline::{secs, Timeline};
 use crate::toolstack::{xenstore_alive, Change, DomainInfo, RunState, Toolstack};
-use crate::up::up;
+use crate::up::{make_assignable, up};
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -304,6 +304,7 @@ impl<'a> Supervisor<'a> {
         }
         recent.push(now);
         tl.event(&dd.name, "create", &format!("restart ({})", dd.origin));
+        make_assignable(dd, ts, tl)?;
         let domid = ts.create(&dd.name, &dd.config_path)?;
         tl.event(
             &dd.name,
@@ -512,12 +513,18 @@ pub fn run(app: &Appliance, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::appliance::tests::{files, load, APPLIANCE};
+    use crate::appliance::tests::{files, load, owning_a_nic, APPLIANCE};
     use crate::fake::Fake;
+    use crate::passthrough::resolve;
+    use crate::pci::tests::bus;
 
     fn app(tag: &str) -> Appliance {
+        app_from(APPLIANCE, tag)
+    }
+
+    fn app_from(text: &str, tag: &str) -> Appliance {
         let dir = std::env::temp_dir().join(format!("xddctl-run-{}-{tag}", std::process::id()));
-        let text = APPLIANCE
+        let text = text
             .replace(
                 "state_dir = \"/run/xdd\"",
                 &format!("state_dir = {:?}", dir),
@@ -629,6 +636,36 @@ mod tests {
         let n = fake.calls().len();
         sup.check().unwrap();
         assert_eq!(fake.calls().len(), n);
+    }
+
+    #[test]
+    fn a_restarted_driver_domain_gets_its_devices_again() {
+        let mut a = app_from(&owning_a_nic(APPLIANCE), "nic");
+        resolve(&mut a, &bus()).unwrap();
+        let fake = Fake::new();
+        let tl = Timeline::new(Box::new(std::io::sink()), None);
+        up(&a, &fake, &tl).unwrap();
+        let mut sup = Supervisor::new(&a, &fake, &tl);
+        sup.check().unwrap();
+        let before = fake.calls().len();
+        fake.kill("hello");
+        sup.check().unwrap();
+        assert_eq!(
+            fake.calls()[before..],
+            ["pci-assignable 0000:00:10.0", "create hello"]
+        );
+        let id = fake
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|d| d.name == "hello")
+            .unwrap()
+            .domid;
+        assert_eq!(
+            fake.read(&format!("/local/domain/0/backend/pci/{id}/0/dev-0"))
+                .as_deref(),
+            Some("0000:00:10.0")
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! xenstored on a real host ([`crate::xl::Xl`]), a fake in tests.
 
 use crate::devices::DeviceKind;
+use crate::pci::Bdf;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -125,6 +126,13 @@ pub fn parse_xl_uptime(out: &str) -> BTreeMap<String, u64> {
     m
 }
 
+/// Parses `xl pci-assignable-list` output (one address per line, maybe followed by a name).
+pub fn parse_assignable_list(out: &str) -> Vec<Bdf> {
+    out.lines()
+        .filter_map(|l| l.split_whitespace().next().and_then(Bdf::parse))
+        .collect()
+}
+
 /// A xenstore watch event: the path that changed (`@releaseDomain` when a domain went away).
 pub type Change = String;
 
@@ -141,8 +149,14 @@ pub trait Toolstack: Sync {
     fn list(&self) -> Result<Vec<DomainInfo>, String>;
     /// Uptime in seconds per domain (`xl uptime`).
     fn uptimes(&self) -> Result<BTreeMap<String, u64>, String>;
-    /// Makes a PCI device assignable to domUs (`xl pci-assignable-add` unless it is already).
-    fn pci_assignable(&self, bdf: &str) -> Result<(), String>;
+    /// Makes a PCI function assignable to domUs: `xl pci-assignable-add` (which unbinds dom0's
+    /// driver) unless it is assignable already; true when it was added now.
+    fn pci_assignable(&self, bdf: Bdf) -> Result<bool, String>;
+    /// The PCI functions that are assignable and not assigned to a domain
+    /// (`xl pci-assignable-list`).
+    fn pci_assignable_list(&self) -> Result<Vec<Bdf>, String>;
+    /// Hands an assignable PCI function back to dom0 (`xl pci-assignable-remove -r`).
+    fn pci_release(&self, bdf: Bdf) -> Result<(), String>;
     /// Attaches a device to a running domain (`xl network-attach` …); `args` follow the domain.
     fn attach(&self, domain: &str, kind: DeviceKind, args: &[String]) -> Result<(), String>;
     /// Detaches a device by devid (`xl network-detach` …).
@@ -189,6 +203,13 @@ mod tests {
         assert_eq!(l[2].state, RunState::Paused);
         assert_eq!(l[3].state, RunState::Crashed);
         assert!(!l[3].state.is_alive());
+    }
+
+    #[test]
+    fn parses_xl_pci_assignable_list() {
+        let l = parse_assignable_list("0000:00:10.0\n0000:03:00.1 nic0\nlibxl: warning\n\n");
+        let l: Vec<String> = l.iter().map(Bdf::to_string).collect();
+        assert_eq!(l, ["0000:00:10.0", "0000:03:00.1"]);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! [`Scheduler`] holds the decisions (pure, tested on its own); [`up`] drives it with a
 //! [`Toolstack`] and prints the [`Timeline`].
 
-use crate::appliance::{Appliance, Role};
+use crate::appliance::{Appliance, Domain, Role};
+use crate::passthrough::shown;
 use crate::timeline::{secs, Timeline};
 use crate::toolstack::{xenstore_alive, Toolstack};
 use std::collections::{BTreeMap, BTreeSet};
@@ -375,11 +376,7 @@ pub fn up(app: &Appliance, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), Stri
             tl.event(&d.name, "create", &create_detail(app, i));
             let tx = tx.clone();
             scope.spawn(move || {
-                let r = d
-                    .pci
-                    .iter()
-                    .try_for_each(|bdf| ts.pci_assignable(bdf))
-                    .and_then(|_| ts.create(&d.name, &d.config_path));
+                let r = make_assignable(d, ts, tl).and_then(|_| ts.create(&d.name, &d.config_path));
                 let _ = tx.send(Msg::Created(i, r));
             });
             created_at.insert(i, Instant::now());
@@ -464,6 +461,21 @@ pub fn up(app: &Appliance, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), Stri
     }
 }
 
+/// Makes the PCI devices a driver domain owns assignable (dom0's drivers let go of them)
+/// before its `xl create` passes them through; logs each.
+pub fn make_assignable(d: &Domain, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), String> {
+    for (spec, bdf) in d.owns.iter().zip(&d.pci) {
+        let dev = shown(spec, *bdf);
+        let how = if ts.pci_assignable(*bdf)? {
+            "made assignable (xl pci-assignable-add: dom0's driver let go of it)"
+        } else {
+            "assignable already"
+        };
+        tl.event(&d.name, "device", &format!("{dev} {how}"));
+    }
+    Ok(())
+}
+
 /// Why a domain is created now, for the timeline.
 fn create_detail(app: &Appliance, i: usize) -> String {
     let d = &app.domains[i];
@@ -471,6 +483,15 @@ fn create_detail(app: &Appliance, i: usize) -> String {
     if !d.serves.is_empty() {
         let s: Vec<&str> = d.serves.iter().map(|k| k.key()).collect();
         parts.push(format!("serves {}", s.join(", ")));
+    }
+    if !d.pci.is_empty() {
+        let owns: Vec<String> = d
+            .owns
+            .iter()
+            .zip(&d.pci)
+            .map(|(s, b)| shown(s, *b))
+            .collect();
+        parts.push(format!("owns {}", owns.join(", ")));
     }
     if !d.needs.is_empty() {
         parts.push(format!("after {} ready", d.needs.join(", ")));
@@ -511,8 +532,10 @@ fn rollback(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::appliance::tests::{files, load, APPLIANCE};
+    use crate::appliance::tests::{files, load, owning_a_nic, APPLIANCE};
     use crate::fake::Fake;
+    use crate::passthrough::resolve;
+    use crate::pci::tests::bus;
 
     fn quiet() -> Timeline {
         Timeline::new(Box::new(std::io::sink()), Some(0.0))
@@ -563,6 +586,52 @@ mod tests {
         assert!(std::fs::read_to_string(&web2.config_path)
             .unwrap()
             .contains("backend=netdd"));
+    }
+
+    #[test]
+    fn a_driver_domain_gets_its_devices_made_assignable_and_passed_through() {
+        let mut a = app(&temp_state(&owning_a_nic(APPLIANCE), "nic"));
+        let fake = Fake::new();
+        // Not resolved in dom0: nothing is written or started.
+        assert_eq!(
+            up(&a, &fake, &quiet()).unwrap_err(),
+            "driver domain `hello`: its devices were not resolved in dom0 before writing its \
+             xl.cfg"
+        );
+        assert!(fake.calls().is_empty());
+        resolve(&mut a, &bus()).unwrap();
+        let tl = quiet();
+        up(&a, &fake, &tl).unwrap();
+        let calls = fake.calls();
+        assert!(
+            position(&calls, "pci-assignable 0000:00:10.0") < position(&calls, "create hello"),
+            "{calls:?}"
+        );
+        // The fake's create passed through what the generated xl.cfg lists.
+        let hello = a.domain("hello").unwrap();
+        let text = std::fs::read_to_string(&hello.config_path).unwrap();
+        assert!(text.ends_with("pci = [ \"0000:00:10.0\" ]\n"), "{text}");
+        let id = fake
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|d| d.name == "hello")
+            .unwrap()
+            .domid;
+        assert_eq!(
+            fake.read(&format!("/local/domain/0/backend/pci/{id}/0/dev-0"))
+                .as_deref(),
+            Some("0000:00:10.0")
+        );
+        let lines = tl.lines().join("\n");
+        for want in [
+            "hello        create      driver (image /boot/xdd/hello.elf); owns 1af4:1000#1 \
+             (0000:00:10.0)",
+            "hello        device      1af4:1000#1 (0000:00:10.0) made assignable (xl \
+             pci-assignable-add: dom0's driver let go of it)",
+        ] {
+            assert!(lines.contains(want), "{want} not in\n{lines}");
+        }
     }
 
     #[test]

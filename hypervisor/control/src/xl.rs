@@ -1,7 +1,10 @@
 //! The real toolstack: `xl` as a subprocess, xenstored through [`crate::xenstore`].
 
 use crate::devices::DeviceKind;
-use crate::toolstack::{parse_xl_list, parse_xl_uptime, Change, DomainInfo, Toolstack};
+use crate::pci::Bdf;
+use crate::toolstack::{
+    parse_assignable_list, parse_xl_list, parse_xl_uptime, Change, DomainInfo, Toolstack,
+};
 use crate::xenstore::Xenstore;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -148,14 +151,25 @@ impl Toolstack for Xl {
             .map(|o| parse_xl_uptime(&o))
     }
 
-    fn pci_assignable(&self, bdf: &str) -> Result<(), String> {
-        let list = self.xl(&["pci-assignable-list"], COMMAND_TIMEOUT)?;
-        let short = bdf.strip_prefix("0000:").unwrap_or(bdf);
-        if list.lines().any(|l| l.trim().ends_with(short)) {
-            return Ok(());
+    fn pci_assignable(&self, bdf: Bdf) -> Result<bool, String> {
+        if self.pci_assignable_list()?.contains(&bdf) {
+            return Ok(false);
         }
-        self.xl(&["pci-assignable-add", bdf], COMMAND_TIMEOUT)
-            .map(|_| ())
+        self.xl(&["pci-assignable-add", &bdf.to_string()], COMMAND_TIMEOUT)
+            .map(|_| true)
+    }
+
+    fn pci_assignable_list(&self) -> Result<Vec<Bdf>, String> {
+        self.xl(&["pci-assignable-list"], COMMAND_TIMEOUT)
+            .map(|o| parse_assignable_list(&o))
+    }
+
+    fn pci_release(&self, bdf: Bdf) -> Result<(), String> {
+        self.xl(
+            &["pci-assignable-remove", "-r", &bdf.to_string()],
+            COMMAND_TIMEOUT,
+        )
+        .map(|_| ())
     }
 
     fn attach(&self, domain: &str, kind: DeviceKind, args: &[String]) -> Result<(), String> {
