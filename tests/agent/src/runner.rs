@@ -4,7 +4,8 @@ use crate::cpio::Archive;
 use crate::events::{Kind, Log};
 use crate::hostenv::{self, Var};
 use crate::scenario::{
-    expand_devices, placeholder, placeholders, Action, Domain, DomainKind, Event, Scenario, Step,
+    expand_device_mentions, expand_devices, placeholder, placeholders, Action, Domain, DomainKind,
+    Event, Scenario, Step,
 };
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
@@ -161,11 +162,12 @@ impl<'a> Runner<'a> {
         for f in &self.sc.files {
             let t = Instant::now();
             let path = Path::new(&f.path);
-            let r = path
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|_| std::fs::write(path, &f.content))
-                .map_err(|e| format!("cannot write {}: {e}", f.path));
+            let r = expand_device_mentions(&f.content, &self.sc.qemu_devices).and_then(|text| {
+                path.parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|_| std::fs::write(path, text))
+                    .map_err(|e| format!("cannot write {}: {e}", f.path))
+            });
             if r.is_err() {
                 self.check(&format!("file {}", f.path), t, r);
             }
@@ -222,10 +224,10 @@ impl<'a> Runner<'a> {
         self.ok
     }
 
-    /// Replaces `{domid:NAME}` with the domain's id (`{domid:dom0}` → 0). Domains created by
-    /// tools under test are looked up with `xl domid`.
+    /// Replaces `@name` of a QEMU device with its BDF and `{domid:NAME}` with the domain's id
+    /// (`{domid:dom0}` → 0). Domains created by tools under test are looked up with `xl domid`.
     fn expand(&mut self, s: &str) -> Result<String, String> {
-        let mut out = s.to_string();
+        let mut out = expand_device_mentions(s, &self.sc.qemu_devices)?;
         for p in placeholders(s) {
             let id = self
                 .domid(&p)

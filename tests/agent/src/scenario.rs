@@ -18,7 +18,8 @@ pub struct Scenario {
     /// Upper bound for the whole scenario, in seconds.
     #[serde(default = "default_scenario_timeout")]
     pub timeout_s: u64,
-    /// QEMU devices the scenario passes through to a domain (`@name` in xl.cfg gives its BDF).
+    /// QEMU devices the scenario passes through to a domain (`@name` in xl.cfg, in a file's
+    /// content or in a dom0 command gives its BDF).
     #[serde(default)]
     pub qemu_devices: Vec<QemuDevice>,
     /// Files written in dom0 before the first step (appliance descriptions, configs, …).
@@ -99,6 +100,17 @@ impl QemuDevice {
 /// Replaces every `@name` in xl.cfg text with the BDF of the listed device of exactly that
 /// name (`@virtio-net-2` is not `@virtio-net` followed by `-2`); Err names an unlisted one.
 pub fn expand_devices(text: &str, devices: &[QemuDevice]) -> Result<String, String> {
+    expand_at(text, devices, true)
+}
+
+/// Like [`expand_devices`] for free text (a file's content, a dom0 command): `@name` of a
+/// QEMU device becomes its BDF (Err when the scenario does not list it), any other `@`
+/// (`"$@"`, `user@host`) stays as it is.
+pub fn expand_device_mentions(text: &str, devices: &[QemuDevice]) -> Result<String, String> {
+    expand_at(text, devices, false)
+}
+
+fn expand_at(text: &str, devices: &[QemuDevice], strict: bool) -> Result<String, String> {
     let is_name = |c: char| c.is_ascii_alphanumeric() || c == '-';
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -107,11 +119,15 @@ pub fn expand_devices(text: &str, devices: &[QemuDevice]) -> Result<String, Stri
         let after = &rest[at + 1..];
         let end = after.find(|c: char| !is_name(c)).unwrap_or(after.len());
         let name = &after[..end];
-        let dev = devices
-            .iter()
-            .find(|d| d.name() == name)
-            .ok_or_else(|| format!("@{name}: list it in qemu_devices"))?;
-        out.push_str(&dev.bdf());
+        let known = QemuDevice::ALL.iter().any(|d| d.name() == name);
+        match devices.iter().find(|d| d.name() == name) {
+            Some(dev) => out.push_str(&dev.bdf()),
+            None if strict || known => return Err(format!("@{name}: list it in qemu_devices")),
+            None => {
+                out.push('@');
+                out.push_str(name);
+            }
+        }
         rest = &after[end..];
     }
     out.push_str(rest);
@@ -124,7 +140,7 @@ pub fn expand_devices(text: &str, devices: &[QemuDevice]) -> Result<String, Stri
 pub struct File {
     /// Absolute path in dom0.
     pub path: String,
-    /// Contents.
+    /// Contents (`@name` of a QEMU device becomes its BDF).
     pub content: String,
 }
 
@@ -194,7 +210,8 @@ impl Domain {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
-    /// A dom0 shell command that must succeed (alone, or the body of `check`/`record`).
+    /// A dom0 shell command that must succeed (alone, or the body of `check`/`record`);
+    /// `@name` of a QEMU device becomes its BDF.
     #[serde(default)]
     pub run: Option<String>,
     /// Names a dom0 check: `run` must exit 0.
@@ -511,6 +528,8 @@ impl Scenario {
             if !f.path.starts_with('/') {
                 return Err(format!("file `{}`: the path must be absolute", f.path));
             }
+            expand_device_mentions(&f.content, &self.qemu_devices)
+                .map_err(|e| format!("file `{}` uses {e}", f.path))?;
         }
         let known = |n: &str| names.contains(n) || n == "dom0";
         let check_placeholders = |s: &str, what: &str| -> Result<(), String> {
@@ -544,7 +563,11 @@ impl Scenario {
                 Action::Run(c)
                 | Action::Check { command: c, .. }
                 | Action::Record { command: c, .. }
-                | Action::Report { command: c, .. } => check_placeholders(c, &what)?,
+                | Action::Report { command: c, .. } => {
+                    check_placeholders(c, &what)?;
+                    expand_device_mentions(c, &self.qemu_devices)
+                        .map_err(|e| format!("{what} uses {e}"))?;
+                }
                 Action::WaitKey { path, .. } => check_placeholders(path, &what)?,
                 Action::Sleep(s) if !(0.0..=600.0).contains(s) => {
                     return Err(format!("{what}: sleep must be 0–600 s"))
@@ -627,6 +650,31 @@ to = "xs:/local/domain/{domid:guest}/device/vif/0/state=4"
             }
         );
         assert_eq!(QemuDevice::VirtioNet.bdf(), "0000:00:10.0");
+    }
+
+    #[test]
+    fn expands_device_mentions_in_files_and_commands() {
+        let net = [QemuDevice::VirtioNet];
+        assert_eq!(
+            expand_device_mentions("devices = [\"@virtio-net\"] # \"$@\" root@host", &net).unwrap(),
+            "devices = [\"0000:00:10.0\"] # \"$@\" root@host"
+        );
+        assert_eq!(
+            expand_device_mentions("xl pci-list dd | grep @xhci", &net).unwrap_err(),
+            "@xhci: list it in qemu_devices"
+        );
+        let with_file = format!("{GOOD}\n[[file]]\npath = \"/etc/a\"\ncontent = \"@sound\"\n");
+        assert_eq!(
+            err(&with_file),
+            "demo.toml: file `/etc/a` uses @sound: list it in qemu_devices"
+        );
+        assert_eq!(
+            err(&GOOD.replace(
+                "run = \"xl list guest\"",
+                "run = \"xl pci-list guest | grep @xhci\""
+            )),
+            "demo.toml: step 3 uses @xhci: list it in qemu_devices"
+        );
     }
 
     #[test]
