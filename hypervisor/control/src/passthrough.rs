@@ -22,7 +22,9 @@ pub struct Holder {
     pub name: String,
 }
 
-/// The domain holding each assigned PCI function (domains `xl list` shows).
+/// The domain holding each assigned PCI function. Only domains `xl list` shows count: libxl
+/// can leave the PCI backend of a destroyed domain behind (seen in the testbed: a squatter's,
+/// state Closed, after `xl destroy`).
 pub fn holders(ts: &dyn Toolstack) -> Result<BTreeMap<Bdf, Holder>, String> {
     let names: BTreeMap<u32, String> = ts.list()?.into_iter().map(|d| (d.domid, d.name)).collect();
     let mut out = BTreeMap::new();
