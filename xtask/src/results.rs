@@ -96,7 +96,8 @@ pub fn collect(names: &[String], lines: &[String]) -> Vec<ScenarioResult> {
                 .push((r.get("name").to_string(), r.get("ms").parse().ok())),
             "report" => s
                 .reports
-                .push((r.get("section").to_string(), r.get("detail").to_string())),
+                // The agent writes spaces in fields as underscores.
+                .push((r.get("section").replace('_', " "), r.get("detail").to_string())),
             "metric" => s.metrics.push((
                 r.get("name").to_string(),
                 r.get("value").to_string(),
@@ -215,7 +216,7 @@ mod tests {
             "@@XDD timing scenario=s name=up ms=1234.5",
             "@@XDD timing scenario=s name=never status=missing",
             "@@XDD metric scenario=s name=mem value=16 unit=MiB",
-            "@@XDD report scenario=s section=guests detail=web1 got it in {t:up} ({m:mem}, {t:never}, {x})",
+            "@@XDD report scenario=s section=the_guests detail=web1 got it in {t:up} ({m:mem}, {t:never}, {x})",
             "@@XDD scenario-end name=s status=pass ms=10",
         ]
         .iter()
@@ -223,7 +224,7 @@ mod tests {
         .collect();
         let r = &collect(&["s".to_string()], &lines)[0];
         assert_eq!(r.reports.len(), 1);
-        assert_eq!(r.reports[0].0, "guests");
+        assert_eq!(r.reports[0].0, "the guests");
         assert_eq!(
             r.fill(&r.reports[0].1),
             "web1 got it in 1.23 s (16 MiB, —, {x})"
