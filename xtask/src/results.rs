@@ -97,7 +97,10 @@ pub fn collect(names: &[String], lines: &[String]) -> Vec<ScenarioResult> {
             "report" => s
                 .reports
                 // The agent writes spaces in fields as underscores.
-                .push((r.get("section").replace('_', " "), r.get("detail").to_string())),
+                .push((
+                    r.get("section").replace('_', " "),
+                    r.get("detail").to_string(),
+                )),
             "metric" => s.metrics.push((
                 r.get("name").to_string(),
                 r.get("value").to_string(),
