@@ -33,6 +33,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use log::info;
+use minios::error_log::ErrorLog;
 use minios::executor::{Ctx, Task};
 use minios::platform::{DomId, Platform};
 use minios::xenstore::{Event, Store, XsError};
@@ -66,9 +67,9 @@ pub struct VifConn<P: Platform> {
 
 struct Vif<P: Platform> {
     conn: VifConn<P>,
-    name: String,
     fatal: Option<String>,
-    errors_logged: bool,
+    /// Malformed TX packets: the first logged, all counted in `tx-errors`.
+    errors: ErrorLog<1>,
     notify_tx: bool,
     notify_rx: bool,
 }
@@ -153,16 +154,20 @@ impl<P: Platform> Datapath<P> {
 
     /// Puts a connected vif on the switch.
     pub fn attach_vif(&mut self, conn: VifConn<P>, cfg: PortConfig) -> PortId {
-        let name = cfg.name.clone();
+        let errors = ErrorLog::new(
+            module_path!(),
+            cfg.name.clone(),
+            ["tx error"],
+            "in tx-errors",
+        );
         let id = self.switch.add_port(cfg);
         info!("{}: on the switch as port {id}", self.switch.describe(id));
         self.vifs.insert(
             id,
             Vif {
                 conn,
-                name,
                 fatal: None,
-                errors_logged: false,
+                errors,
                 notify_tx: false,
                 notify_rx: false,
             },

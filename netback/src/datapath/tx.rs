@@ -26,7 +26,6 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use log::warn;
 use minios::platform::{local_room, CopyDst, CopyOp, CopySrc, EventChannel, ForeignRef, Platform};
 use minios::ring::RingAccessError;
 use xen_abi::netif::{NetifRxRequest, NETIF_RSP_ERROR};
@@ -554,13 +553,7 @@ impl<P: Platform> Datapath<P> {
                     gso: p.packet.gso,
                 };
                 if let Err(e) = packet.validate_offloads() {
-                    if !vif.errors_logged {
-                        vif.errors_logged = true;
-                        warn!(
-                            "{}: tx packet dropped: {e} (further errors only counted in tx-errors)",
-                            vif.name
-                        );
-                    }
+                    vif.errors.record(0, &format_args!("packet dropped: {e}"));
                     if let Some(c) = self.switch.counters_mut(p.port) {
                         c.in_errors += 1;
                     }
@@ -746,11 +739,5 @@ fn tx_error<P: Platform>(vif: &mut Vif<P>, switch: &mut Switch, port: PortId, e:
     if let Some(c) = switch.counters_mut(port) {
         c.in_errors += 1;
     }
-    if !vif.errors_logged {
-        vif.errors_logged = true;
-        warn!(
-            "{}: tx error: {e} (further errors only counted in tx-errors)",
-            vif.name
-        );
-    }
+    vif.errors.record(0, e);
 }
