@@ -1,7 +1,7 @@
 //! The data path: every connected vif's rings, the uplink and the switch, driven by one task.
 //!
 //! Each executor pass ([`Datapath::poll`]):
-//! 1. **TX** (`tx.rs`): take up to `tx_batch` packets from each vif's TX ring (round robin,
+//! 1. **TX** (`datapath/tx.rs`, the TX pass): take up to `tx_batch` packets from each vif's TX ring (round robin,
 //!    so an event storm or a flood from one guest cannot starve another) and validate their
 //!    slot chains; copy the first bytes of every packet with one batch of grant copies and
 //!    let the switch decide where each goes. A packet for one other vif that takes it as it

@@ -36,7 +36,7 @@ use super::{Datapath, Vif, TX_PASS_BYTES};
 use crate::frame::{self, ETH_HLEN, IPPROTO_TCP};
 use crate::packet::{Csum, Packet, MIN_MSS};
 use crate::switch::{Decision, PortId, Switch};
-use crate::tx::{self, Chain, TxError, TxPacket};
+use crate::tx_chain::{self, Chain, TxError, TxPacket};
 use crate::wire::{
     ExtraKind, ExtraRepr, GsoKind, RxCsum, RxRequestRepr, RxResponseRepr, TxResponseRepr, TxStatus,
 };
@@ -73,16 +73,17 @@ enum Plan {
     Direct {
         to: PortId,
         reqs: Vec<RxRequestRepr>,
-        layout: Vec<Slot>,
+        layout: Vec<BufSpan>,
     },
 }
 
-/// Where a piece of a direct packet goes in a receiver's buffer: offset and length.
-type Slot = (u16, u16);
+/// Where a piece of a direct packet goes in a receiver's buffer: offset and length (one
+/// per receiver ring slot; a "slot" itself is always a ring entry).
+type BufSpan = (u16, u16);
 
 /// The receiver's slot layout of a direct packet: the sender's own layout when netfront
 /// handles it well (one copy per slot), else full pages from offset 0 like a queued packet.
-fn direct_layout(p: &TxPending, headers: usize) -> Vec<Slot> {
+fn direct_layout(p: &TxPending, headers: usize) -> Vec<BufSpan> {
     let data = pieces(&p.packet).count();
     let first = pieces(&p.packet)
         .next()
@@ -132,7 +133,7 @@ impl Blocked {
 }
 
 /// Non-empty pieces of a packet, in order.
-fn pieces(p: &TxPacket) -> impl Iterator<Item = &tx::Piece> {
+fn pieces(p: &TxPacket) -> impl Iterator<Item = &tx_chain::Piece> {
     p.pieces.iter().filter(|piece| piece.len > 0)
 }
 
@@ -240,7 +241,7 @@ impl<P: Platform> Datapath<P> {
                     more = true;
                     break;
                 }
-                let chain: Chain = match tx::read_chain(&mut vif.conn.tx) {
+                let chain: Chain = match tx_chain::read_chain(&mut vif.conn.tx) {
                     Ok(c) => c,
                     Err(e) => {
                         vif.fail(format!("{e}"));
@@ -374,7 +375,7 @@ impl<P: Platform> Datapath<P> {
         p: &TxPending,
         to: PortId,
         blocked: &Blocked,
-    ) -> Option<(Vec<RxRequestRepr>, Vec<Slot>)> {
+    ) -> Option<(Vec<RxRequestRepr>, Vec<BufSpan>)> {
         if blocked.contains(to) || self.switch.queued(to) > 0 {
             self.stats.local_behind_queue += 1;
             return None;
@@ -683,7 +684,7 @@ fn respond_rx_direct<P: Platform>(
     vif: &mut Vif<P>,
     p: &TxPending,
     reqs: &[RxRequestRepr],
-    layout: &[Slot],
+    layout: &[BufSpan],
 ) -> Result<(), RingAccessError> {
     vif.notify_rx = true;
     let gso = p.packet.gso;
