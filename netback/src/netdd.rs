@@ -17,7 +17,7 @@ use minios::netdev::NetDevice;
 use minios::pci::PciAddress;
 use minios::platform::Platform;
 use minios::xenbus::Backend;
-use minios::xenstore::{Event, Xenstore, XsError};
+use minios::xenstore::{Xenstore, XsError};
 
 use crate::config::{Config, UplinkMode};
 use crate::datapath::Datapath;
@@ -227,12 +227,6 @@ struct StatusTask<P: Platform> {
 }
 
 impl<P: Platform> Task<P> for StatusTask<P> {
-    fn start(&mut self, _cx: &mut Ctx<'_, P>) -> Result<(), XsError> {
-        Ok(())
-    }
-
-    fn on_event(&mut self, _cx: &mut Ctx<'_, P>, _sub: &str, _event: &Event) {}
-
     fn poll(&mut self, cx: &mut Ctx<'_, P>) {
         // Opportunistic: published when a pass happens anyway (no timer of its own, so an
         // idle driver domain stays asleep and a busy one arms no extra timer per pass).

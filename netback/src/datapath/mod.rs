@@ -36,7 +36,7 @@ use log::info;
 use minios::error_log::ErrorLog;
 use minios::executor::{Ctx, Task};
 use minios::platform::{DomId, Platform};
-use minios::xenstore::{Event, Store, XsError};
+use minios::xenstore::Store;
 
 use crate::netring::NetBackRing;
 use crate::switch::{PortConfig, PortCounters, PortId, Switch};
@@ -280,12 +280,6 @@ impl<P: Platform> Datapath<P> {
 }
 
 impl<P: Platform> Task<P> for Datapath<P> {
-    fn start(&mut self, _cx: &mut Ctx<'_, P>) -> Result<(), XsError> {
-        Ok(())
-    }
-
-    fn on_event(&mut self, _cx: &mut Ctx<'_, P>, _sub: &str, _event: &Event) {}
-
     fn poll(&mut self, cx: &mut Ctx<'_, P>) {
         let now = cx.now_ns();
         let platform = cx.platform;

@@ -3,7 +3,7 @@
 
 use minios::executor::{Ctx, Task};
 use minios::platform::Platform;
-use minios::xenstore::{Event, Xenstore, XsError};
+use minios::xenstore::Xenstore;
 
 use super::{DiskStore, NoData, Shared};
 use crate::store::{Io, Started, StoreError};
@@ -22,12 +22,6 @@ impl<P: Platform> DiskTask<P> {
 }
 
 impl<P: Platform + Clone + 'static> Task<P> for DiskTask<P> {
-    fn start(&mut self, _cx: &mut Ctx<'_, P>) -> Result<(), XsError> {
-        Ok(())
-    }
-
-    fn on_event(&mut self, _cx: &mut Ctx<'_, P>, _sub: &str, _event: &Event) {}
-
     fn poll(&mut self, cx: &mut Ctx<'_, P>) {
         let mut s = self.store.borrow_mut();
         s.pump();
