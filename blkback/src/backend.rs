@@ -333,7 +333,7 @@ impl<P: Platform> BackendDevice<P> for Vbd<P> {
         self.queues = connected;
         info!(
             "{}: connected: {} queue(s) of {} entries, {}persistent grants",
-            self.stats.label,
+            self.stats.label(),
             self.queues.len(),
             self.ring_size(),
             if persistent { "" } else { "no " }
@@ -345,7 +345,7 @@ impl<P: Platform> BackendDevice<P> for Vbd<P> {
         self.volume.detach();
         if !self.queues.is_empty() {
             self.queues.clear();
-            info!("{}: {}", self.stats.label, self.stats);
+            info!("{}: {}", self.stats.label(), self.stats);
         }
     }
 

@@ -23,8 +23,9 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
+use minios::options::{options, parse_size, OptionError, Size};
+
 use crate::backend::Options;
-use crate::store::{parse_size, Size};
 
 /// Where a volume's bytes live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,9 +67,15 @@ pub struct Config {
     pub bounce_pages: usize,
 }
 
-/// A configuration error, naming the option.
+/// A configuration error, naming the option (or the options that conflict).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError(pub String);
+
+impl From<OptionError> for ConfigError {
+    fn from(e: OptionError) -> Self {
+        ConfigError(format!("{e}"))
+    }
+}
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -77,52 +84,39 @@ impl fmt::Display for ConfigError {
 }
 
 fn err(token: &str, why: impl fmt::Display) -> ConfigError {
-    ConfigError(format!("{token}: {why}"))
-}
-
-fn number(token: &str, value: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
-    match minios::xenstore::parse_uint(value.as_bytes()) {
-        Some(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(err(
-            token,
-            format_args!("expected a number in {min}..={max}"),
-        )),
-    }
+    OptionError::new(token, why).into()
 }
 
 /// Default bounce pages for the disk store.
 pub const DEFAULT_BOUNCE_PAGES: usize = 512;
 
 impl Config {
-    /// Parses the `blkback.*` options of a command line (other options are ignored).
+    /// Parses the `blkback.*` options of a command line (other options are ignored; see
+    /// [`minios::options`] for the policy: the first unknown or invalid option is the error).
     pub fn parse(cmdline: &str) -> Result<Config, ConfigError> {
         let mut cfg = Config {
             bounce_pages: DEFAULT_BOUNCE_PAGES,
             ..Config::default()
         };
-        for token in cmdline.split_ascii_whitespace() {
-            let Some(rest) = token.strip_prefix("blkback.") else {
-                continue;
-            };
-            let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+        for opt in options(cmdline, "blkback") {
             let o = &mut cfg.options;
-            match key {
-                "vol" => cfg.volumes.push(parse_volume(token, value)?),
-                "disk" => cfg.disk = Some(number(token, value, 0, u32::MAX.into())? as u32),
-                "queues" => o.max_queues = number(token, value, 1, 16)? as u32,
-                "ring-order" => o.max_ring_page_order = number(token, value, 0, 4)? as u32,
+            match opt.key {
+                "vol" => cfg.volumes.push(parse_volume(opt.word, opt.value)?),
+                "disk" => cfg.disk = Some(opt.uint(0, u32::MAX.into())? as u32),
+                "queues" => o.max_queues = opt.uint(1, 16)? as u32,
+                "ring-order" => o.max_ring_page_order = opt.uint(0, 4)? as u32,
                 "indirect" => {
-                    let n = number(token, value, 0, 4096)?;
+                    let n = opt.uint(0, 4096)?;
                     if n != 0 && n <= 11 {
-                        return Err(err(token, "use 0 (off) or more than 11 segments"));
+                        return Err(err(opt.word, "use 0 (off) or more than 11 segments"));
                     }
                     o.max_indirect_segments = n as u16;
                 }
-                "persistent" => o.persistent = number(token, value, 0, 1)? == 1,
-                "pgrants" => o.max_persistent_grants = number(token, value, 0, 16384)? as usize,
-                "budget" => o.budget = number(token, value, 1, 4096)? as usize,
-                "bounce" => cfg.bounce_pages = number(token, value, 16, 4096)? as usize,
-                _ => return Err(err(token, "unknown option")),
+                "persistent" => o.persistent = opt.uint(0, 1)? == 1,
+                "pgrants" => o.max_persistent_grants = opt.uint(0, 16384)? as usize,
+                "budget" => o.budget = opt.uint(1, 4096)? as usize,
+                "bounce" => cfg.bounce_pages = opt.uint(16, 4096)? as usize,
+                _ => return Err(opt.unknown().into()),
             }
         }
         cfg.check()?;

@@ -12,12 +12,15 @@
 //! - [`backend`]: the xenbus device (features, connect, multi-queue, multi-page rings).
 //! - [`config`]: the command-line configuration of volumes and limits.
 //! - [`front`]: a blkfront (the driver domain's client of dom0's disk).
+//! - [`stats`]: per-device counters; [`blkdd`]: wiring it all into a driver domain.
 #![no_std]
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 extern crate alloc;
 
 pub mod backend;
+pub mod blkdd;
 pub mod config;
 pub mod front;
 pub mod guest;

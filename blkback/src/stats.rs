@@ -1,11 +1,11 @@
-//! Per-device counters. Hot paths count; the first error of each class is logged with its
-//! reason, later ones only counted (a hostile guest cannot flood the console), and the
-//! totals are logged when the device disconnects.
+//! Per-device counters. Hot paths count; errors go to a [`minios::error_log::ErrorLog`] (the
+//! first of each class is logged with its reason, later ones only counted), and the totals
+//! are logged when the device disconnects.
 
 use alloc::string::String;
 use core::fmt;
 
-use log::warn;
+use minios::error_log::ErrorLog;
 
 use crate::store::Io;
 
@@ -28,28 +28,19 @@ pub enum ErrorClass {
 
 const CLASSES: usize = 6;
 
-impl ErrorClass {
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            ErrorClass::Invalid => "invalid request",
-            ErrorClass::Unsupported => "unsupported operation",
-            ErrorClass::Range => "out of range",
-            ErrorClass::Refused => "refused",
-            ErrorClass::Grant => "bad grant",
-            ErrorClass::Store => "store error",
-        }
-    }
-}
+/// The classes' names as logged, in [`ErrorClass`] order.
+const CLASS_NAMES: [&str; CLASSES] = [
+    "invalid request",
+    "unsupported operation",
+    "out of range",
+    "refused",
+    "bad grant",
+    "store error",
+];
 
 /// Counters of one device (all its queues).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Stats {
-    /// Log prefix (`vbd 5/51712 (vol1)`).
-    pub label: String,
     /// Requests taken from the rings.
     pub requests: u64,
     /// Read requests.
@@ -74,35 +65,43 @@ pub struct Stats {
     pub drains: u64,
     /// Completions for requests of an earlier connection (dropped).
     pub stale_completions: u64,
-    /// Failed or refused requests per class.
-    pub errors: [u64; CLASSES],
+    /// Failed or refused requests per class (the first of each logged).
+    pub errors: ErrorLog<CLASSES>,
 }
 
 impl Stats {
     /// Counters for a device, logging as `label`.
     pub fn new(label: String) -> Self {
         Self {
-            label,
-            ..Self::default()
+            requests: 0,
+            reads: 0,
+            writes: 0,
+            flushes: 0,
+            discards: 0,
+            bytes_read: 0,
+            bytes_written: 0,
+            bytes_mapped: 0,
+            bytes_copied: 0,
+            busy: 0,
+            drains: 0,
+            stale_completions: 0,
+            errors: ErrorLog::new(module_path!(), label, CLASS_NAMES, ""),
         }
+    }
+
+    /// The device's log prefix (`vbd 5/51712 (vol1)`).
+    pub fn label(&self) -> &str {
+        self.errors.label()
     }
 
     /// Counts a failed request; logs the first of its class with the reason.
     pub fn error(&mut self, class: ErrorClass, why: &dyn fmt::Display) {
-        let n = &mut self.errors[class.index()];
-        *n += 1;
-        if *n == 1 {
-            warn!(
-                "{}: {}: {why} (further ones only counted)",
-                self.label,
-                class.name()
-            );
-        }
+        self.errors.record(class as usize, why);
     }
 
     /// Errors of one class so far.
     pub fn errors_of(&self, class: ErrorClass) -> u64 {
-        self.errors[class.index()]
+        self.errors.count(class as usize)
     }
 
     /// Counts bytes moved (mapped, copied).
@@ -139,22 +138,8 @@ impl fmt::Display for Stats {
             self.busy,
             self.drains
         )?;
-        let total: u64 = self.errors.iter().sum();
-        if total > 0 {
-            write!(f, ", errors:")?;
-            for (i, n) in self.errors.iter().enumerate() {
-                if *n > 0 {
-                    let class = [
-                        ErrorClass::Invalid,
-                        ErrorClass::Unsupported,
-                        ErrorClass::Range,
-                        ErrorClass::Refused,
-                        ErrorClass::Grant,
-                        ErrorClass::Store,
-                    ][i];
-                    write!(f, " {} {n}", class.name())?;
-                }
-            }
+        if self.errors.total() > 0 {
+            write!(f, ", errors: {}", self.errors)?;
         }
         Ok(())
     }

@@ -1,13 +1,13 @@
 //! The driver domain's configuration, from its command line (xl.cfg `cmdline=` or `extra=`).
 //!
 //! Options are `netback.<key>=<value>` words; everything else on the line is ignored. An
-//! invalid value is reported (once, at boot) and the default used instead. See the README
-//! for the table of options.
+//! unknown option or an invalid value is an error naming it, and the driver domain refuses to
+//! start ([`minios::options`]: the same policy for every backend). See the README for the
+//! table of options.
 
-use alloc::format;
-use alloc::string::String;
-use alloc::vec::Vec;
 use core::net::Ipv4Addr;
+
+use minios::options::{options, parse_ipv4_prefix, OptionError};
 
 use crate::frame::{parse_mac, Mac};
 use crate::stack::LocalAddr;
@@ -90,85 +90,39 @@ impl Default for Config {
     }
 }
 
-fn parse_cidr(v: &str) -> Option<(Ipv4Addr, u8)> {
-    let (a, p) = v.split_once('/').unwrap_or((v, "24"));
-    let prefix: u8 = p.parse().ok()?;
-    (prefix <= 32).then_some((a.parse().ok()?, prefix))
-}
-
-fn parse_bool(v: &str) -> Option<bool> {
-    match v {
-        "1" | "yes" | "on" => Some(true),
-        "0" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
-
-fn parse_range(v: &str, min: u64, max: u64) -> Option<u64> {
-    v.parse::<u64>().ok().filter(|n| (min..=max).contains(n))
-}
-
 impl Config {
-    /// Parses the `netback.*` options of a command line. Returns the configuration and one
-    /// message per option that was ignored (invalid or unknown).
-    pub fn from_cmdline(cmdline: &str) -> (Self, Vec<String>) {
+    /// Parses the `netback.*` options of a command line; the first unknown or invalid one
+    /// is the error.
+    pub fn parse(cmdline: &str) -> Result<Self, OptionError> {
         let mut c = Self::default();
-        let mut problems = Vec::new();
-        for word in cmdline.split_ascii_whitespace() {
-            let Some(opt) = word.strip_prefix("netback.") else {
-                continue;
-            };
-            let (key, value) = opt.split_once('=').unwrap_or((opt, "1"));
-            let ok = match key {
-                "ip" => match value {
-                    "dhcp" => Some(IpMode::Dhcp),
-                    "off" | "none" => Some(IpMode::Off),
-                    v => parse_cidr(v).map(IpMode::Static),
+        for opt in options(cmdline, "netback") {
+            let l = &mut c.limits;
+            match opt.key {
+                "ip" => c.ip = opt.parse("dhcp, off or A.B.C.D/N", parse_ip_mode)?,
+                "gw" => c.gateway = Some(opt.ipv4()?),
+                "mac" => {
+                    let unicast = |v: &str| parse_mac(v).filter(|m| m[0] & 1 == 0);
+                    c.mac = Some(opt.parse("a unicast MAC address xx:xx:xx:xx:xx:xx", unicast)?)
                 }
-                .map(|v| c.ip = v),
-                "gw" => value.parse().ok().map(|v| c.gateway = Some(v)),
-                "mac" => parse_mac(value)
-                    .filter(|m| m[0] & 1 == 0)
-                    .map(|v| c.mac = Some(v)),
-                "uplink" => match value {
-                    "auto" => Some(UplinkMode::Auto),
-                    "off" | "0" | "none" => Some(UplinkMode::Off),
-                    "nic" => Some(UplinkMode::Nic(None)),
-                    v if v.starts_with("nic:") => {
-                        v[4..].parse().ok().map(|a| UplinkMode::Nic(Some(a)))
-                    }
-                    n => {
-                        parse_range(n, 0, u64::from(u32::MAX)).map(|d| UplinkMode::Devid(d as u32))
-                    }
+                "uplink" => {
+                    c.uplink =
+                        opt.parse("auto, off, nic, nic:<BDF> or a vif devid", parse_uplink)?
                 }
-                .map(|v| c.uplink = v),
-                "uplink_mtu" => parse_range(value, 68, 4082).map(|v| c.uplink_mtu = v as usize),
-                "uplink_bufs" => parse_range(value, 8, 256).map(|v| c.uplink_buffers = v as usize),
-                "queue_pkts" => {
-                    parse_range(value, 16, 65536).map(|v| c.limits.queue_packets = v as usize)
-                }
-                "queue_kb" => parse_range(value, 64, 1 << 20)
-                    .map(|v| c.limits.queue_bytes = v as usize * 1024),
-                "budget_kb" => parse_range(value, 256, 1 << 22)
-                    .map(|v| c.limits.total_bytes = v as usize * 1024),
-                "fdb" => parse_range(value, 16, 1 << 16).map(|v| c.limits.fdb_entries = v as usize),
-                "tx_batch" => parse_range(value, 1, 256).map(|v| c.tx_batch = v as usize),
-                "stats_ms" => parse_range(value, 0, 3_600_000).map(|v| c.stats_ms = v),
-                "status_ms" => parse_range(value, 0, 3_600_000).map(|v| c.status_ms = v),
-                "antispoof" => parse_bool(value).map(|v| c.antispoof = v),
-                "split_evtchn" => parse_bool(value).map(|v| c.split_evtchn = v),
-                _ => {
-                    problems.push(format!("unknown option netback.{key} ignored"));
-                    continue;
-                }
-            };
-            if ok.is_none() {
-                problems.push(format!(
-                    "netback.{key}={value:?} is invalid: using the default"
-                ));
+                "uplink_mtu" => c.uplink_mtu = opt.uint(68, 4082)? as usize,
+                "uplink_bufs" => c.uplink_buffers = opt.uint(8, 256)? as usize,
+                "queue_pkts" => l.queue_packets = opt.uint(16, 65536)? as usize,
+                "queue_kb" => l.queue_bytes = opt.uint(64, 1 << 20)? as usize * 1024,
+                "budget_kb" => l.total_bytes = opt.uint(256, 1 << 22)? as usize * 1024,
+                "fdb" => l.fdb_entries = opt.uint(16, 1 << 16)? as usize,
+                "tx_batch" => c.tx_batch = opt.uint(1, 256)? as usize,
+                "stats_ms" => c.stats_ms = opt.uint(0, 3_600_000)?,
+                "status_ms" => c.status_ms = opt.uint(0, 3_600_000)?,
+                "antispoof" => c.antispoof = opt.bool()?,
+                "split_evtchn" => c.split_evtchn = opt.bool()?,
+                _ => return Err(opt.unknown()),
             }
         }
-        (c, problems)
+        Ok(c)
     }
 
     /// Shrinks the queue budget to at most a third of `free_bytes` (the memory left when
@@ -204,21 +158,42 @@ impl Config {
     }
 }
 
+fn parse_ip_mode(v: &str) -> Option<IpMode> {
+    match v {
+        "dhcp" => Some(IpMode::Dhcp),
+        "off" | "none" => Some(IpMode::Off),
+        v => parse_ipv4_prefix(v).map(IpMode::Static),
+    }
+}
+
+fn parse_uplink(v: &str) -> Option<UplinkMode> {
+    match v {
+        "auto" => Some(UplinkMode::Auto),
+        "off" | "0" | "none" => Some(UplinkMode::Off),
+        "nic" => Some(UplinkMode::Nic(None)),
+        v => match v.strip_prefix("nic:") {
+            Some(bdf) => bdf.parse().ok().map(|a| UplinkMode::Nic(Some(a))),
+            None => minios::xenstore::parse_uint(v.as_bytes())
+                .and_then(|d| u32::try_from(d).ok())
+                .map(UplinkMode::Devid),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
 
     #[test]
     fn defaults_and_options() {
-        let (c, p) = Config::from_cmdline("console=hvc0 foo=bar");
-        assert_eq!(c, Config::default());
-        assert!(p.is_empty());
-        let (c, p) = Config::from_cmdline(
+        assert_eq!(Config::parse("console=hvc0 foo=bar"), Ok(Config::default()));
+        let c = Config::parse(
             "netback.ip=10.0.0.2/24 netback.gw=10.0.0.1 netback.uplink=off \
              netback.queue_kb=256 netback.mac=02:00:00:00:00:01 netback.antispoof=0 \
              netback.uplink_bufs=32 netback.stats_ms=0",
-        );
-        assert!(p.is_empty(), "{p:?}");
+        )
+        .unwrap();
         assert_eq!(c.ip, IpMode::Static((Ipv4Addr::new(10, 0, 0, 2), 24)));
         assert_eq!(c.gateway, Some(Ipv4Addr::new(10, 0, 0, 1)));
         assert_eq!(c.uplink, UplinkMode::Off);
@@ -238,24 +213,57 @@ mod tests {
         assert!(c.limits.queue_bytes <= c.limits.total_bytes);
     }
 
+    /// The policy every backend shares: a bad or unknown option is not replaced by a default,
+    /// it is the error the driver domain refuses to start with, naming the word as written.
     #[test]
-    fn bad_values_are_reported_and_ignored() {
-        let (c, p) = Config::from_cmdline(
-            "netback.ip=10.0.0.300/24 netback.mac=01:00:00:00:00:01 netback.tx_batch=0 \
-             netback.uplink=eth0 netback.bogus=1",
-        );
-        assert_eq!(c, Config::default());
-        assert_eq!(p.len(), 5, "{p:?}");
-        assert!(p[4].contains("unknown option netback.bogus"));
-        let (c, _) = Config::from_cmdline("netback.ip=10.1.2.3 netback.uplink=2");
+    fn bad_options_are_errors_naming_the_option() {
+        let cases = [
+            (
+                "netback.ip=10.0.0.300/24",
+                "netback.ip=10.0.0.300/24: expected dhcp, off or A.B.C.D/N",
+            ),
+            (
+                "netback.mac=01:00:00:00:00:01",
+                "netback.mac=01:00:00:00:00:01: expected a unicast MAC address xx:xx:xx:xx:xx:xx",
+            ),
+            (
+                "netback.tx_batch=0",
+                "netback.tx_batch=0: expected a number in 1..=256",
+            ),
+            (
+                "netback.uplink=eth0",
+                "netback.uplink=eth0: expected auto, off, nic, nic:<BDF> or a vif devid",
+            ),
+            ("netback.bogus=1", "netback.bogus=1: unknown option"),
+            (
+                "netback.antispoof=maybe",
+                "netback.antispoof=maybe: expected 0 or 1",
+            ),
+            (
+                "netback.gw=10.0.0.1/24",
+                "netback.gw=10.0.0.1/24: expected an IPv4 address A.B.C.D",
+            ),
+            // The first bad word is the one reported.
+            (
+                "netback.ip=10.0.0.2/24 netback.ip=dchp netback.uplink=eth0",
+                "netback.ip=dchp: expected dhcp, off or A.B.C.D/N",
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                Config::parse(line).map_err(|e| e.to_string()),
+                Err(want.into()),
+                "{line}"
+            );
+        }
+        let c = Config::parse("netback.ip=10.1.2.3 netback.uplink=2").unwrap();
         assert_eq!(c.ip, IpMode::Static((Ipv4Addr::new(10, 1, 2, 3), 24)));
         assert_eq!(c.uplink, UplinkMode::Devid(2));
     }
 
     #[test]
     fn nic_uplink_and_dhcp() {
-        let (c, p) = Config::from_cmdline("netback.uplink=nic");
-        assert!(p.is_empty(), "{p:?}");
+        let c = Config::parse("netback.uplink=nic").unwrap();
         assert_eq!(c.uplink, UplinkMode::Nic(None));
         assert_eq!(
             c.local_addr(true),
@@ -267,17 +275,17 @@ mod tests {
             None,
             "other uplinks default to no address"
         );
-        let (c, p) = Config::from_cmdline("netback.uplink=nic:0000:00:10.0 netback.ip=off");
-        assert!(p.is_empty(), "{p:?}");
+        let c = Config::parse("netback.uplink=nic:0000:00:10.0 netback.ip=off").unwrap();
         assert_eq!(
             c.uplink,
             UplinkMode::Nic(Some(PciAddress::new(0, 0, 0x10, 0)))
         );
         assert_eq!(c.local_addr(true), None);
-        let (c, _) = Config::from_cmdline("netback.ip=dhcp");
+        let c = Config::parse("netback.ip=dhcp").unwrap();
         assert_eq!(c.local_addr(false), Some(LocalAddr::Dhcp));
-        let (c, p) = Config::from_cmdline("netback.uplink=nic:00:40.0 netback.ip=dchp");
-        assert_eq!(p.len(), 2, "{p:?}");
-        assert_eq!((c.uplink, c.ip), (UplinkMode::Auto, IpMode::Auto));
+        assert_eq!(
+            Config::parse("netback.uplink=nic:00:40.0").map_err(|e| e.option),
+            Err("netback.uplink=nic:00:40.0".into())
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! runs in host tests against `minios`' in-process platform.
 //!
 //! Reading order (top down, as for every backend in this project):
-//! - [`wire`]: ring entries as validated `Repr`s; [`tx`]: TX slot chains.
+//! - [`wire`]: ring entries as validated `Repr`s; [`tx_chain`]: TX slot chains.
 //! - [`frame`]: Ethernet/IP/TCP/UDP headers and checksums; [`packet`]: checksum completion
 //!   and software segmentation.
 //! - [`switch`]: the learning switch with anti-spoofing and bounded queues.
@@ -25,7 +25,7 @@ pub mod netring;
 pub mod packet;
 pub mod stack;
 pub mod switch;
-pub mod tx;
+pub mod tx_chain;
 pub mod uplink;
 pub mod vif;
 pub mod wire;

@@ -1,15 +1,23 @@
-//! Wiring: the tasks of a netback driver domain, in the order the executor polls them.
+//! Wiring: a netback driver domain from its command line — the configuration, the NIC the
+//! [`Machine`] opens, the tasks in the order the executor polls them — started and stopped
+//! by [`minios::driver_domain`] like every backend. The unikernel's `main` only calls
+//! [`run`]; host tests call [`boot`] and step the executor.
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::rc::Rc;
-use alloc::vec::Vec;
+use alloc::string::String;
 use core::cell::RefCell;
 
 use log::{info, warn};
-use minios::executor::{Ctx, Executor, ShutdownWatch, Task};
+use minios::data_area::{self, CounterPublisher};
+use minios::driver_domain::{self, DriverDomain, StartError, Started};
+use minios::executor::{Ctx, Executor, StopReason, Task};
+use minios::netdev::NetDevice;
+use minios::pci::PciAddress;
 use minios::platform::Platform;
 use minios::xenbus::Backend;
-use minios::xenstore::{Event, Store, XsError};
+use minios::xenstore::{Xenstore, XsError};
 
 use crate::config::{Config, UplinkMode};
 use crate::datapath::Datapath;
@@ -18,10 +26,96 @@ use crate::switch::Switch;
 use crate::switch::{Policy, PortConfig};
 use crate::uplink::{NicUplink, UplinkTask};
 use crate::vif::{VifDriver, VifOptions};
-use alloc::boxed::Box;
-use minios::netdev::NetDevice;
 
-/// Handles to what [`spawn`] started (for tests and status).
+/// The log name.
+pub const NAME: &str = "netback";
+
+/// What the driver domain needs from the machine it runs on beyond the [`Platform`]: its
+/// free memory and the NIC of `netback.uplink=nic`. The unikernel implements it on the
+/// runtime (page allocator, PCI layer, virtio-net); host tests with a fake NIC.
+pub trait Machine<P: Platform> {
+    /// Memory the domain has left (free frames plus free heap), in bytes.
+    fn free_bytes(&self) -> u64;
+
+    /// Connects to the PCI devices the toolstack gave us and brings up the NIC at `want`
+    /// (its dom0 address) or the first one, spawning what it needs on `exec`.
+    fn open_nic(
+        &self,
+        exec: &mut Executor<P>,
+        want: Option<PciAddress>,
+    ) -> Result<Box<dyn NetDevice>, NicProblem>;
+}
+
+/// Why the NIC uplink is not there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NicProblem {
+    /// The configuration cannot work (PVH, no device given, not a NIC we drive): the
+    /// driver domain refuses to start.
+    Config(String),
+    /// The device (or pciback) misbehaved: serve the guests without it.
+    Device(String),
+}
+
+/// The whole life of the driver domain (what `main` calls): start, serve until
+/// `control/shutdown`, stop. Returns how the domain should shut down.
+pub fn run<P: Platform + 'static>(
+    platform: P,
+    xs: Option<Xenstore<P::Xs>>,
+    cmdline: &str,
+    machine: impl Machine<P> + 'static,
+) -> StopReason {
+    match boot(platform, xs, cmdline, machine) {
+        Ok(started) => started.run(),
+        Err(_) => StopReason::Crash,
+    }
+}
+
+/// Starts the driver domain as [`run`] does and returns it running (`data/ready` written),
+/// or the one-line reason it refuses to start (already logged).
+pub fn boot<P: Platform + 'static>(
+    platform: P,
+    xs: Option<Xenstore<P::Xs>>,
+    cmdline: &str,
+    machine: impl Machine<P> + 'static,
+) -> Result<Started<P, NetDd<P>>, StartError> {
+    driver_domain::start(NAME, platform, xs, cmdline, |exec, cmdline| {
+        start(exec, cmdline, Rc::new(machine))
+    })
+}
+
+/// Parses the configuration, fits it to the memory, opens the NIC and spawns the tasks.
+fn start<P: Platform + 'static>(
+    exec: &mut Executor<P>,
+    cmdline: &str,
+    machine: Rc<dyn Machine<P>>,
+) -> Result<NetDd<P>, StartError> {
+    let mut config = Config::parse(cmdline)?;
+    let free = machine.free_bytes() as usize;
+    if config.fit_memory(free) {
+        info!(
+            "queue budget lowered to {} KiB to fit the {} KiB free",
+            config.limits.total_bytes / 1024,
+            free / 1024
+        );
+    }
+    let nic = match config.uplink {
+        UplinkMode::Nic(want) => match machine.open_nic(exec, want) {
+            Ok(dev) => Some(dev),
+            Err(NicProblem::Config(why)) => {
+                return Err(StartError::new(format_args!("netback.uplink=nic: {why}")))
+            }
+            Err(NicProblem::Device(why)) => {
+                warn!("uplink: the NIC failed: {why}");
+                None
+            }
+        },
+        _ => None,
+    };
+    spawn(exec, &config, machine.clone(), nic)
+        .map_err(|e| StartError::new(format_args!("starting the backend: {e}")))
+}
+
+/// Handles to what the driver domain runs (for tests and status).
 pub struct NetDd<P: Platform + 'static> {
     /// The data path (switch, vifs, uplink).
     pub dp: Rc<RefCell<Datapath<P>>>,
@@ -29,17 +123,22 @@ pub struct NetDd<P: Platform + 'static> {
     pub backend: Rc<RefCell<Backend<P, VifDriver<P>>>>,
     /// The uplink, if configured.
     pub uplink: Rc<RefCell<UplinkTask<P>>>,
+    machine: Rc<dyn Machine<P>>,
 }
 
-/// Spawns the backend, the data path, the uplink, the local interface and the shutdown
-/// watch on `exec` (the caller then signals readiness and runs the loop). With
-/// `netback.uplink=nic`, `nic` is the device the caller opened (`None`: it was not usable,
-/// and the guests are served without an uplink).
-/// `free_bytes` reports the memory the domain has left (published with the status).
-pub fn spawn<P: Platform + 'static>(
+impl<P: Platform + 'static> DriverDomain<P> for NetDd<P> {
+    fn stop(&mut self, _exec: &mut Executor<P>, _reason: StopReason) {
+        info!("{} KiB free at the stop", self.machine.free_bytes() / 1024);
+    }
+}
+
+/// Spawns the backend, the data path, the uplink, the local interface and the status on
+/// `exec`. With `netback.uplink=nic`, `nic` is the device the machine opened (`None`: it was
+/// not usable, and the guests are served without an uplink).
+fn spawn<P: Platform + 'static>(
     exec: &mut Executor<P>,
     config: &Config,
-    free_bytes: fn() -> u64,
+    machine: Rc<dyn Machine<P>>,
     nic: Option<Box<dyn NetDevice>>,
 ) -> Result<NetDd<P>, XsError> {
     let domid = exec.platform().domid();
@@ -83,12 +182,13 @@ pub fn spawn<P: Platform + 'static>(
             };
             let port = dp.borrow_mut().attach_uplink(Box::new(up), cfg);
             info!("uplink: {describe}, port {port}");
-            publish(exec, domid, "uplink", &describe);
+            data_area::write_key(exec.xenstore(), domid, "uplink", &describe);
             true
         }
         (UplinkMode::Nic(_), None) => {
             warn!("uplink: no usable NIC: serving the guests without an uplink");
-            publish(exec, domid, "uplink", "none (the NIC is not usable)");
+            let why = "none (the NIC is not usable)";
+            data_area::write_key(exec.xenstore(), domid, "uplink", why);
             false
         }
         _ => false,
@@ -103,27 +203,17 @@ pub fn spawn<P: Platform + 'static>(
     if config.status_ms != 0 {
         exec.spawn(StatusTask {
             dp: dp.clone(),
-            interval_ns: config.status_ms.saturating_mul(1_000_000),
-            free_bytes,
-            due: 0,
+            machine: machine.clone(),
+            publisher: CounterPublisher::new(data_area::path(domid, "status"), config.status_ms),
             min_free: u64::MAX,
-            last: Vec::new(),
         })?;
     }
-    exec.spawn(ShutdownWatch::new())?;
     Ok(NetDd {
         dp,
         backend,
         uplink,
+        machine,
     })
-}
-
-/// Writes `data/<key>` = `value` under our home (best effort: logged on failure).
-fn publish<P: Platform>(exec: &mut Executor<P>, domid: u16, key: &str, value: &str) {
-    let path = format!("/local/domain/{domid}/data/{key}");
-    if let Err(e) = exec.xenstore().write(&path, value.as_bytes()) {
-        warn!("cannot publish {path}: {e}");
-    }
 }
 
 /// Publishes the driver domain's status under `data/status/` at most every `status_ms`,
@@ -131,29 +221,19 @@ fn publish<P: Platform>(exec: &mut Executor<P>, domid: u16, key: &str, value: &s
 /// MAC table size, grant copy work.
 struct StatusTask<P: Platform> {
     dp: Rc<RefCell<Datapath<P>>>,
-    interval_ns: u64,
-    free_bytes: fn() -> u64,
-    due: u64,
+    machine: Rc<dyn Machine<P>>,
+    publisher: CounterPublisher,
     min_free: u64,
-    last: Vec<u64>,
 }
 
 impl<P: Platform> Task<P> for StatusTask<P> {
-    fn start(&mut self, _cx: &mut Ctx<'_, P>) -> Result<(), XsError> {
-        Ok(())
-    }
-
-    fn on_event(&mut self, _cx: &mut Ctx<'_, P>, _sub: &str, _event: &Event) {}
-
     fn poll(&mut self, cx: &mut Ctx<'_, P>) {
         // Opportunistic: published when a pass happens anyway (no timer of its own, so an
         // idle driver domain stays asleep and a busy one arms no extra timer per pass).
-        let now = cx.now_ns();
-        if now < self.due {
+        if !self.publisher.is_due(cx.now_ns()) {
             return;
         }
-        self.due = now.saturating_add(self.interval_ns);
-        let free = (self.free_bytes)();
+        let free = self.machine.free_bytes();
         self.min_free = self.min_free.min(free);
         let dp = self.dp.borrow();
         let st = dp.stats();
@@ -178,23 +258,6 @@ impl<P: Platform> Task<P> for StatusTask<P> {
             ("notify-us", st.notify_ns / 1000),
         ];
         drop(dp);
-        // Only the values that changed since the last publication, each write on its own
-        // (a round trip with xenstored each: keep them few).
-        let base = format!("/local/domain/{}/data/status", cx.platform.domid());
-        for (i, (k, v)) in values.iter().enumerate() {
-            if self.last.get(i) == Some(v) {
-                continue;
-            }
-            if let Err(e) = cx
-                .xs
-                .write(&format!("{base}/{k}"), format!("{v}").as_bytes())
-            {
-                if self.last.is_empty() {
-                    warn!("cannot publish status: {e}");
-                }
-                return;
-            }
-        }
-        self.last = values.iter().map(|(_, v)| *v).collect();
+        self.publisher.publish(cx.xs, cx.now_ns(), &values);
     }
 }

@@ -14,7 +14,7 @@ use xen_abi::netif::{NetifExtraInfo, NetifTxRequest};
 use xen_abi::ring::{BackRing, RingError, SharedRingIndices};
 use xen_abi::WireStruct;
 
-use crate::tx::{ChainFatal, SlotSource};
+use crate::tx_chain::{ChainFatal, SlotSource};
 
 /// A netif back ring over a mapped page.
 #[derive(Debug)]

@@ -14,7 +14,7 @@ use core::net::Ipv4Addr;
 use log::info;
 use minios::executor::{Ctx, Task};
 use minios::platform::Platform;
-use minios::xenstore::{Event, Store, XsError};
+use minios::xenstore::{Store, XsError};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::dhcpv4;
@@ -250,8 +250,6 @@ impl<P: Platform> Task<P> for LocalStack<P> {
         }
         Ok(())
     }
-
-    fn on_event(&mut self, _cx: &mut Ctx<'_, P>, _sub: &str, _event: &Event) {}
 
     fn poll(&mut self, cx: &mut Ctx<'_, P>) {
         if let Some(addr) = self.publish.take() {

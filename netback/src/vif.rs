@@ -20,9 +20,9 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use log::{info, warn};
+use minios::data_area::{self, CounterPublisher, Published};
 use minios::platform::{Access, Platform};
 use minios::xenbus::{BackendDevice, BackendDriver, DeviceCtx, DeviceError};
-use minios::xenstore::Store;
 use xen_abi::netif::{NET_RX_ENTRY_SIZE, NET_TX_ENTRY_SIZE};
 use xen_abi::{XenErrno, XEN_PAGE_SIZE};
 
@@ -161,10 +161,7 @@ pub struct VifDevice<P: Platform> {
     policy: Policy,
     port: Option<PortId>,
     totals: PortCounters,
-    stats_path: String,
-    stats_ns: u64,
-    stats_due: u64,
-    published: Option<PortCounters>,
+    counters: CounterPublisher,
     split: bool,
 }
 
@@ -218,11 +215,10 @@ impl<P: Platform> BackendDriver<P> for VifDriver<P> {
         } else {
             Policy::default()
         };
-        let stats_path = format!(
-            "/local/domain/{}/data/vif/{}/{}",
-            ctx.platform.domid(),
-            id.frontend_id,
-            id.devid
+        let dir = format!("vif/{}/{}", id.frontend_id, id.devid);
+        let counters = CounterPublisher::new(
+            data_area::path(ctx.platform.domid(), &dir),
+            self.opts.stats_ms,
         );
         Ok(VifDevice {
             dp: self.dp.clone(),
@@ -230,11 +226,8 @@ impl<P: Platform> BackendDriver<P> for VifDriver<P> {
             policy,
             port: None,
             totals: PortCounters::default(),
-            stats_path,
-            stats_ns: self.opts.stats_ms.saturating_mul(1_000_000),
+            counters,
             split: self.opts.split_event_channels,
-            stats_due: 0,
-            published: None,
         })
     }
 }
@@ -257,40 +250,11 @@ impl<P: Platform> VifDevice<P> {
     }
 
     fn publish_stats(&mut self, ctx: &mut DeviceCtx<'_, P>) {
-        if self.stats_ns == 0 {
-            return;
-        }
         let now = ctx.now_ns();
-        let c = self.counters();
-        if self.published == Some(c) {
-            return;
+        let fields = self.counters().fields();
+        if let Published::NotYet(due) = self.counters.publish(ctx.xs, now, &fields) {
+            ctx.wake_at(due);
         }
-        if now < self.stats_due {
-            ctx.wake_at(self.stats_due);
-            return;
-        }
-        // Only the keys that changed, each write on its own: every xenstore request is a
-        // synchronous round trip with xenstored that holds up the data path meanwhile.
-        let before = self.published.map(|p| p.fields());
-        let mut failed = None;
-        for (i, (k, v)) in c.fields().into_iter().enumerate() {
-            if before.is_some_and(|b| b[i].1 == v) {
-                continue;
-            }
-            let path = format!("{}/{k}", self.stats_path);
-            if let Err(e) = ctx.xs.write(&path, format!("{v}").as_bytes()) {
-                failed = Some(e);
-                break;
-            }
-        }
-        match failed {
-            None => self.published = Some(c),
-            Some(e) if self.published.is_none() => {
-                warn!("{}: cannot publish counters: {e}", self.name)
-            }
-            Some(_) => {}
-        }
-        self.stats_due = now.saturating_add(self.stats_ns);
     }
 }
 
@@ -384,7 +348,7 @@ impl<P: Platform> BackendDevice<P> for VifDevice<P> {
             self.totals.add(&c);
         }
         info!("{}: off the switch: {}", self.name, self.totals);
-        self.stats_due = 0;
+        self.counters.due_now();
         self.publish_stats(ctx);
     }
 
@@ -405,8 +369,8 @@ impl<P: Platform> Drop for VifDevice<P> {
         if let Some(port) = self.port.take() {
             dp.detach_vif(port);
         }
-        if self.stats_ns != 0 {
-            dp.remove_later(core::mem::take(&mut self.stats_path));
+        if self.counters.enabled() {
+            dp.remove_later(String::from(self.counters.dir()));
         }
     }
 }

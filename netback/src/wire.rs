@@ -96,7 +96,7 @@ pub struct TxRequestRepr {
 
 impl TxRequestRepr {
     /// Parses a slot copied out of the ring. Cannot fail: every bit pattern is a request
-    /// whose consistency is checked with the rest of its chain (see [`crate::tx`]).
+    /// whose consistency is checked with the rest of its chain (see [`crate::tx_chain`]).
     pub fn parse(raw: &NetifTxRequest) -> Self {
         Self {
             gref: raw.gref,

@@ -177,56 +177,9 @@ pub fn check_range(offset: u64, len: u64, size: u64) -> Result<(), StoreError> {
     }
 }
 
-/// Parses a size: decimal bytes with an optional binary suffix `K`, `M`, `G` or `T`
-/// (`64M` = 64 MiB).
-pub fn parse_size(text: &str) -> Option<u64> {
-    let (digits, shift) = match text.as_bytes().last()? {
-        b'k' | b'K' => (&text[..text.len() - 1], 10),
-        b'm' | b'M' => (&text[..text.len() - 1], 20),
-        b'g' | b'G' => (&text[..text.len() - 1], 30),
-        b't' | b'T' => (&text[..text.len() - 1], 40),
-        _ => (text, 0),
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 20 {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    n.checked_mul(1u64 << shift)
-}
-
-/// Renders a byte count the way [`parse_size`] reads it (largest exact binary unit).
-pub struct Size(pub u64);
-
-impl fmt::Display for Size {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0;
-        for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-            if n != 0 && n % (1u64 << shift) == 0 {
-                return write!(f, "{}{unit}", n >> shift);
-            }
-        }
-        write!(f, "{n}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::format;
-
-    #[test]
-    fn sizes_parse_and_print() {
-        assert_eq!(parse_size("512"), Some(512));
-        assert_eq!(parse_size("64M"), Some(64 << 20));
-        assert_eq!(parse_size("1g"), Some(1 << 30));
-        assert_eq!(parse_size("4K"), Some(4096));
-        for bad in ["", "M", "-1", "1.5M", "12X", "99999999999999999999T"] {
-            assert_eq!(parse_size(bad), None, "{bad}");
-        }
-        assert_eq!(format!("{}", Size(64 << 20)), "64M");
-        assert_eq!(format!("{}", Size(1536)), "1536");
-        assert_eq!(format!("{}", Size(0)), "0");
-    }
 
     #[test]
     fn ranges_are_checked_without_overflow() {

@@ -103,23 +103,10 @@ impl Env {
 
     /// Runs passes until nothing is left to do right now (bounded).
     pub fn settle(&mut self) {
-        // Quiet for a few rounds: a notification one executor sent after another ran is seen
-        // in the next round.
-        let mut quiet = 0;
-        for _ in 0..1000 {
-            let mut busy = false;
-            for exec in core::iter::once(&mut self.exec).chain(self.others.iter_mut()) {
-                let deadline = exec.run_once();
-                let now = self.world.now_ns();
-                busy |= deadline.is_some_and(|d| d <= now)
-                    || exec.xenstore().transport_mut().pending_bytes() > 0;
-            }
-            quiet = if busy { 0 } else { quiet + 1 };
-            if quiet == 3 {
-                return;
-            }
-        }
-        panic!("executor did not settle");
+        let mut execs: Vec<&mut Executor<HostDomain>> = core::iter::once(&mut self.exec)
+            .chain(self.others.iter_mut())
+            .collect();
+        minios::host::settle(&self.world, &mut execs);
     }
 
     /// One pass.

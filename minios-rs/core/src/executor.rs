@@ -140,12 +140,14 @@ impl<'a, P: Platform> Ctx<'a, P> {
 
 /// A unit of work the executor polls: a backend, the shutdown watcher, a timer-driven job.
 pub trait Task<P: Platform> {
-    /// Called once when spawned: register watches here.
-    fn start(&mut self, cx: &mut Ctx<'_, P>) -> Result<(), XsError>;
+    /// Called once when spawned: register watches here. Default: a task without watches.
+    fn start(&mut self, _cx: &mut Ctx<'_, P>) -> Result<(), XsError> {
+        Ok(())
+    }
 
     /// A watch event (or overflow notice) for one of this task's tokens; `sub` is the token
-    /// as given to [`Ctx::watch`].
-    fn on_event(&mut self, cx: &mut Ctx<'_, P>, sub: &str, event: &Event);
+    /// as given to [`Ctx::watch`]. Default: none expected, ignored.
+    fn on_event(&mut self, _cx: &mut Ctx<'_, P>, _sub: &str, _event: &Event) {}
 
     /// Called on every pass: check event channels, timers, do bounded work.
     fn poll(&mut self, cx: &mut Ctx<'_, P>);

@@ -9,6 +9,10 @@
 //! - [`netdev`]: the network device (passed-through NIC) a driver domain owns, as a trait.
 //! - [`pci`]: PCI passthrough for PV driver domains: pcifront, config space, BARs, MSI-X.
 //! - [`executor`]: the poll loop, `control/shutdown`, and the `data/ready` signal.
+//! - [`driver_domain`]: the start-up and stop every driver domain shares; [`options`]: its
+//!   command-line options, parsed strictly.
+//! - [`data_area`]: what a driver domain publishes under `data/` (facts, counters);
+//!   [`error_log`]: per-device error counts that log only the first of each class.
 //! - `host` (feature `host`): the in-process platform for tests and fuzzers.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -16,10 +20,14 @@
 
 extern crate alloc;
 
+pub mod data_area;
+pub mod driver_domain;
+pub mod error_log;
 pub mod executor;
 #[cfg(any(test, feature = "host"))]
 pub mod host;
 pub mod netdev;
+pub mod options;
 pub mod pci;
 pub mod platform;
 pub mod ring;

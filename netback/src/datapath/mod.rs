@@ -1,7 +1,7 @@
 //! The data path: every connected vif's rings, the uplink and the switch, driven by one task.
 //!
 //! Each executor pass ([`Datapath::poll`]):
-//! 1. **TX** (`tx.rs`): take up to `tx_batch` packets from each vif's TX ring (round robin,
+//! 1. **TX** (`datapath/tx.rs`, the TX pass): take up to `tx_batch` packets from each vif's TX ring (round robin,
 //!    so an event storm or a flood from one guest cannot starve another) and validate their
 //!    slot chains; copy the first bytes of every packet with one batch of grant copies and
 //!    let the switch decide where each goes. A packet for one other vif that takes it as it
@@ -33,9 +33,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use log::info;
+use minios::error_log::ErrorLog;
 use minios::executor::{Ctx, Task};
 use minios::platform::{DomId, Platform};
-use minios::xenstore::{Event, Store, XsError};
+use minios::xenstore::Store;
 
 use crate::netring::NetBackRing;
 use crate::switch::{PortConfig, PortCounters, PortId, Switch};
@@ -66,9 +67,9 @@ pub struct VifConn<P: Platform> {
 
 struct Vif<P: Platform> {
     conn: VifConn<P>,
-    name: String,
     fatal: Option<String>,
-    errors_logged: bool,
+    /// Malformed TX packets: the first logged, all counted in `tx-errors`.
+    errors: ErrorLog<1>,
     notify_tx: bool,
     notify_rx: bool,
 }
@@ -153,16 +154,20 @@ impl<P: Platform> Datapath<P> {
 
     /// Puts a connected vif on the switch.
     pub fn attach_vif(&mut self, conn: VifConn<P>, cfg: PortConfig) -> PortId {
-        let name = cfg.name.clone();
+        let errors = ErrorLog::new(
+            module_path!(),
+            cfg.name.clone(),
+            ["tx error"],
+            "in tx-errors",
+        );
         let id = self.switch.add_port(cfg);
         info!("{}: on the switch as port {id}", self.switch.describe(id));
         self.vifs.insert(
             id,
             Vif {
                 conn,
-                name,
                 fatal: None,
-                errors_logged: false,
+                errors,
                 notify_tx: false,
                 notify_rx: false,
             },
@@ -275,12 +280,6 @@ impl<P: Platform> Datapath<P> {
 }
 
 impl<P: Platform> Task<P> for Datapath<P> {
-    fn start(&mut self, _cx: &mut Ctx<'_, P>) -> Result<(), XsError> {
-        Ok(())
-    }
-
-    fn on_event(&mut self, _cx: &mut Ctx<'_, P>, _sub: &str, _event: &Event) {}
-
     fn poll(&mut self, cx: &mut Ctx<'_, P>) {
         let now = cx.now_ns();
         let platform = cx.platform;

@@ -26,7 +26,6 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use log::warn;
 use minios::platform::{local_room, CopyDst, CopyOp, CopySrc, EventChannel, ForeignRef, Platform};
 use minios::ring::RingAccessError;
 use xen_abi::netif::{NetifRxRequest, NETIF_RSP_ERROR};
@@ -37,7 +36,7 @@ use super::{Datapath, Vif, TX_PASS_BYTES};
 use crate::frame::{self, ETH_HLEN, IPPROTO_TCP};
 use crate::packet::{Csum, Packet, MIN_MSS};
 use crate::switch::{Decision, PortId, Switch};
-use crate::tx::{self, Chain, TxError, TxPacket};
+use crate::tx_chain::{self, Chain, TxError, TxPacket};
 use crate::wire::{
     ExtraKind, ExtraRepr, GsoKind, RxCsum, RxRequestRepr, RxResponseRepr, TxResponseRepr, TxStatus,
 };
@@ -74,16 +73,17 @@ enum Plan {
     Direct {
         to: PortId,
         reqs: Vec<RxRequestRepr>,
-        layout: Vec<Slot>,
+        layout: Vec<BufSpan>,
     },
 }
 
-/// Where a piece of a direct packet goes in a receiver's buffer: offset and length.
-type Slot = (u16, u16);
+/// Where a piece of a direct packet goes in a receiver's buffer: offset and length (one
+/// per receiver ring slot; a "slot" itself is always a ring entry).
+type BufSpan = (u16, u16);
 
 /// The receiver's slot layout of a direct packet: the sender's own layout when netfront
 /// handles it well (one copy per slot), else full pages from offset 0 like a queued packet.
-fn direct_layout(p: &TxPending, headers: usize) -> Vec<Slot> {
+fn direct_layout(p: &TxPending, headers: usize) -> Vec<BufSpan> {
     let data = pieces(&p.packet).count();
     let first = pieces(&p.packet)
         .next()
@@ -133,7 +133,7 @@ impl Blocked {
 }
 
 /// Non-empty pieces of a packet, in order.
-fn pieces(p: &TxPacket) -> impl Iterator<Item = &tx::Piece> {
+fn pieces(p: &TxPacket) -> impl Iterator<Item = &tx_chain::Piece> {
     p.pieces.iter().filter(|piece| piece.len > 0)
 }
 
@@ -241,7 +241,7 @@ impl<P: Platform> Datapath<P> {
                     more = true;
                     break;
                 }
-                let chain: Chain = match tx::read_chain(&mut vif.conn.tx) {
+                let chain: Chain = match tx_chain::read_chain(&mut vif.conn.tx) {
                     Ok(c) => c,
                     Err(e) => {
                         vif.fail(format!("{e}"));
@@ -375,7 +375,7 @@ impl<P: Platform> Datapath<P> {
         p: &TxPending,
         to: PortId,
         blocked: &Blocked,
-    ) -> Option<(Vec<RxRequestRepr>, Vec<Slot>)> {
+    ) -> Option<(Vec<RxRequestRepr>, Vec<BufSpan>)> {
         if blocked.contains(to) || self.switch.queued(to) > 0 {
             self.stats.local_behind_queue += 1;
             return None;
@@ -554,13 +554,7 @@ impl<P: Platform> Datapath<P> {
                     gso: p.packet.gso,
                 };
                 if let Err(e) = packet.validate_offloads() {
-                    if !vif.errors_logged {
-                        vif.errors_logged = true;
-                        warn!(
-                            "{}: tx packet dropped: {e} (further errors only counted in tx-errors)",
-                            vif.name
-                        );
-                    }
+                    vif.errors.record(0, &format_args!("packet dropped: {e}"));
                     if let Some(c) = self.switch.counters_mut(p.port) {
                         c.in_errors += 1;
                     }
@@ -690,7 +684,7 @@ fn respond_rx_direct<P: Platform>(
     vif: &mut Vif<P>,
     p: &TxPending,
     reqs: &[RxRequestRepr],
-    layout: &[Slot],
+    layout: &[BufSpan],
 ) -> Result<(), RingAccessError> {
     vif.notify_rx = true;
     let gso = p.packet.gso;
@@ -746,11 +740,5 @@ fn tx_error<P: Platform>(vif: &mut Vif<P>, switch: &mut Switch, port: PortId, e:
     if let Some(c) = switch.counters_mut(port) {
         c.in_errors += 1;
     }
-    if !vif.errors_logged {
-        vif.errors_logged = true;
-        warn!(
-            "{}: tx error: {e} (further errors only counted in tx-errors)",
-            vif.name
-        );
-    }
+    vif.errors.record(0, e);
 }

@@ -5,14 +5,15 @@
 
 use std::collections::BTreeMap;
 
+use minios::driver_domain::{StartError, Started};
 use minios::executor::Executor;
-use minios::host::{DeviceSpec, HostChannel, HostDomain, HostGranted, HostXs, World};
+use minios::host::{settle, DeviceSpec, HostChannel, HostDomain, HostGranted, HostXs, World};
 use minios::netdev::{NetDevice, NetError, NetOffloads, RxCsum, RxFrame, TxMeta};
+use minios::pci::PciAddress;
 use minios::platform::{Access, EventChannel, Events, GrantedPage, Grants, SharedMem};
 use minios::ring::SharedRing;
 use minios::xenstore::{Store, Xenstore};
-use netback::config::Config;
-use netback::netdd::{self, NetDd};
+use netback::netdd::{self, Machine, NetDd, NicProblem};
 use netback::switch::PortCounters;
 use netback::wire::{ExtraRepr, Gso, TxRequestRepr};
 use std::cell::RefCell;
@@ -43,17 +44,47 @@ fn start(dom: &HostDomain, cmdline: &str) -> (Executor<HostDomain>, NetDd<HostDo
     start_with(dom, cmdline, None)
 }
 
+/// The machine of a host test: 1 MiB free, and the NIC the test hands it (if any).
+pub struct TestMachine {
+    pub nic: RefCell<Option<Box<dyn NetDevice>>>,
+}
+
+impl Machine<HostDomain> for TestMachine {
+    fn free_bytes(&self) -> u64 {
+        1 << 20
+    }
+
+    fn open_nic(
+        &self,
+        _exec: &mut Executor<HostDomain>,
+        _want: Option<PciAddress>,
+    ) -> Result<Box<dyn NetDevice>, NicProblem> {
+        self.nic
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| NicProblem::Config("the test gave no NIC".into()))
+    }
+}
+
+/// Boots a netback driver domain in `dom` as the unikernel does ([`netdd::boot`]).
+pub fn boot(
+    dom: &HostDomain,
+    cmdline: &str,
+    nic: Option<Box<dyn NetDevice>>,
+) -> Result<Started<HostDomain, NetDd<HostDomain>>, StartError> {
+    let machine = TestMachine {
+        nic: RefCell::new(nic),
+    };
+    netdd::boot(dom.clone(), Some(dom.xenstore()), cmdline, machine)
+}
+
 fn start_with(
     dom: &HostDomain,
     cmdline: &str,
     nic: Option<Box<dyn NetDevice>>,
 ) -> (Executor<HostDomain>, NetDd<HostDomain>) {
-    let (config, problems) = Config::from_cmdline(cmdline);
-    assert!(problems.is_empty(), "{problems:?}");
-    let mut exec = Executor::new(dom.clone(), dom.xenstore());
-    let netdd = netdd::spawn(&mut exec, &config, || 1 << 20, nic).unwrap();
-    exec.signal_ready().unwrap();
-    (exec, netdd)
+    let started = boot(dom, cmdline, nic).expect("the driver domain starts");
+    (started.exec, started.domain)
 }
 
 impl Harness {
@@ -111,32 +142,12 @@ impl Harness {
         h
     }
 
-    /// Runs executor passes until two in a row have nothing due (bounded).
+    /// Runs the driver domain (and the peer) until nothing is due ([`settle`]).
     pub fn settle(&mut self) {
-        let mut idle = 0;
-        for _ in 0..2000 {
-            let mut deadline = self.exec.run_once();
-            let mut pending = self.exec.xenstore().transport_mut().pending_bytes();
-            if let Some((exec, _)) = self.peer.as_mut() {
-                let d = exec.run_once();
-                deadline = match (deadline, d) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                pending += exec.xenstore().transport_mut().pending_bytes();
-            }
-            let now = self.world.now_ns();
-            let busy = deadline.is_some_and(|d| d <= now) || pending > 0;
-            if busy {
-                idle = 0;
-            } else {
-                idle += 1;
-                if idle >= 2 {
-                    return;
-                }
-            }
+        match self.peer.as_mut() {
+            Some((peer, _)) => settle(&self.world, &mut [&mut self.exec, peer]),
+            None => settle(&self.world, &mut [&mut self.exec]),
         }
-        panic!("the driver domain did not settle");
     }
 
     /// One executor pass.

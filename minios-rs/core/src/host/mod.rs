@@ -29,6 +29,7 @@ extern crate std;
 mod evtchn;
 mod grant;
 mod page;
+mod settle;
 mod store;
 mod xs;
 
@@ -41,6 +42,7 @@ use std::sync::{Mutex, MutexGuard};
 
 pub use grant::DEFAULT_GRANT_ENTRIES;
 pub use page::HostPage;
+pub use settle::{settle, MAX_ROUNDS, QUIET_ROUNDS};
 
 use self::store::Scope;
 use crate::platform::{

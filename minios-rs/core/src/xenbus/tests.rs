@@ -164,16 +164,7 @@ impl Harness {
 
     /// Runs passes until nothing is left to do right now (bounded).
     fn settle(&mut self) {
-        for _ in 0..200 {
-            let deadline = self.exec.run_once();
-            let now = self.world.now_ns();
-            let busy = deadline.is_some_and(|d| d <= now)
-                || self.exec.xenstore().transport_mut().pending_bytes() > 0;
-            if !busy {
-                return;
-            }
-        }
-        panic!("executor did not settle");
+        crate::host::settle(&self.world, &mut [&mut self.exec]);
     }
 
     fn advance(&mut self, ns: u64) {

@@ -14,6 +14,16 @@
 //! Flush: `BLKIF_OP_FLUSH_DISKCACHE` to dom0 (or a barrier if that is all it offers); the
 //! guest's flush is acknowledged only when dom0 acknowledged it. Discard is forwarded when dom0
 //! supports it.
+//!
+//! One file per job: this module is the store (the pool, handles, requests to dom0 and their
+//! completions); [`volume`] is one device's view of a slice; [`task`] runs the store on the
+//! executor and flushes it at the stop.
+
+pub mod task;
+pub mod volume;
+
+pub use task::DiskTask;
+pub use volume::{DiskSlice, DiskVolume};
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
@@ -22,10 +32,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use minios::executor::{Ctx, Task};
 use minios::platform::{Access, GrantedPage, Platform, SharedMem, PAGE_SIZE};
 use minios::xenbus::FrontendError;
-use minios::xenstore::{Event, Xenstore, XsError};
+use minios::xenstore::Xenstore;
 use xen_abi::blkif::{
     BlkifRequest, BlkifRequestDiscard, BlkifRequestIndirect, BlkifRequestSegment,
     BLKIF_DISCARD_SECURE, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD,
@@ -34,10 +43,7 @@ use xen_abi::blkif::{
 };
 use xen_abi::WireStruct;
 
-use super::{
-    check_range, Completion, DataPort, DiscardInfo, Io, Started, StoreError, Volume, VolumeInfo,
-};
-use crate::backend::VolumeSource;
+use super::{Completion, DataPort, DiscardInfo, Io, Started, StoreError, VolumeInfo};
 use crate::front::BlkFront;
 use crate::wire::Slot;
 
@@ -570,177 +576,6 @@ fn slot_of<T: WireStruct>(req: &T) -> Slot {
     // Cannot fail: every request struct fits a slot.
     let _ = req.write_to(&mut s.0);
     s
-}
-
-/// A slice of the backing disk as a volume source: each device gets its own handle.
-pub struct DiskSlice<P: Platform> {
-    store: Shared<P>,
-    offset: u64,
-    info: VolumeInfo,
-}
-
-impl<P: Platform + Clone + 'static> VolumeSource for DiskSlice<P> {
-    fn open(&self, read_only: bool) -> Result<alloc::boxed::Box<dyn Volume>, String> {
-        let handle = self.store.borrow_mut().open_handle();
-        let mut info = self.info.clone();
-        if read_only {
-            info.read_only = true;
-            info.discard = None;
-        }
-        Ok(alloc::boxed::Box::new(DiskVolume {
-            store: self.store.clone(),
-            handle,
-            offset: self.offset,
-            info,
-        }))
-    }
-}
-
-/// One device's handle on a disk slice.
-pub struct DiskVolume<P: Platform> {
-    store: Shared<P>,
-    handle: u32,
-    offset: u64,
-    info: VolumeInfo,
-}
-
-impl<P: Platform + Clone + 'static> Volume for DiskVolume<P> {
-    fn info(&self) -> &VolumeInfo {
-        &self.info
-    }
-
-    fn start(&mut self, tag: u64, io: Io, data: &mut dyn DataPort) -> Started {
-        let size = self.info.size;
-        let shifted = match io {
-            Io::Read { offset, len }
-            | Io::Write { offset, len }
-            | Io::Discard { offset, len, .. } => {
-                if check_range(offset, len, size).is_err() {
-                    return Started::Done(Err(StoreError::OutOfRange));
-                }
-                let at = self.offset + offset;
-                match io {
-                    Io::Read { .. } => Io::Read { offset: at, len },
-                    Io::Write { .. } if self.info.read_only => {
-                        return Started::Done(Err(StoreError::ReadOnly))
-                    }
-                    Io::Write { .. } => Io::Write { offset: at, len },
-                    Io::Discard { .. } if self.info.read_only => {
-                        return Started::Done(Err(StoreError::ReadOnly))
-                    }
-                    Io::Discard { secure, .. } => Io::Discard {
-                        offset: at,
-                        len,
-                        secure,
-                    },
-                    Io::Flush => Io::Flush,
-                }
-            }
-            Io::Flush => Io::Flush,
-        };
-        self.store
-            .borrow_mut()
-            .start(self.handle, tag, shifted, data)
-    }
-
-    fn completed(&mut self) -> Option<Completion> {
-        let mut s = self.store.borrow_mut();
-        if s.handles
-            .get(&self.handle)
-            .is_some_and(|st| st.done.is_empty())
-        {
-            s.pump();
-        }
-        s.handles.get_mut(&self.handle)?.done.pop_front()
-    }
-
-    fn in_flight(&self) -> usize {
-        self.store
-            .borrow()
-            .handles
-            .get(&self.handle)
-            .map_or(0, |st| st.in_flight)
-    }
-
-    fn detach(&mut self) {
-        self.store.borrow_mut().detach_handle(self.handle);
-    }
-}
-
-impl<P: Platform> Drop for DiskVolume<P> {
-    fn drop(&mut self) {
-        if let Ok(mut s) = self.store.try_borrow_mut() {
-            s.close_handle(self.handle);
-        }
-    }
-}
-
-/// The executor task that takes the backing disk's responses on every pass (spawn it after
-/// the backend), so devices see their completions and waiting handles get room.
-pub struct DiskTask<P: Platform> {
-    store: Shared<P>,
-}
-
-impl<P: Platform> DiskTask<P> {
-    /// A task for `store`.
-    pub fn new(store: Shared<P>) -> Self {
-        Self { store }
-    }
-}
-
-impl<P: Platform + Clone + 'static> Task<P> for DiskTask<P> {
-    fn start(&mut self, _cx: &mut Ctx<'_, P>) -> Result<(), XsError> {
-        Ok(())
-    }
-
-    fn on_event(&mut self, _cx: &mut Ctx<'_, P>, _sub: &str, _event: &Event) {}
-
-    fn poll(&mut self, cx: &mut Ctx<'_, P>) {
-        let mut s = self.store.borrow_mut();
-        s.pump();
-        // Any device's poll may have taken responses for another device polled earlier in
-        // this pass, and freed room a waiting device needs: both are handled in another pass.
-        if s.take_progress() || s.has_queued() {
-            cx.wake_now();
-        }
-    }
-}
-
-impl<P: Platform + Clone> DiskStore<P> {
-    /// Waits for everything in flight, flushes the disk and closes the device (at stop).
-    pub fn shutdown(store: &Shared<P>, xs: &mut Xenstore<P::Xs>, deadline_ns: u64) {
-        let platform = store.borrow().platform.clone();
-        let h = store.borrow_mut().open_handle();
-        let flushed = {
-            let mut s = store.borrow_mut();
-            let mut none = NoData;
-            s.start(h, 0, Io::Flush, &mut none)
-        };
-        let mut flushed = match flushed {
-            Started::Pending => None,
-            Started::Done(r) => Some(r),
-            Started::Busy => Some(Err(StoreError::Device("ring busy at shutdown".into()))),
-        };
-        while flushed.is_none() && platform.now_ns() < deadline_ns {
-            let mut s = store.borrow_mut();
-            s.pump();
-            if let Some(c) = s.handles.get_mut(&h).and_then(|st| st.done.pop_front()) {
-                flushed = Some(c.result);
-            } else {
-                drop(s);
-                platform.wait(Some(deadline_ns));
-            }
-        }
-        match flushed {
-            Some(Ok(())) => log::info!("backing disk flushed"),
-            Some(Err(e)) => log::warn!("backing disk: final flush failed: {e}"),
-            None => log::warn!("backing disk: final flush timed out"),
-        }
-        let s = store.borrow();
-        if let Err(e) = s.front.close(&platform, xs, deadline_ns) {
-            log::warn!("backing disk: close: {e}");
-        }
-    }
 }
 
 impl<P: Platform> DiskStore<P> {

@@ -1,0 +1,109 @@
+//! Log-once error accounting for one device: a hostile guest cannot flood the console.
+//!
+//! Every error is counted in its class; the first of each class is logged with its reason
+//! (`vbd 5/51712 (vol1): bad grant: … (further ones only counted)`), later ones only counted.
+//! The backend shows the totals where it shows its counters (a log line at disconnect,
+//! `data/` keys). Each backend names its classes; the log target is the backend's module, so
+//! its lines read as the backend's own.
+
+use alloc::string::String;
+use core::fmt;
+
+/// Error counts of one device by class, logging the first of each.
+#[derive(Clone, Debug)]
+pub struct ErrorLog<const N: usize> {
+    target: &'static str,
+    label: String,
+    classes: [&'static str; N],
+    counted: &'static str,
+    counts: [u64; N],
+}
+
+impl<const N: usize> ErrorLog<N> {
+    /// Errors of the device `label` (the prefix of its log lines), in `classes` (names as
+    /// logged), logged with `target` (the backend's `module_path!()`). `counted` says where
+    /// later ones show (`"in tx-errors"`; empty: nowhere in particular).
+    pub fn new(
+        target: &'static str,
+        label: String,
+        classes: [&'static str; N],
+        counted: &'static str,
+    ) -> Self {
+        Self {
+            target,
+            label,
+            classes,
+            counted,
+            counts: [0; N],
+        }
+    }
+
+    /// The device's log prefix.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Counts an error of class `class` (an index into the classes); logs it with `why` if
+    /// it is the first of its class. Returns whether it was logged.
+    pub fn record(&mut self, class: usize, why: &dyn fmt::Display) -> bool {
+        let Some(n) = self.counts.get_mut(class) else {
+            return false;
+        };
+        *n += 1;
+        if *n != 1 {
+            return false;
+        }
+        let sep = if self.counted.is_empty() { "" } else { " " };
+        log::warn!(
+            target: self.target,
+            "{}: {}: {why} (further ones only counted{sep}{})",
+            self.label,
+            self.classes[class],
+            self.counted
+        );
+        true
+    }
+
+    /// Errors of class `class` so far.
+    pub fn count(&self, class: usize) -> u64 {
+        self.counts.get(class).copied().unwrap_or(0)
+    }
+
+    /// Errors of every class so far.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+impl<const N: usize> fmt::Display for ErrorLog<N> {
+    /// The non-zero classes: `bad grant 3 out of range 1` (empty when there were none).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (name, n) in self.classes.iter().zip(self.counts) {
+            if n > 0 {
+                write!(f, "{}{name} {n}", if first { "" } else { " " })?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+
+    #[test]
+    fn first_of_each_class_is_logged_all_are_counted() {
+        let mut log = ErrorLog::new("t", "dev 1/0".into(), ["bad", "worse"], "");
+        assert!(log.record(0, &"one"));
+        assert!(!log.record(0, &"two"));
+        assert!(log.record(1, &"three"));
+        assert!(!log.record(7, &"no such class"));
+        assert_eq!((log.count(0), log.count(1), log.total()), (2, 1, 3));
+        assert_eq!(format!("{log}"), "bad 2 worse 1");
+        let quiet = ErrorLog::new("t", "dev".into(), ["bad"], "in errors");
+        assert_eq!(format!("{quiet}"), "");
+    }
+}
