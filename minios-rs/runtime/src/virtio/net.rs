@@ -113,6 +113,11 @@ impl VirtioNet {
     /// vector) and posts every receive buffer. `fallback_mac` is used when the device has
     /// no MAC of its own.
     pub fn new(mut dev: VirtioPci, fallback_mac: [u8; 6]) -> Result<Self, NetError> {
+        // Not RING_EVENT_IDX: virtio-drivers 0.13 compares the 16-bit ring indexes without
+        // wrapping (after 65536 buffers the device is never notified again) and publishes
+        // `used_event` without a full barrier before re-reading the used ring (an interrupt
+        // can be missed, so a received frame waits for an unrelated wake-up). The flag-based
+        // suppression it uses instead has neither problem.
         let wanted = Features::CSUM
             | Features::GUEST_CSUM
             | Features::MAC
@@ -120,7 +125,6 @@ impl VirtioNet {
             | Features::HOST_TSO6
             | Features::STATUS
             | Features::RING_INDIRECT_DESC
-            | Features::RING_EVENT_IDX
             | Features::VERSION_1;
         let features = dev.transport.begin_init(wanted);
         if !features.contains(Features::VERSION_1) {
