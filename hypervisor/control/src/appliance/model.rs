@@ -41,7 +41,7 @@ impl Role {
     }
 }
 
-/// How a driver domain says it is ready: `<key>` under /local/domain/<domid> becomes "1".
+/// How a driver domain says it is ready: `<key>` under `/local/domain/<domid>` becomes "1".
 #[derive(Debug, Clone, PartialEq)]
 pub struct Readiness {
     /// Path relative to the domain's home in xenstore.

@@ -13,7 +13,7 @@ pub const DEFAULT_PATH: &str = "/etc/xdd/appliance.toml";
 pub const DEFAULT_IMAGE_DIR: &str = "/usr/lib/xen/boot";
 /// Where generated xl.cfg files and the stop flag live by default.
 pub const DEFAULT_STATE_DIR: &str = "/run/xdd";
-/// The readiness key of xdd driver domains, relative to /local/domain/<domid>.
+/// The readiness key of xdd driver domains, relative to `/local/domain/<domid>`.
 pub const DEFAULT_READY_KEY: &str = "data/ready";
 
 /// The whole file. Fields here and below are the TOML keys (the README's *The appliance
