@@ -707,3 +707,57 @@ fn empty_first_slot_is_still_answered() {
     assert!(got.iter().all(|r| r.data == f && r.slot_lens[0] >= 42));
     healthy(&mut h, &mut b, &mut c, 13);
 }
+
+// --- the header a receiver gets is the header that was checked --------------------------------
+
+/// The sender rewrites its page between the backend's header copy (which anti-spoofing and
+/// forwarding examine) and the body copy on the direct guest-to-guest path: the receiver
+/// must still get the checked header, not a forged source MAC and IP.
+#[test]
+fn headers_rewritten_between_the_copies_do_not_reach_the_receiver() {
+    let mut h = Harness::new(CMD);
+    let mut a = h.guest(
+        5,
+        FrontOpts {
+            ip: Some("10.0.0.5".into()),
+            ..FrontOpts::linux(5)
+        },
+    );
+    let mut b = h.guest(6, FrontOpts::linux(6));
+    h.settle();
+    let before = h.counters(&a).in_spoofed;
+    let good = udp_frame(mac(6), mac(5), ip(5), ip(6), &pattern(1200, 7));
+    let id = a.send(&good, &SendOpts::default());
+    let page = a.tx_pages[&id][0].page().clone();
+    let forged_at = Arc::new(AtomicBool::new(false));
+    {
+        let forged_at = forged_at.clone();
+        h.world.after_each_copy(move || {
+            // Forge source MAC (bytes 6..12) and source IP (26..30) after the first copy.
+            page.write(6, &mac(9)).unwrap();
+            page.write(26, &ip(9)).unwrap();
+            forged_at.store(true, Ordering::Relaxed);
+        });
+    }
+    h.settle();
+    h.world.clear_copy_hooks();
+    assert!(forged_at.load(Ordering::Relaxed), "the page was rewritten");
+    let got = b.take_received();
+    assert_eq!(got.len(), 1, "b got the packet once");
+    assert_eq!(got[0].data[6..12], mac(5), "source MAC as checked");
+    assert_eq!(got[0].data[26..30], ip(5), "source IP as checked");
+    assert_eq!(
+        got[0].data, good,
+        "b got exactly what a sent before forging"
+    );
+    assert_eq!(
+        h.counters(&a).in_spoofed,
+        before,
+        "the checked header was clean"
+    );
+    a.poll();
+    assert!(a
+        .tx_done
+        .iter()
+        .any(|&(i, s)| i == id && s == NETIF_RSP_OKAY));
+}

@@ -451,16 +451,25 @@ impl<P: Platform> Datapath<P> {
         ok: &mut [bool],
     ) {
         for (i, p) in batch.iter_mut().enumerate() {
-            let Some(src_dom) = self.vifs.get(&p.port).map(|v| v.conn.frontend) else {
+            let TxPending {
+                port,
+                packet,
+                head,
+                plan,
+                ..
+            } = p;
+            // What the switch and the offload checks examined: our own copy.
+            let head: &'a Vec<u8> = head;
+            let Some(src_dom) = self.vifs.get(port).map(|v| v.conn.frontend) else {
                 continue;
             };
-            match &mut p.plan {
+            match plan {
                 Plan::None => {}
                 Plan::Local(buf) => {
-                    let skip = p.head.len();
+                    let skip = head.len();
                     let mut rest: &mut [u8] = &mut buf[skip..];
                     let mut at = 0usize; // packet offset of the current piece
-                    for piece in &p.packet.pieces {
+                    for piece in &packet.pieces {
                         let len = usize::from(piece.len);
                         let start = skip.saturating_sub(at).min(len);
                         at += len;
@@ -487,26 +496,37 @@ impl<P: Platform> Datapath<P> {
                         ok[i] = false;
                         continue;
                     };
-                    let extra = usize::from(p.packet.gso.is_some());
+                    let extra = usize::from(packet.gso.is_some());
                     // Walk the packet's bytes through the sender's pieces and the receiver's
-                    // slots at once; each overlap is one copy.
+                    // slots at once; each overlap is one copy. The head's bytes come from our
+                    // copy, not again from the sender's page: the receiver gets exactly the
+                    // headers that were checked (anti-spoofing, forwarding, offloads), even
+                    // if the sender rewrites its page meanwhile.
                     let mut slots = layout.iter().enumerate().filter(|(_, s)| s.1 > 0);
                     let mut dst = slots.next();
                     let mut dst_used = 0u16;
-                    for piece in pieces(&p.packet) {
+                    let mut at = 0usize; // packet offset of the next byte
+                    for piece in pieces(packet) {
                         let mut src_used = 0u16;
                         while src_used < piece.len {
                             let Some((k, &(d_off, d_len))) = dst else {
                                 ok[i] = false;
                                 break;
                             };
-                            let n = (piece.len - src_used).min(d_len - dst_used);
+                            let mut n = (piece.len - src_used).min(d_len - dst_used);
                             let slot = if k == 0 { 0 } else { k + extra };
-                            let src = CopySrc::Foreign(ForeignRef {
-                                domid: src_dom,
-                                gref: piece.gref,
-                                offset: piece.offset + src_used,
-                            });
+                            let src = match head.get(at..) {
+                                Some(ours) if !ours.is_empty() => {
+                                    let m = usize::from(n).min(ours.len()).min(local_room(ours));
+                                    n = m as u16;
+                                    CopySrc::Local(&ours[..m])
+                                }
+                                _ => CopySrc::Foreign(ForeignRef {
+                                    domid: src_dom,
+                                    gref: piece.gref,
+                                    offset: piece.offset + src_used,
+                                }),
+                            };
                             let dst_ref = CopyDst::Foreign(ForeignRef {
                                 domid: dst_dom,
                                 gref: reqs[slot].gref,
@@ -516,6 +536,7 @@ impl<P: Platform> Datapath<P> {
                             owner.push(Owner::Body(i));
                             src_used += n;
                             dst_used += n;
+                            at += usize::from(n);
                             if dst_used == d_len {
                                 dst = slots.next();
                                 dst_used = 0;

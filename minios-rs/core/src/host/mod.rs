@@ -33,6 +33,7 @@ mod settle;
 mod store;
 mod xs;
 
+use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
@@ -63,6 +64,18 @@ struct State {
     map_limit: usize,
     /// `wait` calls that found nothing to do and no deadline (would block forever).
     idle_waits: u64,
+    /// Run after every grant-copy batch (tests that change memory between two copies).
+    copy_hooks: CopyHooks,
+}
+
+/// Test hooks run after each grant-copy batch.
+#[derive(Default)]
+struct CopyHooks(Vec<Box<dyn FnMut() + Send>>);
+
+impl core::fmt::Debug for CopyHooks {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} copy hook(s)", self.0.len())
+    }
 }
 
 /// Everything the simulated domains share. Cloning gives another handle to the same world.
@@ -438,6 +451,18 @@ impl World {
     pub fn idle_waits(&self) -> u64 {
         self.lock().idle_waits
     }
+
+    /// Runs `hook` after every grant-copy batch any domain issues, until `clear_copy_hooks`:
+    /// lets a test play a frontend that rewrites its pages between two of the backend's
+    /// copies.
+    pub fn after_each_copy(&self, hook: impl FnMut() + Send + 'static) {
+        self.lock().copy_hooks.0.push(Box::new(hook));
+    }
+
+    /// Removes every hook added with `after_each_copy`.
+    pub fn clear_copy_hooks(&self) {
+        self.lock().copy_hooks.0.clear();
+    }
 }
 
 /// One simulated domain: implements [`Platform`], plus test hooks for playing a (possibly
@@ -734,6 +759,14 @@ impl Grants for HostDomain {
         for op in ops.iter_mut() {
             op.status = self.copy_one(op);
         }
+        // Hooks run outside the lock: they may touch pages, xenstore or events.
+        let mut hooks = core::mem::take(&mut self.world.lock().copy_hooks.0);
+        for hook in &mut hooks {
+            hook();
+        }
+        let mut s = self.world.lock();
+        let added = core::mem::replace(&mut s.copy_hooks.0, hooks);
+        s.copy_hooks.0.extend(added);
     }
 
     fn grant_page(&self, domid: DomId, access: Access) -> Result<HostGranted, GrantError> {
