@@ -12,7 +12,12 @@
 //! - **Connect**: `protocol`, `feature-persistent`, `multi-queue-num-queues`,
 //!   `ring-page-order` and per queue (`queue-N/` when several) `ring-ref[N]` and
 //!   `event-channel` — all untrusted, parsed strictly and bounded by what we advertised.
-//! - **Poll**: completions first, then each queue with a bounded budget.
+//! - **Poll**: completions first, then each queue with a bounded budget; then the device's
+//!   counters ([`Stats::fields`]) to `/local/domain/<dd>/data/vbd/<frontend-id>/<devid>/`, at
+//!   most every `blkback.stats_ms` and only what changed
+//!   ([`minios::data_area::CounterPublisher`], as netback's per-vif counters).
+//! - **Disconnect** logs the counters and publishes their final values; **removed** (the
+//!   device goes) removes them from xenstore.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -21,6 +26,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use log::info;
+use minios::data_area::CounterPublisher;
 use minios::platform::{Access, PageSet, Platform, XenErrno};
 use minios::xenbus::quote;
 use minios::xenbus::{BackendDevice, BackendDriver, DeviceCtx, DeviceError};
@@ -45,6 +51,8 @@ pub struct Options {
     pub max_persistent_grants: usize,
     /// Requests a queue takes per pass before yielding to other devices.
     pub budget: usize,
+    /// Interval of the per-device counters in xenstore, in ms (0: never).
+    pub stats_ms: u64,
 }
 
 impl Default for Options {
@@ -56,6 +64,7 @@ impl Default for Options {
             persistent: true,
             max_persistent_grants: 1056,
             budget: 32,
+            stats_ms: 1000,
         }
     }
 }
@@ -158,6 +167,7 @@ impl<P: Platform> BackendDriver<P> for BlkDriver {
             index,
             options: self.options,
             stats: Stats::new(label),
+            counters: CounterPublisher::for_device(ctx, self.options.stats_ms),
             queues: Vec::new(),
             generation: 0,
         })
@@ -170,6 +180,7 @@ pub struct Vbd<P: Platform> {
     index: usize,
     options: Options,
     stats: Stats,
+    counters: CounterPublisher,
     queues: Vec<Queue<P>>,
     generation: u16,
 }
@@ -341,11 +352,13 @@ impl<P: Platform> BackendDevice<P> for Vbd<P> {
         Ok(())
     }
 
-    fn disconnect(&mut self, _ctx: &mut DeviceCtx<'_, P>) {
+    fn disconnect(&mut self, ctx: &mut DeviceCtx<'_, P>) {
         self.volume.detach();
         if !self.queues.is_empty() {
             self.queues.clear();
             info!("{}: {}", self.stats.label(), self.stats);
+            self.counters.due_now();
+            self.counters.publish_device(ctx, &self.stats.fields());
         }
     }
 
@@ -368,6 +381,11 @@ impl<P: Platform> BackendDevice<P> for Vbd<P> {
         if more {
             ctx.wake_now();
         }
+        self.counters.publish_device(ctx, &self.stats.fields());
         Ok(())
+    }
+
+    fn removed(&mut self, ctx: &mut DeviceCtx<'_, P>) {
+        self.counters.remove(ctx.xs);
     }
 }

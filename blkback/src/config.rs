@@ -11,6 +11,8 @@
 //! blkback.pgrants=<n>         persistent grants kept mapped per queue (default 1056)
 //! blkback.budget=<n>          requests per queue per pass (default 32)
 //! blkback.bounce=<n>          pages shared with dom0 for disk slices (default 512)
+//! blkback.stats_ms=<n>        per-vbd counters in xenstore at most every n ms (0 = never,
+//!                             default 1000; the same option as netback's)
 //! ```
 //!
 //! Sizes take `K`, `M`, `G`, `T` suffixes (binary). Volume names are what guests' xl.cfg
@@ -116,6 +118,7 @@ impl Config {
                 "pgrants" => o.max_persistent_grants = opt.uint(0, 16384)? as usize,
                 "budget" => o.budget = opt.uint(1, 4096)? as usize,
                 "bounce" => cfg.bounce_pages = opt.uint(16, 4096)? as usize,
+                "stats_ms" => o.stats_ms = opt.uint(0, 3_600_000)?,
                 _ => return Err(opt.unknown().into()),
             }
         }
@@ -287,7 +290,7 @@ mod tests {
             "loglevel=debug blkback.vol=vol1:ram:64M blkback.vol=big:ram:8M:4k:ro \
              blkback.vol=data:disk:0+256M blkback.vol=logs:disk:256M+1G:ro \
              blkback.queues=2 blkback.ring-order=2 blkback.indirect=512 blkback.persistent=0 \
-             blkback.disk=51712 blkback.bounce=600",
+             blkback.disk=51712 blkback.bounce=600 blkback.stats_ms=0",
         )
         .unwrap();
         assert_eq!(cfg.volumes.len(), 4);
@@ -310,6 +313,7 @@ mod tests {
         );
         assert_eq!(cfg.options.max_indirect_segments, 512);
         assert!(!cfg.options.persistent);
+        assert_eq!(cfg.options.stats_ms, 0);
         assert_eq!((cfg.disk, cfg.bounce_pages), (Some(51712), 600));
         assert!(cfg.check_disk(2 << 30, 512).is_ok());
         let e = cfg.check_disk(1 << 30, 512).unwrap_err();
@@ -323,6 +327,7 @@ mod tests {
     fn defaults() {
         let cfg = Config::parse("").unwrap();
         assert_eq!(cfg.options, Options::default());
+        assert_eq!(cfg.options.stats_ms, 1000);
         assert!(cfg.volumes.is_empty() && !cfg.needs_disk());
     }
 
@@ -378,6 +383,10 @@ mod tests {
                 "blkback.indirect=8: use 0 (off) or more than 11 segments",
             ),
             ("blkback.colour=blue", "blkback.colour=blue: unknown option"),
+            (
+                "blkback.stats_ms=3600001",
+                "blkback.stats_ms=3600001: expected a number in 0..=3600000",
+            ),
             (
                 "blkback.vol=a:ram",
                 "blkback.vol=a:ram: expected <name>:ram:<size> or <name>:disk:<offset>+<size>",

@@ -1,6 +1,7 @@
 //! Per-device counters. Hot paths count; errors go to a [`minios::error_log::ErrorLog`] (the
 //! first of each class is logged with its reason, later ones only counted), and the totals
-//! are logged when the device disconnects.
+//! are logged when the device disconnects. The backend publishes [`Stats::fields`] in
+//! xenstore (`data/vbd/<frontend-id>/<devid>/`, see the README).
 
 use alloc::string::String;
 use core::fmt;
@@ -37,6 +38,19 @@ const CLASS_NAMES: [&str; CLASSES] = [
     "bad grant",
     "store error",
 ];
+
+/// The classes' keys in xenstore, in [`ErrorClass`] order.
+const CLASS_KEYS: [&str; CLASSES] = [
+    "err_invalid",
+    "err_unsupported",
+    "err_range",
+    "err_refused",
+    "err_grant",
+    "err_store",
+];
+
+/// Keys published per device: [`Stats::fields`].
+pub const FIELDS: usize = 8 + CLASSES;
 
 /// Counters of one device (all its queues).
 #[derive(Clone, Debug)]
@@ -104,6 +118,29 @@ impl Stats {
         self.errors.count(class as usize)
     }
 
+    /// `(key, value)` pairs as published in xenstore: Linux blkback's `statistics/` names
+    /// (`rd_req`, `wr_req`, `f_req`, `ds_req`, `oo_req`, `rd_sect`, `wr_sect` in 512-byte
+    /// sectors), then `errors` and the errors per class (`err_invalid`, `err_unsupported`,
+    /// `err_range`, `err_refused`, `err_grant`, `err_store`).
+    pub fn fields(&self) -> [(&'static str, u64); FIELDS] {
+        let mut out = [("", 0); FIELDS];
+        let common = [
+            ("rd_req", self.reads),
+            ("wr_req", self.writes),
+            ("f_req", self.flushes),
+            ("ds_req", self.discards),
+            ("oo_req", self.busy),
+            ("rd_sect", self.bytes_read / 512),
+            ("wr_sect", self.bytes_written / 512),
+            ("errors", self.errors.total()),
+        ];
+        out[..common.len()].copy_from_slice(&common);
+        for (i, key) in CLASS_KEYS.iter().enumerate() {
+            out[common.len() + i] = (key, self.errors.count(i));
+        }
+        out
+    }
+
     /// Counts bytes moved (mapped, copied).
     pub fn note_moved(&mut self, moved: (u64, u64)) {
         self.bytes_mapped += moved.0;
@@ -142,5 +179,47 @@ impl fmt::Display for Stats {
             write!(f, ", errors: {}", self.errors)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_name_the_right_counters() {
+        let mut s = Stats::new("vbd 5/51712 (vol1)".into());
+        (s.reads, s.writes, s.flushes, s.discards, s.busy) = (1, 2, 3, 4, 5);
+        (s.bytes_read, s.bytes_written) = (6 * 512, 7 * 512);
+        let classes = [
+            ErrorClass::Invalid,
+            ErrorClass::Unsupported,
+            ErrorClass::Range,
+            ErrorClass::Refused,
+            ErrorClass::Grant,
+            ErrorClass::Store,
+        ];
+        for (i, class) in classes.into_iter().enumerate() {
+            for _ in 0..=i {
+                s.error(class, &"test");
+            }
+        }
+        let want = [
+            ("rd_req", 1),
+            ("wr_req", 2),
+            ("f_req", 3),
+            ("ds_req", 4),
+            ("oo_req", 5),
+            ("rd_sect", 6),
+            ("wr_sect", 7),
+            ("errors", 21),
+            ("err_invalid", 1),
+            ("err_unsupported", 2),
+            ("err_range", 3),
+            ("err_refused", 4),
+            ("err_grant", 5),
+            ("err_store", 6),
+        ];
+        assert_eq!(s.fields(), want);
     }
 }

@@ -11,7 +11,8 @@
 //!   event channel(s) and puts the vif on the switch.
 //! - **poll** reports a ring failure the data path found, and publishes the vif's counters
 //!   under `/local/domain/<dd>/data/vif/<frontend-id>/<devid>/` (see the README).
-//! - **disconnect** takes the vif off the switch and logs its counters.
+//! - **disconnect** takes the vif off the switch, logs its counters and publishes their final
+//!   values; **removed** (the vif goes) removes them from xenstore.
 
 use alloc::format;
 use alloc::rc::Rc;
@@ -20,7 +21,7 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use log::{info, warn};
-use minios::data_area::{self, CounterPublisher, Published};
+use minios::data_area::CounterPublisher;
 use minios::platform::{Access, Platform};
 use minios::xenbus::{BackendDevice, BackendDriver, DeviceCtx, DeviceError};
 use xen_abi::netif::{NET_RX_ENTRY_SIZE, NET_TX_ENTRY_SIZE};
@@ -215,11 +216,7 @@ impl<P: Platform> BackendDriver<P> for VifDriver<P> {
         } else {
             Policy::default()
         };
-        let dir = format!("vif/{}/{}", id.frontend_id, id.devid);
-        let counters = CounterPublisher::new(
-            data_area::path(ctx.platform.domid(), &dir),
-            self.opts.stats_ms,
-        );
+        let counters = CounterPublisher::for_device(ctx, self.opts.stats_ms);
         Ok(VifDevice {
             dp: self.dp.clone(),
             name,
@@ -250,11 +247,8 @@ impl<P: Platform> VifDevice<P> {
     }
 
     fn publish_stats(&mut self, ctx: &mut DeviceCtx<'_, P>) {
-        let now = ctx.now_ns();
         let fields = self.counters().fields();
-        if let Published::NotYet(due) = self.counters.publish(ctx.xs, now, &fields) {
-            ctx.wake_at(due);
-        }
+        self.counters.publish_device(ctx, &fields);
     }
 }
 
@@ -361,6 +355,10 @@ impl<P: Platform> BackendDevice<P> for VifDevice<P> {
         self.publish_stats(ctx);
         Ok(())
     }
+
+    fn removed(&mut self, ctx: &mut DeviceCtx<'_, P>) {
+        self.counters.remove(ctx.xs);
+    }
 }
 
 impl<P: Platform> Drop for VifDevice<P> {
@@ -368,9 +366,6 @@ impl<P: Platform> Drop for VifDevice<P> {
         let mut dp = self.dp.borrow_mut();
         if let Some(port) = self.port.take() {
             dp.detach_vif(port);
-        }
-        if self.counters.enabled() {
-            dp.remove_later(String::from(self.counters.dir()));
         }
     }
 }

@@ -117,6 +117,22 @@ impl Env {
         }
     }
 
+    /// Advances the clock, then settles.
+    pub fn advance(&mut self, ns: u64) {
+        self.world.advance(ns);
+        self.settle();
+    }
+
+    /// The device's counter `key` as published in the driver domain's data area.
+    pub fn counter(&self, dev: &DeviceSpec, key: &str) -> Option<u64> {
+        self.world
+            .read_str(&format!(
+                "/local/domain/{DD}/data/vbd/{}/{}/{key}",
+                dev.frontend, dev.devid
+            ))
+            .map(|v| v.parse().expect("a number"))
+    }
+
     pub fn vbd<R>(&self, fe: DomId, devid: u32, f: impl FnOnce(&Vbd<HostDomain>) -> R) -> R {
         let b = self.backend.borrow();
         f(b.device(fe, devid).expect("device exists"))

@@ -1,8 +1,13 @@
 //! The domain's `data/` area (`/local/domain/<domid>/data/`, writable by the domain itself):
 //! where a driver domain tells dom0 how it is doing — `data/ready` (see
 //! [`crate::executor::READY_KEY`]), one-off facts ([`write_key`]: `data/uplink`, `data/ip`)
-//! and counters ([`CounterPublisher`]: per device, like netback's `data/vif/<fe>/<devid>/`,
-//! or the domain's `data/status/`).
+//! and counters ([`CounterPublisher`]: per device, like netback's `data/vif/<fe>/<devid>/`
+//! and blkback's `data/vbd/<fe>/<devid>/`, or the domain's `data/status/`).
+//!
+//! A backend device's counters take three calls, the same in every backend:
+//! [`CounterPublisher::for_device`] in its probe, [`CounterPublisher::publish_device`] in its
+//! poll (and, after [`CounterPublisher::due_now`], in its disconnect for the final values),
+//! [`CounterPublisher::remove`] in its [`BackendDevice::removed`] hook.
 
 use alloc::format;
 use alloc::string::String;
@@ -10,7 +15,10 @@ use alloc::vec::Vec;
 
 use log::warn;
 
-use crate::platform::DomId;
+use crate::platform::{DomId, Platform};
+#[cfg(doc)]
+use crate::xenbus::BackendDevice;
+use crate::xenbus::DeviceCtx;
 use crate::xenstore::{Store, XsError};
 
 /// `/local/domain/<domid>/data/<key>`.
@@ -62,6 +70,14 @@ impl CounterPublisher {
             last: None,
             warned: false,
         }
+    }
+
+    /// A backend device's counters, in `data/<kind>/<frontend-id>/<devid>/` of our domain
+    /// (`data/vif/5/0/`, `data/vbd/5/51712/`), written at most every `interval_ms` (0: never).
+    pub fn for_device<P: Platform>(ctx: &DeviceCtx<'_, P>, interval_ms: u64) -> Self {
+        let id = ctx.id;
+        let key = format!("{}/{}/{}", id.kind, id.frontend_id, id.devid);
+        Self::new(path(ctx.platform.domid(), &key), interval_ms)
     }
 
     /// The directory the counters go to.
@@ -118,6 +134,37 @@ impl CounterPublisher {
         Published::Written
     }
 
+    /// [`publish`](Self::publish) from a device hook, at the pass's time: a change that
+    /// must wait for the interval asks for the device to be polled again when it has passed,
+    /// so the last change before a device goes idle is published too.
+    pub fn publish_device<P: Platform>(
+        &mut self,
+        ctx: &mut DeviceCtx<'_, P>,
+        values: &[(&str, u64)],
+    ) -> Published {
+        let now = ctx.now_ns();
+        let published = self.publish(ctx.xs, now, values);
+        if let Published::NotYet(due) = published {
+            ctx.wake_at(due);
+        }
+        published
+    }
+
+    /// Removes the directory (the device is going away; a directory that is already gone
+    /// is fine). The next publication writes every value again.
+    pub fn remove<S: Store + ?Sized>(&mut self, xs: &mut S) {
+        if !self.enabled() {
+            return; // Nothing was written.
+        }
+        if let Err(e) = xs.rm(&self.dir) {
+            if !e.is_enoent() {
+                warn!("cannot remove {}: {e}", self.dir);
+            }
+        }
+        self.last = None;
+        self.due = 0;
+    }
+
     fn warn(&mut self, e: &XsError) {
         if !core::mem::replace(&mut self.warned, true) && self.last.is_none() {
             warn!("cannot publish {}: {e}", self.dir);
@@ -161,5 +208,45 @@ mod tests {
         let mut off = CounterPublisher::new(path(1, "off"), 0);
         assert_eq!(off.publish(&mut xs, 0, &[("a", 1)]), Published::Unchanged);
         assert_eq!(world.read_str(&path(1, "off/a")), None);
+    }
+
+    #[test]
+    fn device_counters_wake_the_device_and_go_with_it() {
+        use crate::xenbus::DeviceId;
+        let world = World::new();
+        let dd = world.create_domain(1, "dd");
+        let mut xs = dd.xenstore();
+        let id = DeviceId {
+            kind: "vbd".into(),
+            frontend_id: 5,
+            devid: 51712,
+            backend_path: "/local/domain/1/backend/vbd/5/51712".into(),
+            frontend_path: "/local/domain/5/device/vbd/51712".into(),
+        };
+        let (mut wake, mut publish) = (None, Vec::new());
+        let now = world.now_ns();
+        let due = now + 1_000_000_000;
+        let dir = String::from("/local/domain/1/data/vbd/5/51712");
+        let mut p = {
+            let mut ctx = DeviceCtx::new(&dd, &mut xs, &id, &mut wake, &mut publish);
+            let mut p = CounterPublisher::for_device(&ctx, 1000);
+            assert_eq!(p.dir(), dir);
+            assert_eq!(p.publish_device(&mut ctx, &[("a", 1)]), Published::Written);
+            assert_eq!(
+                p.publish_device(&mut ctx, &[("a", 2)]),
+                Published::NotYet(due)
+            );
+            p
+        };
+        assert_eq!(wake, Some(due), "polled again when the change may go out");
+        assert_eq!(world.read_str(&format!("{dir}/a")).as_deref(), Some("1"));
+        p.remove(&mut xs);
+        assert!(!world.exists(&dir));
+        p.remove(&mut xs); // Already gone: fine.
+                           // Published again (whole) if the device came back.
+        assert_eq!(p.publish(&mut xs, now, &[("a", 2)]), Published::Written);
+        assert_eq!(world.read_str(&format!("{dir}/a")).as_deref(), Some("2"));
+        let mut off = CounterPublisher::new(path(1, "off"), 0);
+        off.remove(&mut xs);
     }
 }

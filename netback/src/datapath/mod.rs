@@ -36,7 +36,6 @@ use log::info;
 use minios::error_log::ErrorLog;
 use minios::executor::{Ctx, Task};
 use minios::platform::{DomId, Platform};
-use minios::xenstore::Store;
 
 use crate::netring::NetBackRing;
 use crate::switch::{PortConfig, PortCounters, PortId, Switch};
@@ -126,8 +125,6 @@ pub struct Datapath<P: Platform> {
     tx_batch: usize,
     next_first: PortId,
     stats: DatapathStats,
-    /// Xenstore paths to remove (counters of removed vifs).
-    pending_rm: Vec<String>,
     /// Packets whose heads were copied at the end of the last pass, to decide in the next.
     carry: Vec<tx::TxPending>,
 }
@@ -142,7 +139,6 @@ impl<P: Platform> Datapath<P> {
             tx_batch: tx_batch.max(1),
             next_first: 0,
             stats: DatapathStats::default(),
-            pending_rm: Vec::new(),
             carry: Vec::new(),
         }
     }
@@ -210,11 +206,6 @@ impl<P: Platform> Datapath<P> {
     /// The uplink's port, if connected.
     pub fn uplink_port(&self) -> Option<PortId> {
         self.uplink.as_ref().map(|(id, _)| *id)
-    }
-
-    /// Schedules removal of a xenstore subtree (done in the next pass, which has xenstore).
-    pub fn remove_later(&mut self, path: String) {
-        self.pending_rm.push(path);
     }
 
     /// Ports in the order to serve them this pass (rotating, for fairness).
@@ -310,13 +301,6 @@ impl<P: Platform> Task<P> for Datapath<P> {
         }
         if more || self.vifs.values().any(|v| v.fatal.is_some()) {
             cx.wake_now();
-        }
-        for path in core::mem::take(&mut self.pending_rm) {
-            if let Err(e) = cx.xs.rm(&path) {
-                if !e.is_enoent() {
-                    log::warn!("cannot remove {path}: {e}");
-                }
-            }
         }
     }
 

@@ -26,6 +26,7 @@ struct Log {
     disconnects: u32,
     handled: u32,
     frontend_keys: u32,
+    removed: u32,
 }
 
 struct TestDriver {
@@ -123,6 +124,11 @@ impl BackendDevice<HostDomain> for TestDevice {
     ) -> Result<(), DeviceError> {
         self.log.borrow_mut().frontend_keys += 1;
         Ok(())
+    }
+
+    fn removed(&mut self, _ctx: &mut DeviceCtx<'_, HostDomain>) {
+        assert!(self.conn.is_none(), "removed after the disconnect");
+        self.log.borrow_mut().removed += 1;
     }
 }
 
@@ -637,11 +643,13 @@ fn toolstack_removal_waits_for_the_frontend() {
         "libxl sees state 6 ..."
     );
     assert!(!h.connected(&fe.dev));
+    assert_eq!(h.log.borrow().removed, 0);
     h.advance(h.config.remove_delay_ns);
     assert!(
         !h.world.exists(&fe.dev.backend_path()),
         "... then the directory goes"
     );
+    assert_eq!(h.log.borrow().removed, 1, "the device cleaned up once");
     assert!(h.error_node(&fe.dev).is_none());
     assert_eq!(h.exec.xenstore().watch_tokens().count(), tokens_before - 1);
     assert_eq!((h.world.live_mappings(DD), h.world.open_ports(DD)), (0, 0));
@@ -724,12 +732,14 @@ fn toolstack_deleting_the_directory_drops_the_device() {
     );
     assert_eq!((h.world.live_mappings(DD), h.world.open_ports(DD)), (1, 1));
     assert_eq!(h.backend.borrow().stats().devices, 1);
+    assert_eq!(h.log.borrow().removed, 1);
     // The whole frontend-domain directory at once.
     h.world
         .rm_as(0, &format!("/local/domain/{DD}/backend/vtest/5"))
         .unwrap();
     h.settle();
     assert_eq!(h.backend.borrow().stats().devices, 0);
+    assert_eq!(h.log.borrow().removed, 2);
     assert_eq!((h.world.live_mappings(DD), h.world.open_ports(DD)), (0, 0));
 }
 

@@ -29,6 +29,12 @@ pub trait BackendDevice<P: Platform> {
     /// device.
     fn poll(&mut self, ctx: &mut DeviceCtx<'_, P>) -> Result<(), DeviceError>;
 
+    /// The device is about to be dropped (its backend directory removed, by us or the
+    /// toolstack, or replaced by a new instance), after its disconnect: remove what it wrote
+    /// outside its backend directory, such as its counters in the data area
+    /// ([`crate::data_area::CounterPublisher::remove`]). Default: nothing.
+    fn removed(&mut self, _ctx: &mut DeviceCtx<'_, P>) {}
+
     /// A key in our backend directory changed (toolstack hotplug such as PVUSB `port/N`;
     /// our own writes show up here too). Default: ignore.
     fn backend_changed(

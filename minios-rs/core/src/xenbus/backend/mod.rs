@@ -18,7 +18,8 @@
 //!    `state` = 6, and [`BackendConfig::remove_delay_ns`] later remove our directory (libxl
 //!    first waits to *see* state 6, then up to 10 s for the directory to vanish; removing it
 //!    at once would race the first wait). A directory the toolstack removes itself just drops
-//!    the device.
+//!    the device. Either way the device's [`BackendDevice::removed`] hook runs first (to
+//!    remove what it wrote elsewhere, such as its counters in the data area).
 //!
 //! Failures (a hook's [`DeviceError`], an unparsable or unreadable frontend `state`) are
 //! confined to the device: logged once with the reason, written Linux-style to

@@ -1,10 +1,12 @@
 //! Removal: the toolstack's `online` = 0 (wait for the frontend to close, state 6, remove
 //! our directory a little later), and devices dropped when their directory goes.
 
+use alloc::vec::Vec;
+
 use log::{info, warn};
 
-use super::super::XenbusState;
-use super::{dev_token, Backend, BackendDriver, DeviceEntry, Removal};
+use super::super::{DeviceCtx, XenbusState};
+use super::{dev_token, Backend, BackendDevice, BackendDriver, DeviceEntry, Removal};
 use crate::executor::Ctx;
 use crate::platform::{DomId, Platform};
 use crate::xenstore::Store;
@@ -49,7 +51,8 @@ impl<P: Platform, D: BackendDriver<P>> Backend<P, D> {
         self.drop_device(cx, slot, "removed");
     }
 
-    /// Forgets a device: disconnect, unwatch, remove its error node, drop it.
+    /// Forgets a device: disconnect, let it clean up ([`super::BackendDevice::removed`]),
+    /// unwatch, remove its error node, drop it.
     pub(super) fn drop_device(
         &mut self,
         cx: &mut Ctx<'_, P>,
@@ -57,6 +60,11 @@ impl<P: Platform, D: BackendDriver<P>> Backend<P, D> {
         why: &str,
     ) {
         self.disconnect(cx, &mut slot);
+        if let Some(dev) = slot.dev.as_mut() {
+            let mut publish = Vec::new();
+            let mut ctx = DeviceCtx::new(cx.platform, cx.xs, &slot.id, cx.wake, &mut publish);
+            dev.removed(&mut ctx);
+        }
         let token = dev_token(slot.id.frontend_id, slot.id.devid);
         // Fails harmlessly if the watch was never registered (probe failed).
         let _ = cx.unwatch(&token);
