@@ -28,6 +28,16 @@ brctl addbr xenbr0
 echo 0 > /sys/class/net/xenbr0/bridge/forward_delay
 ip addr add 10.0.0.1/24 dev xenbr0
 ip link set xenbr0 up
+# A NIC of dom0's own (QEMU device virtio-net-dom0; the others are hidden from dom0) goes into
+# xenbr1 with no address: guests with vif=['bridge=xenbr1'] are on its segment, the path of a
+# classic Xen host.
+if [ -d /sys/class/net/eth0 ]; then
+    brctl addbr xenbr1
+    echo 0 > /sys/class/net/xenbr1/bridge/forward_delay
+    brctl addif xenbr1 eth0
+    ip link set eth0 up
+    ip link set xenbr1 up
+fi
 ip link set lo up
 echo "@@XDD boot stage=toolstack-up uptime=$(cut -d' ' -f1 /proc/uptime)"
 
