@@ -15,8 +15,19 @@ hostname dom0
 echo "@@XDD boot stage=dom0-init uptime=$(cut -d' ' -f1 /proc/uptime)"
 
 kver=$(uname -r)
+# The kernel command line's `module.param=value` words for module $1, as modprobe would pass
+# them (insmod does not): xen-pciback.hide= must reach xen-pciback, so that it takes the
+# passed-through devices before virtio_pci could bind them.
+params() {
+    for a in $(cat /proc/cmdline); do
+        case "$a" in
+            *.*=*) [ "$(echo "${a%%.*}" | tr - _)" = "$1" ] && echo "${a#*.}" ;;
+        esac
+    done
+}
 while read -r m; do
-    insmod "/lib/modules/$kver/$m" || echo "@@XDD warn module=$m insmod-failed"
+    insmod "/lib/modules/$kver/$m" $(params "$(basename "$m" .ko | tr - _)") ||
+        echo "@@XDD warn module=$m insmod-failed"
 done < /etc/testbed/modules
 
 mount -t xenfs xenfs /proc/xen
