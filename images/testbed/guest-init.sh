@@ -16,10 +16,11 @@ grep -q 'xdd.nomodules=1' /proc/cmdline || while read -r m; do
 done < /etc/testbed/modules
 [ -d /proc/xen ] && mount -t xenfs xenfs /proc/xen 2>/dev/null
 
-# Settings from the kernel command line (xl.cfg extra=): xdd.name, xdd.ip, xdd.gw, xdd.dhcp.
+# Settings from the kernel command line (xl.cfg extra=): xdd.name, xdd.ip, xdd.gw, xdd.dhcp,
+# and the role's (a driver domain's xdd.bridge_ip, xdd.uplink): exported for the role script.
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
-        xdd.*=*) k=${arg%%=*}; k=${k#xdd.}; eval "XDD_$k=\"${arg#*=}\"" ;;
+        xdd.*=*) k=${arg%%=*}; k=${k#xdd.}; eval "export XDD_$k=\"${arg#*=}\"" ;;
     esac
 done
 hostname "${XDD_name:-guest}"

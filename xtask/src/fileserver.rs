@@ -4,6 +4,8 @@
 //! QEMU's slirp runs `xtask serve-file` once per connection to 10.0.2.100:80 (`guestfwd=…-cmd:`)
 //! with the connection as its stdin and stdout (and stderr), so no host port is used and
 //! parallel runs cannot collide. A file's bytes are the first N bytes of a SplitMix64 stream.
+//! `POST` or `PUT` to [`SINK`] is the upload direction: the body is read and discarded and the
+//! answer is its byte count, so a guest can time guest → host transfers.
 
 use crate::util::Result;
 use std::io::{Read, Write};
@@ -16,6 +18,9 @@ pub const GUEST_PORT: u16 = 80;
 
 /// The files served: URL path (without `/`) and length in bytes.
 pub const FILES: [(&str, u64); 2] = [("1M", 1 << 20), ("64M", 64 << 20)];
+
+/// The upload sink's URL path: `POST`/`PUT` a body with `Content-Length`, get its byte count.
+pub const SINK: &str = "/sink";
 
 /// Seed of the content stream ("xdd-file").
 const SEED: u64 = 0x7864_642d_6669_6c65;
@@ -69,6 +74,8 @@ impl Read for Content {
 enum Answer {
     /// 200 with the file's length; the body unless `head_only`.
     File { len: u64, head_only: bool },
+    /// An upload to the sink: read and discard `len` bytes of body, answer the count.
+    Sink { len: u64 },
     /// An error status line (e.g. `404 Not Found`).
     Error(&'static str),
 }
@@ -85,6 +92,13 @@ fn answer(head: &[u8]) -> Answer {
     let head_only = match method {
         "GET" => false,
         "HEAD" => true,
+        "POST" | "PUT" if path == SINK => {
+            return match content_length(head) {
+                Some(Ok(len)) => Answer::Sink { len },
+                Some(Err(())) => Answer::Error("400 Bad Request"),
+                None => Answer::Error("411 Length Required"),
+            };
+        }
         _ => return Answer::Error("405 Method Not Allowed"),
     };
     match FILES
@@ -96,29 +110,75 @@ fn answer(head: &[u8]) -> Answer {
     }
 }
 
-/// Reads the request head: up to the blank line, EOF or [`MAX_HEAD`] bytes.
-fn read_head(input: &mut impl Read) -> std::io::Result<Vec<u8>> {
+/// The `Content-Length` header's value: None when absent, Err when not a number.
+fn content_length(head: &[u8]) -> Option<std::result::Result<u64, ()>> {
+    String::from_utf8_lossy(head).lines().skip(1).find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse().map_err(|_| ()))
+    })
+}
+
+/// Reads the request head: up to the blank line, EOF or [`MAX_HEAD`] bytes. Returns the head
+/// (through its blank line) and the bytes read after it (the start of a body).
+fn read_head(input: &mut impl Read) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     let mut head = Vec::new();
     let mut buf = [0u8; 512];
-    // A client sends nothing after its head, so reads larger than a byte cannot swallow a body.
-    while !ends_head(&head) && head.len() < MAX_HEAD {
+    while head_end(&head).is_none() && head.len() < MAX_HEAD {
         let n = input.read(&mut buf)?;
         if n == 0 {
             break;
         }
         head.extend_from_slice(&buf[..n]);
     }
-    Ok(head)
+    let rest = match head_end(&head) {
+        Some(end) => head.split_off(end),
+        None => Vec::new(),
+    };
+    Ok((head, rest))
 }
 
-fn ends_head(head: &[u8]) -> bool {
-    head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n")
+/// The offset just past the head's blank line, if there is one.
+fn head_end(head: &[u8]) -> Option<usize> {
+    let crlf = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4);
+    let lf = head.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    crlf.into_iter().chain(lf).min()
+}
+
+/// Reads and discards up to `len` body bytes (`already` of them came with the head); returns
+/// how many there were (fewer when the client closed early).
+fn discard(input: &mut impl Read, already: u64, len: u64) -> std::io::Result<u64> {
+    let mut got = already.min(len);
+    let mut buf = vec![0u8; 64 << 10];
+    while got < len {
+        let want = (len - got).min(buf.len() as u64) as usize;
+        let n = input.read(&mut buf[..want])?;
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+    }
+    Ok(got)
+}
+
+/// Writes a small text answer.
+fn text_answer(output: &mut impl Write, status: &str, body: &str) -> std::io::Result<()> {
+    write!(
+        output,
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// Answers one HTTP request read from `input` on `output`, then returns (the caller exits,
 /// which closes the connection: HTTP/1.0 without keep-alive).
 pub fn serve(mut input: impl Read, mut output: impl Write) -> std::io::Result<()> {
-    let head = read_head(&mut input)?;
+    let (head, rest) = read_head(&mut input)?;
     match answer(&head) {
         Answer::File { len, head_only } => {
             write!(
@@ -138,15 +198,16 @@ pub fn serve(mut input: impl Read, mut output: impl Write) -> std::io::Result<()
                 }
             }
         }
-        Answer::Error(status) => {
-            let body = format!("{status}\n");
-            write!(
-                output,
-                "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-                 Connection: close\r\n\r\n{body}",
-                body.len()
-            )?;
+        Answer::Sink { len } => {
+            let got = discard(&mut input, rest.len() as u64, len)?;
+            let status = if got == len {
+                "200 OK"
+            } else {
+                "400 Bad Request"
+            };
+            text_answer(&mut output, status, &format!("{got}\n"))?;
         }
+        Answer::Error(status) => text_answer(&mut output, status, &format!("{status}\n"))?,
     }
     output.flush()
 }
@@ -277,6 +338,69 @@ mod tests {
         );
         assert_eq!(status("hello\r\n\r\n"), "HTTP/1.0 400 Bad Request");
         assert_eq!(status(""), "HTTP/1.0 400 Bad Request");
+    }
+
+    #[test]
+    fn sink_counts_and_discards_uploads() {
+        // The body may arrive with the head (one read) or after it; either way all is counted.
+        let body = vec![7u8; 200_000];
+        for method in ["POST", "PUT"] {
+            let mut req = format!(
+                "{method} /sink HTTP/1.0\r\nHost: x\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            req.extend_from_slice(&body);
+            let mut out = Vec::new();
+            serve(req.as_slice(), &mut out).unwrap();
+            let (head, answer) = split(&out);
+            assert!(head.starts_with("HTTP/1.0 200 OK"), "{head}");
+            assert_eq!(answer, b"200000\n");
+        }
+        // A body shorter than announced: the count says how much came.
+        let mut out = Vec::new();
+        serve(
+            &b"POST /sink HTTP/1.0\nContent-Length: 10\n\nabc"[..],
+            &mut out,
+        )
+        .unwrap();
+        let (head, answer) = split(&out);
+        assert!(head.starts_with("HTTP/1.0 400 Bad Request"), "{head}");
+        assert_eq!(answer, b"3\n");
+        // Bytes after the announced length are not read as part of it.
+        let mut out = Vec::new();
+        serve(
+            &b"PUT /sink HTTP/1.0\r\nContent-Length: 2\r\n\r\nabcdef"[..],
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(split(&out).1, b"2\n");
+    }
+
+    #[test]
+    fn sink_needs_a_length() {
+        let status = |req: &str| split(&get(req)).0.lines().next().unwrap().to_string();
+        assert_eq!(
+            status("POST /sink HTTP/1.0\r\n\r\n"),
+            "HTTP/1.0 411 Length Required"
+        );
+        assert_eq!(
+            status("POST /sink HTTP/1.0\r\nContent-Length: lots\r\n\r\n"),
+            "HTTP/1.0 400 Bad Request"
+        );
+        assert_eq!(
+            status("GET /sink HTTP/1.0\r\n\r\n"),
+            "HTTP/1.0 404 Not Found"
+        );
+        assert_eq!(
+            status("POST /1M HTTP/1.0\r\nContent-Length: 1\r\n\r\nx"),
+            "HTTP/1.0 405 Method Not Allowed"
+        );
+        assert_eq!(content_length(b"POST /sink HTTP/1.0\r\nX: 1\r\n"), None);
+        assert_eq!(
+            head_end(b"POST / HTTP/1.0\r\nA: b\r\n\r\nbody\n\n"),
+            Some(25)
+        );
     }
 
     #[test]

@@ -38,7 +38,11 @@ const LINUXDD_MODULES: &[&str] = &[
     "xen-evtchn",
     "xenfs",
 ];
-/// Modules of dom0.
+/// Modules a Linux driver domain may load on request (`xdd.modules=a,b`): those to own a
+/// passed-through virtio-net (bridged to its vifs with `xdd.uplink=eth0`).
+const LINUXDD_OPTIONAL_MODULES: &[&str] = &["xen-pcifront", "virtio_pci", "virtio_net"];
+/// Modules of dom0. virtio_pci comes after xen-pciback, which has by then taken the devices
+/// hidden from dom0, so it binds only the NIC dom0 keeps (QEMU device `virtio-net-dom0`).
 const DOM0_MODULES: &[&str] = &[
     "xen-evtchn",
     "xen-gntdev",
@@ -50,6 +54,8 @@ const DOM0_MODULES: &[&str] = &[
     "xen-pciback",
     "bridge",
     "loop",
+    "virtio_pci",
+    "virtio_net",
 ];
 /// Toolstack programs dom0 needs (in the Xen bin directory).
 const DOM0_XEN_PROGRAMS: &[&str] = &[
@@ -340,6 +346,7 @@ fn linuxdd_initramfs(cache: &Cache, m: &Manifest, agent: &Path) -> Result<Vec<u8
     fs.host_file(&t.join("linuxdd-role.sh"), "etc/testbed/role", 0o755)?;
     fs.host_file(&t.join("vif-bridge"), "etc/xen/scripts/vif-bridge", 0o755)?;
     fs.host_file(&t.join("block"), "etc/xen/scripts/block", 0o755)?;
+    fs.modules(&m.kernel, LINUXDD_OPTIONAL_MODULES)?;
     let order = fs.modules(&m.kernel, LINUXDD_MODULES)?;
     write_module_order(&mut fs, &order)?;
     let bin = cache.release.xen_bin_dir();

@@ -25,7 +25,7 @@ usage: cargo xtask <command>
 commands:
   demo                         boot the appliance in the testbed and show what each guest got
   test                         run every test: format, clippy, unit tests, all testbed scenarios
-  bench net|blk                our driver domains next to Linux's, in one testbed boot
+  bench net|blk|nic            our driver domains next to Linux's, in one testbed boot
   testbed fetch                download and unpack the release's Debian packages (cached)
   testbed run <scenario>...    boot Xen under QEMU and run scenarios (`all` for every one)
   testbed list                 list the scenarios in tests/scenarios

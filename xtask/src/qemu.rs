@@ -56,6 +56,9 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
         QemuDevice::VirtioNet2 => {
             virtio_net("usernet2", "52:54:00:12:34:57", &addr, &m.file_server)
         }
+        QemuDevice::VirtioNetDom0 => {
+            virtio_net("usernet3", "52:54:00:12:34:58", &addr, &m.file_server)
+        }
         QemuDevice::VirtioBlk => {
             let img = scratch_image(scratch, "virtio-blk.img", 64)?;
             vec![
@@ -98,7 +101,12 @@ fn scratch_image(dir: &Path, name: &str, mib: u64) -> Result<PathBuf> {
 
 /// Boots the machine and returns the serial output; QEMU is gone when this returns.
 pub fn run(m: &Machine) -> Result<Outcome> {
-    let hide: String = m.devices.iter().map(|d| format!("({})", d.bdf())).collect();
+    let hide: String = m
+        .devices
+        .iter()
+        .filter(|d| d.passed_through())
+        .map(|d| format!("({})", d.bdf()))
+        .collect();
     let mut dom0_args = String::from("console=hvc0 earlyprintk=xen");
     if !hide.is_empty() {
         dom0_args.push_str(&format!(" xen-pciback.hide={hide}"));

@@ -141,7 +141,7 @@ impl<'a> Runner<'a> {
                 Err("cannot connect to xenstored".into()),
             );
         }
-        for dev in &self.sc.qemu_devices {
+        for dev in self.sc.qemu_devices.iter().filter(|d| d.passed_through()) {
             let t = Instant::now();
             let r = sh(
                 &format!(

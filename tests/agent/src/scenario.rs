@@ -57,16 +57,21 @@ pub enum QemuDevice {
     /// (same addresses, same file server), for side-by-side runs in one boot.
     #[serde(rename = "virtio-net-2")]
     VirtioNet2,
+    /// A third virtio-net-pci, identical again (own user network, same addresses), that dom0
+    /// keeps: not hidden, not made assignable; dom0 bridges it to guests as `xenbr1` (the
+    /// path of a classic Xen host).
+    VirtioNetDom0,
 }
 
 impl QemuDevice {
     /// Every device, in PCI slot order.
-    pub const ALL: [QemuDevice; 5] = [
+    pub const ALL: [QemuDevice; 6] = [
         QemuDevice::VirtioNet,
         QemuDevice::VirtioBlk,
         QemuDevice::Xhci,
         QemuDevice::Sound,
         QemuDevice::VirtioNet2,
+        QemuDevice::VirtioNetDom0,
     ];
 
     /// The name used in scenario files and as `@name` in xl.cfg text.
@@ -77,6 +82,7 @@ impl QemuDevice {
             QemuDevice::Xhci => "xhci",
             QemuDevice::Sound => "sound",
             QemuDevice::VirtioNet2 => "virtio-net-2",
+            QemuDevice::VirtioNetDom0 => "virtio-net-dom0",
         }
     }
 
@@ -88,7 +94,14 @@ impl QemuDevice {
             QemuDevice::Xhci => 0x12,
             QemuDevice::Sound => 0x13,
             QemuDevice::VirtioNet2 => 0x14,
+            QemuDevice::VirtioNetDom0 => 0x15,
         }
+    }
+
+    /// True for devices passed through to domUs: hidden from dom0 (`xen-pciback.hide`) and
+    /// made assignable by the agent. False for the one dom0 keeps for itself.
+    pub fn passed_through(self) -> bool {
+        self != QemuDevice::VirtioNetDom0
     }
 
     /// The device's BDF as xl and pciback spell it.
@@ -706,6 +719,15 @@ qemu_devices = ["virtio-net-2", "virtio-net"]
             QemuDevice::ALL.len(),
             "every device has its own slot"
         );
+        for d in QemuDevice::ALL {
+            let one: Scenario = toml::from_str(&format!(
+                "name = \"t\"\nsummary = \"s\"\nqemu_devices = [\"{}\"]\n",
+                d.name()
+            ))
+            .unwrap();
+            assert_eq!(one.qemu_devices, [d], "{} parses as itself", d.name());
+            assert_eq!(d.passed_through(), d != QemuDevice::VirtioNetDom0);
+        }
     }
 
     fn err(text: &str) -> String {

@@ -3,6 +3,8 @@
 
 mod blk;
 mod net;
+mod nic;
+mod stats;
 
 use crate::results::ScenarioResult;
 use crate::testbed;
@@ -50,6 +52,7 @@ pub fn run(what: &str) -> Result {
     match what {
         "net" => net::run(),
         "blk" => blk::run(),
-        _ => Err(format!("unknown benchmark `{what}` (net, blk)")),
+        "nic" => nic::run(),
+        _ => Err(format!("unknown benchmark `{what}` (net, blk, nic)")),
     }
 }

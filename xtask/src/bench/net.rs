@@ -15,9 +15,8 @@ fn rounds(r: &ScenarioResult, prefix: &str) -> Result<Vec<f64>> {
         .collect()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+fn median(v: Vec<f64>) -> f64 {
+    super::stats::median(&v)
 }
 
 fn fmt(v: &[f64]) -> String {

@@ -1,0 +1,77 @@
+//! Small statistics for benchmark rounds: median, spread and formatting. Failed measurements
+//! are NaN; they are shown as `fail` and left out of the statistics.
+
+/// The values that are numbers (NaN left out), sorted.
+fn sorted(v: &[f64]) -> Vec<f64> {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+    s.sort_by(|a, b| a.total_cmp(b));
+    s
+}
+
+/// The median of the numbers in `v` (mean of the middle two for an even count); NaN if none.
+pub fn median(v: &[f64]) -> f64 {
+    let s = sorted(v);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// The smallest and largest number in `v`; NaN if none.
+pub fn min_max(v: &[f64]) -> (f64, f64) {
+    let s = sorted(v);
+    match (s.first(), s.last()) {
+        (Some(&lo), Some(&hi)) => (lo, hi),
+        _ => (f64::NAN, f64::NAN),
+    }
+}
+
+/// The sum of the numbers in `v`.
+pub fn sum(v: &[f64]) -> f64 {
+    v.iter().filter(|x| !x.is_nan()).sum()
+}
+
+/// `a / b`, NaN when either is not a number or `b` is 0.
+pub fn ratio(a: f64, b: f64) -> f64 {
+    if b == 0.0 {
+        f64::NAN
+    } else {
+        a / b
+    }
+}
+
+/// A value with `digits` decimals, or `fail` for NaN.
+pub fn num(x: f64, digits: usize) -> String {
+    if x.is_nan() {
+        "fail".into()
+    } else {
+        format!("{x:.digits$}")
+    }
+}
+
+/// Every round's value, `a / b / c`.
+pub fn rounds(v: &[f64], digits: usize) -> String {
+    v.iter()
+        .map(|&x| num(x, digits))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_spread_skip_failures() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[f64::NAN, 5.0, 1.0]), 3.0);
+        assert!(median(&[f64::NAN]).is_nan());
+        assert_eq!(min_max(&[2.0, f64::NAN, -1.0, 7.0]), (-1.0, 7.0));
+        assert_eq!(sum(&[1.5, f64::NAN, 2.0]), 3.5);
+        assert!(ratio(1.0, 0.0).is_nan());
+        assert_eq!(ratio(3.0, 2.0), 1.5);
+        assert_eq!(rounds(&[1.0, f64::NAN, 2.25], 1), "1.0 / fail / 2.2");
+    }
+}
