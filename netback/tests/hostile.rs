@@ -596,17 +596,24 @@ fn item14_absurd_frontend_configuration() {
 
 // --- anti-spoofing on the real path ------------------------------------------------------
 
-#[test]
-fn spoofed_sources_are_dropped() {
+/// A driver domain with guest `a` (5, IP 10.0.0.5 configured: its source IP is checked) and
+/// guest `b` (6).
+fn with_ip_checks() -> (Harness, TestFront, TestFront) {
     let mut h = Harness::new(CMD);
-    let mut a = h.guest(
+    let a = h.guest(
         5,
         FrontOpts {
             ip: Some("10.0.0.5".into()),
             ..FrontOpts::linux(5)
         },
     );
-    let mut b = h.guest(6, FrontOpts::linux(6));
+    let b = h.guest(6, FrontOpts::linux(6));
+    (h, a, b)
+}
+
+#[test]
+fn spoofed_sources_are_dropped() {
+    let (mut h, mut a, mut b) = with_ip_checks();
     // Someone else's MAC; someone else's IP; then a legitimate one.
     a.send(
         &udp_frame(mac(6), mac(9), ip(5), ip(6), b"mac"),
@@ -715,15 +722,7 @@ fn empty_first_slot_is_still_answered() {
 /// must still get the checked header, not a forged source MAC and IP.
 #[test]
 fn headers_rewritten_between_the_copies_do_not_reach_the_receiver() {
-    let mut h = Harness::new(CMD);
-    let mut a = h.guest(
-        5,
-        FrontOpts {
-            ip: Some("10.0.0.5".into()),
-            ..FrontOpts::linux(5)
-        },
-    );
-    let mut b = h.guest(6, FrontOpts::linux(6));
+    let (mut h, mut a, mut b) = with_ip_checks();
     h.settle();
     let before = h.counters(&a).in_spoofed;
     let good = udp_frame(mac(6), mac(5), ip(5), ip(6), &pattern(1200, 7));
