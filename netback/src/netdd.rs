@@ -250,6 +250,8 @@ impl<P: Platform> Task<P> for StatusTask<P> {
             ("switched", st.switched),
             ("local-no-buffers", st.local_no_buffers),
             ("local-behind-queue", st.local_behind_queue),
+            ("parked", st.parked),
+            ("park-timeouts", st.park_timeouts),
             ("copy-ops", st.copy_ops),
             ("copy-batches", st.copy_batches),
             ("notifications", st.notifications),

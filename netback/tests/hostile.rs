@@ -417,6 +417,10 @@ fn item11_guest_stops_consuming_rx() {
         }
         b.push_tx();
         h.settle();
+        // What b sends to a first waits for room in a's queue (back-pressure); once it has
+        // waited its longest, a counts as stalled and what is for a is dropped at once.
+        h.advance(netback::datapath::PARK_MAX_NS);
+        h.settle();
         b.poll();
         let dp = h.netdd.dp.borrow();
         let port = h

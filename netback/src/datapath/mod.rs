@@ -9,7 +9,8 @@
 //!    sender's pages into the receiver's buffers** (one grant copy per slot, no bounce
 //!    through our memory); every other packet is copied into our memory and handed to the
 //!    switch, which adapts and queues it. One more batch of grant copies does both, then
-//!    every slot is answered.
+//!    every slot is answered. A packet for a port whose queue is full waits instead (and so
+//!    does the rest of its sender's ring): back-pressure, bounded in time (`tx.rs`).
 //! 2. **Uplink**: take what dom0 sent us, send what the switch queued for it.
 //! 3. **RX** (`rx.rs`, also before TX, for what earlier passes left queued): for each vif
 //!    with queued packets and enough posted buffers, fill the
@@ -28,7 +29,7 @@
 mod rx;
 mod tx;
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -43,7 +44,7 @@ use crate::uplink::UplinkPort;
 use alloc::boxed::Box;
 
 pub use rx::RX_PASS_SLOTS;
-pub use tx::HEAD_LEN;
+pub use tx::{HEAD_LEN, PARK_MAX_NS};
 
 /// Bytes of packet data taken from all TX rings in one pass (bounds the memory in flight).
 pub const TX_PASS_BYTES: usize = 1 << 20;
@@ -102,6 +103,10 @@ pub struct DatapathStats {
     pub local_no_buffers: u64,
     /// ... of which because packets for their receiver were queued ahead of them.
     pub local_behind_queue: u64,
+    /// Packets that waited for room in their receiver's queue (back-pressure).
+    pub parked: u64,
+    /// ... of which were dropped after waiting too long (their receiver counts as stalled).
+    pub park_timeouts: u64,
     /// Notifications sent to frontends.
     pub notifications: u64,
     /// Nanoseconds spent in data path passes (hypercalls included).
@@ -127,6 +132,10 @@ pub struct Datapath<P: Platform> {
     stats: DatapathStats,
     /// Packets whose heads were copied at the end of the last pass, to decide in the next.
     carry: Vec<tx::TxPending>,
+    /// Packets waiting for room in their receiver's queue, oldest first.
+    parked: Vec<tx::TxPending>,
+    /// Receivers that let a packet wait too long: not waited for until their queue drains.
+    stalled: BTreeSet<PortId>,
 }
 
 impl<P: Platform> Datapath<P> {
@@ -140,6 +149,8 @@ impl<P: Platform> Datapath<P> {
             next_first: 0,
             stats: DatapathStats::default(),
             carry: Vec::new(),
+            parked: Vec::new(),
+            stalled: BTreeSet::new(),
         }
     }
 
@@ -270,6 +281,17 @@ impl<P: Platform> Datapath<P> {
     }
 }
 
+impl<P: Platform> Datapath<P> {
+    /// Whether a parked packet's receiver has room now (or is gone): worth another pass.
+    fn parked_can_move(&self) -> bool {
+        self.parked.iter().any(|p| {
+            p.waits_for().is_some_and(|to| {
+                self.switch.has_room(to, 1, p.len()) || self.switch.caps(to).is_none()
+            })
+        })
+    }
+}
+
 impl<P: Platform> Task<P> for Datapath<P> {
     fn poll(&mut self, cx: &mut Ctx<'_, P>) {
         let now = cx.now_ns();
@@ -299,8 +321,10 @@ impl<P: Platform> Task<P> for Datapath<P> {
         if before != (self.stats.copy_batches, self.stats.notifications) {
             self.stats.busy_passes += 1;
         }
-        if more || self.vifs.values().any(|v| v.fatal.is_some()) {
+        if more || self.vifs.values().any(|v| v.fatal.is_some()) || self.parked_can_move() {
             cx.wake_now();
+        } else if let Some(t) = self.parked.iter().filter_map(|p| p.park_deadline()).min() {
+            cx.wake_at(t);
         }
     }
 

@@ -17,11 +17,18 @@
 //! [`DIRECT_MAX_SLOTS`]); otherwise it is re-laid into full pages on the way, as a queued
 //! packet would be.
 //!
+//! Back-pressure: a packet for one port whose queue is full waits (is *parked*) instead of
+//! being dropped, and its sender's ring is not read further meanwhile, so the sender's own
+//! ring fills and its netfront stops its queue — TCP slows down instead of losing packets.
+//! A packet parked for [`PARK_MAX_NS`] is dropped as before, and its receiver counts as
+//! stalled (packets for it are dropped without waiting) until its queue has drained: a
+//! receiver that stops reading holds up its senders once, not for ever.
+//!
 //! Ordering: a packet goes direct only if nothing is queued for the receiver and no earlier
 //! packet of this pass took the local plan towards it, so each receiver sees packets in the
 //! order they were sent. RX responses are written in the order their buffers were taken.
 
-use alloc::collections::BTreeSet;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -49,6 +56,9 @@ pub const HEAD_LEN: usize = 128;
 /// longer chains are re-laid into full pages through our memory.
 pub const DIRECT_MAX_SLOTS: usize = 17;
 
+/// Longest a packet waits for room in its receiver's queue before it is dropped.
+pub const PARK_MAX_NS: u64 = 200_000_000;
+
 /// The first slot of a direct packet that is not TCP/UDP must hold this much (or all of it).
 const DIRECT_MIN_FIRST: usize = 64;
 
@@ -61,11 +71,35 @@ pub(super) struct TxPending {
     csum: Csum,
     head: Vec<u8>,
     plan: Plan,
+    /// Since when it waits for room in its receiver's queue.
+    parked_since: Option<u64>,
+}
+
+impl TxPending {
+    /// When a parked packet stops waiting.
+    pub(super) fn park_deadline(&self) -> Option<u64> {
+        self.parked_since.map(|t| t + PARK_MAX_NS)
+    }
+
+    /// The packet's length.
+    pub(super) fn len(&self) -> usize {
+        self.packet.len
+    }
+
+    /// The port a parked packet waits for.
+    pub(super) fn waits_for(&self) -> Option<PortId> {
+        match self.plan {
+            Plan::Wait(to) => Some(to),
+            _ => None,
+        }
+    }
 }
 
 enum Plan {
     /// Not decided yet, or its data could not be read: already answered.
     None,
+    /// Parked: port `to`'s queue has no room for it yet.
+    Wait(PortId),
     /// Copy the rest into this buffer (which starts with the head) and hand it to the switch.
     Local(Vec<u8>),
     /// Copy the packet into these buffers of port `to` (ring order: first data slot, GSO
@@ -119,17 +153,26 @@ fn failed_heads(ops: &[CopyOp<'_>], owner: &[Owner]) -> BTreeSet<usize> {
         .collect()
 }
 
-/// Ports that must not get direct packets for the rest of the pass.
+/// What a pass planned so far: the ports that must not get direct packets for the rest of
+/// the pass, and the queue room its local packets will take (they are queued only after
+/// their copies).
 #[derive(Default)]
 struct Blocked {
     all: bool,
     ports: BTreeSet<PortId>,
+    /// Packets and bytes planned into each port's queue.
+    reserved: BTreeMap<PortId, (usize, usize)>,
 }
 
 impl Blocked {
     fn contains(&self, port: PortId) -> bool {
         self.all || self.ports.contains(&port)
     }
+}
+
+/// The senders of parked packets (their rings are not read until those have gone).
+fn parked_ports(parked: &[TxPending]) -> BTreeSet<PortId> {
+    parked.iter().map(|p| p.port).collect()
 }
 
 /// Non-empty pieces of a packet, in order.
@@ -146,33 +189,54 @@ impl<P: Platform> Datapath<P> {
     /// batch of grant copies instead of two.
     pub(super) fn tx_pass(&mut self, platform: &P, now: u64) -> bool {
         let mut more = false;
-        let mut batch = core::mem::take(&mut self.carry);
-        if batch.is_empty() {
-            let (new, m) = self.take_tx();
+        // Parked packets first: they are older than anything else of their senders.
+        let mut batch = core::mem::take(&mut self.parked);
+        let carry = core::mem::take(&mut self.carry);
+        if carry.is_empty() {
+            let skip = parked_ports(&batch);
+            let (mut new, m) = self.take_tx(&skip);
             more |= m;
-            if new.is_empty() {
-                return more;
-            }
-            batch = new;
-            let mut ops: Vec<CopyOp<'_>> = Vec::with_capacity(batch.len() * 2);
-            let mut owner: Vec<Owner> = Vec::with_capacity(batch.len() * 2);
-            self.head_ops(&mut batch, &mut ops, &mut owner, Owner::Head);
+            let mut ops: Vec<CopyOp<'_>> = Vec::with_capacity(new.len() * 2);
+            let mut owner: Vec<Owner> = Vec::with_capacity(new.len() * 2);
+            self.head_ops(&mut new, &mut ops, &mut owner, Owner::Head);
             self.run_copies(platform, &mut ops);
             let failed = failed_heads(&ops, &owner);
             drop(ops);
-            self.fail_heads(&mut batch, failed);
+            self.fail_heads(&mut new, failed);
+            batch.extend(new);
         } else {
-            // Carried over from the last pass: their vif may have gone or failed since.
-            batch.retain(|p| self.vifs.get(&p.port).is_some_and(|v| v.fatal.is_none()));
+            batch.extend(carry);
+        }
+        // Parked or carried over from the last pass: their vif may have gone or failed since.
+        batch.retain(|p| self.vifs.get(&p.port).is_some_and(|v| v.fatal.is_none()));
+        if batch.is_empty() {
+            return more;
         }
         let mut blocked = Blocked::default();
+        // Senders with a parked packet, and the receiver it waits for.
+        let mut waiting = BTreeMap::new();
         for p in batch.iter_mut() {
             if p.head.is_empty() {
                 continue; // unreadable, answered
             }
-            p.plan = self.plan(p, now, &mut blocked);
+            p.plan = match waiting.get(&p.port) {
+                // An earlier packet of its sender waits: so does it (ring order).
+                Some(&to) => Plan::Wait(to),
+                None => self.plan(p, now, &mut blocked),
+            };
+            if let Plan::Wait(to) = p.plan {
+                waiting.entry(p.port).or_insert(to);
+                if p.parked_since.is_none() {
+                    p.parked_since = Some(now);
+                    self.stats.parked += 1;
+                }
+            }
         }
-        let (mut next, m) = self.take_tx();
+        let (parked, mut batch): (Vec<TxPending>, Vec<TxPending>) =
+            batch.into_iter().partition(|p| p.waits_for().is_some());
+        self.parked = parked;
+        let skip: BTreeSet<PortId> = waiting.into_keys().collect();
+        let (mut next, m) = self.take_tx(&skip);
         more |= m;
         let mut ok = vec![true; batch.len()];
         let failed = {
@@ -206,7 +270,7 @@ impl<P: Platform> Datapath<P> {
 
     /// Takes up to the budget of packets from every vif's TX ring; malformed ones are
     /// answered at once.
-    fn take_tx(&mut self) -> (Vec<TxPending>, bool) {
+    fn take_tx(&mut self, skip: &BTreeSet<PortId>) -> (Vec<TxPending>, bool) {
         let mut batch: Vec<TxPending> = Vec::new();
         let mut bytes = 0usize;
         let mut more = false;
@@ -218,6 +282,9 @@ impl<P: Platform> Datapath<P> {
                 continue;
             }
             let _ = vif.conn.tx_evt.take_pending();
+            if skip.contains(&port) {
+                continue; // a packet of its waits: the rest stays in its ring
+            }
             let mut taken = 0;
             loop {
                 let available = match vif.conn.tx.unconsumed() {
@@ -274,6 +341,7 @@ impl<P: Platform> Datapath<P> {
                             csum,
                             packet,
                             plan: Plan::None,
+                            parked_since: None,
                         });
                     }
                     Err(e) => {
@@ -361,11 +429,37 @@ impl<P: Platform> Datapath<P> {
         };
         match self.direct_buffers(p, to, blocked) {
             Some((reqs, layout)) => Plan::Direct { to, reqs, layout },
+            None if self.must_wait(p, to, now, blocked) => Plan::Wait(to),
             None => {
                 blocked.ports.insert(to);
+                let r = blocked.reserved.entry(to).or_default();
+                r.0 += 1;
+                r.1 += p.packet.len;
                 local(p)
             }
         }
+    }
+
+    /// Whether a packet for `to` that cannot go direct waits for room in `to`'s queue
+    /// (back-pressure) rather than being queued now — or dropped, if the queue is full and
+    /// it waited long enough, or `to` is stalled.
+    fn must_wait(&mut self, p: &TxPending, to: PortId, now: u64, blocked: &Blocked) -> bool {
+        if self.stalled.contains(&to) {
+            if self.switch.queued(to) > 0 {
+                return false;
+            }
+            self.stalled.remove(&to);
+        }
+        let (packets, bytes) = blocked.reserved.get(&to).copied().unwrap_or_default();
+        if self.switch.has_room(to, packets + 1, bytes + p.packet.len) {
+            return false;
+        }
+        if p.park_deadline().is_some_and(|d| now >= d) {
+            self.stats.park_timeouts += 1;
+            self.stalled.insert(to);
+            return false;
+        }
+        true
     }
 
     /// Takes the receiver's buffers for a direct copy, if the packet can go direct, with the
@@ -464,7 +558,7 @@ impl<P: Platform> Datapath<P> {
                 continue;
             };
             match plan {
-                Plan::None => {}
+                Plan::None | Plan::Wait(_) => {}
                 Plan::Local(buf) => {
                     let skip = head.len();
                     let mut rest: &mut [u8] = &mut buf[skip..];
@@ -553,7 +647,8 @@ impl<P: Platform> Datapath<P> {
     /// to find out whose grant was bad.
     fn finish_tx(&mut self, mut p: TxPending, copied: bool, now: u64) -> Option<TxPending> {
         match core::mem::replace(&mut p.plan, Plan::None) {
-            Plan::None => None,
+            // Parked packets never get here: `tx_pass` sets them aside before the copies.
+            Plan::None | Plan::Wait(_) => None,
             Plan::Local(buf) => {
                 let vif = self.vifs.get_mut(&p.port)?;
                 let status = if copied {

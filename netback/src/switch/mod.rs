@@ -216,6 +216,15 @@ impl Switch {
         self.ports.get(&id).map_or(0, |p| p.queue.bytes())
     }
 
+    /// Whether port `id`'s queue can take `packets` more packets of `bytes` bytes in all now
+    /// (false for a port that does not exist).
+    pub fn has_room(&self, id: PortId, packets: usize, bytes: usize) -> bool {
+        self.ports.get(&id).is_some_and(|p| {
+            p.queue
+                .has_room(packets, bytes, &self.limits, self.used_bytes)
+        })
+    }
+
     /// The next packet queued for a port, without taking it.
     pub fn peek(&self, id: PortId) -> Option<&Packet> {
         self.ports.get(&id)?.queue.front()

@@ -42,13 +42,19 @@ impl PortQueue {
         Some(p)
     }
 
+    /// Whether `packets` more packets of `bytes` bytes in all fit this queue's limits and
+    /// the bytes `used` over all queues.
+    pub fn has_room(&self, packets: usize, bytes: usize, limits: &Limits, used: usize) -> bool {
+        self.packets.len() + packets <= limits.queue_packets
+            && self.bytes + bytes <= limits.queue_bytes
+            && used + bytes <= limits.total_bytes
+    }
+
     /// Queues `p` if it fits this queue's limits and the bytes `used` over all queues
     /// (updated); returns whether it did.
     pub fn push(&mut self, p: Packet, limits: &Limits, used: &mut usize) -> bool {
         let len = p.len();
-        let fits = self.packets.len() < limits.queue_packets
-            && self.bytes + len <= limits.queue_bytes
-            && *used + len <= limits.total_bytes;
+        let fits = self.has_room(1, len, limits, *used);
         if fits {
             self.bytes += len;
             *used += len;
