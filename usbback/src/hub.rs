@@ -15,7 +15,8 @@ use alloc::string::String;
 use core::cell::RefCell;
 
 use log::info;
-use minios::platform::DomId;
+use minios::executor::{Ctx, Task};
+use minios::platform::{DomId, Platform};
 
 use crate::host::{
     Completion, EndpointKind, HostDeviceId, HostError, HostEvent, Speed, Transfer, UsbHost,
@@ -201,6 +202,19 @@ impl Hub {
     /// Transfers in flight (all owners).
     pub fn in_flight(&self) -> usize {
         self.tags.len()
+    }
+}
+
+/// Pumps the controller on every pass, so attach and detach are seen (and logged) even while
+/// no guest controller is connected. Connected `vusb` devices pump too, around their ring
+/// work, so a transfer finished at once is answered in the same pass.
+pub struct HubTask(pub SharedHub);
+
+impl<P: Platform> Task<P> for HubTask {
+    fn poll(&mut self, cx: &mut Ctx<'_, P>) {
+        if self.0.borrow_mut().pump() {
+            cx.wake_now();
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use minios::xenstore::Xenstore;
 
 use crate::config::Config;
 use crate::host::UsbHost;
-use crate::hub::{Hub, SharedHub};
+use crate::hub::{Hub, HubTask, SharedHub};
 use crate::vusb::UsbDriver;
 
 /// The log name.
@@ -72,6 +72,8 @@ fn start<P: Platform + Clone + 'static>(
     let host = host(exec.platform())
         .map_err(|e| StartError::new(format_args!("USB host controller: {e}")))?;
     let hub = Hub::new(host).shared();
+    exec.spawn(HubTask(hub.clone()))
+        .map_err(|e| StartError::new(format_args!("USB host controller task: {e}")))?;
     let domid = exec.platform().domid();
     let backend = Backend::new(UsbDriver::new(hub.clone(), config.options), domid).shared();
     exec.spawn(backend.clone())

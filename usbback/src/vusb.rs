@@ -265,6 +265,14 @@ impl<P: Platform> Vusb<P> {
             let Some((dev, speed)) = wanted else {
                 continue;
             };
+            // The same device assigned to two of our ports: the first port keeps it.
+            if self
+                .ports
+                .iter()
+                .any(|(m, p)| m != n && p.device.is_some_and(|(d, _)| d == dev))
+            {
+                continue;
+            }
             if !self.speed_ok(n, speed) {
                 continue;
             }

@@ -80,7 +80,7 @@ fn hot_attach_detach_and_reattach() {
     env.bus.detach(id);
     env.settle();
     assert_eq!(f.port_changes(), vec![(2, USBIF_SPEED_NONE)]);
-    let r = f.bulk(&mut env, 2, 3, 1, true, &[], 64);
+    let r = f.bulk_in(&mut env, 2, 3, 1, 64);
     assert_eq!(r.status, USBIF_STATUS_NODEV);
     // Plugged in again: announced again, answers at address 0 only.
     env.bus.attach("2-4", Speed::High);
@@ -127,14 +127,14 @@ fn stall_babble_and_unknown_requests_are_mapped() {
     let r = f.control(&mut env, 1, 2, setup(0x80, 6, 0x300, 0, 64), &[]);
     assert_eq!(r.status, USBIF_STATUS_STALL);
     env.bus.with(id, |d| d.stalled.insert(0x81));
-    let r = f.bulk(&mut env, 1, 2, 1, true, &[], 64);
+    let r = f.bulk_in(&mut env, 1, 2, 1, 64);
     assert_eq!(r.status, USBIF_STATUS_STALL);
     let r = f.control(&mut env, 1, 2, setup(0x02, 1, 0, 0x81, 0), &[]);
     assert_eq!(r.status, USBIF_STATUS_OK, "CLEAR_FEATURE(HALT)");
     // The device sends more than asked.
-    f.bulk(&mut env, 1, 2, 2, false, &pattern(100, 6), 0);
+    f.bulk_out(&mut env, 1, 2, 2, &pattern(100, 6));
     env.bus.with(id, |d| d.babble_next = true);
-    let r = f.bulk(&mut env, 1, 2, 1, true, &[], 10);
+    let r = f.bulk_in(&mut env, 1, 2, 1, 10);
     assert_eq!((r.status, r.actual), (USBIF_STATUS_BABBLE, 10));
     assert_eq!(r.data, pattern(100, 6)[..10], "never more than the buffer");
 }
@@ -218,4 +218,13 @@ fn disconnect_releases_the_device_and_reconnect_announces_it_again() {
     assert_eq!(f.port_changes(), vec![(1, USBIF_SPEED_HIGH)]);
     f.enumerate(&mut env, 1, 2);
     f.loopback(&mut env, 1, 2, &pattern(2000, 7));
+}
+
+#[test]
+fn one_device_assigned_to_two_ports_appears_once() {
+    let mut env = Env::new();
+    env.bus.attach("1-1", Speed::High);
+    let mut f = Front::attach(&mut env, 5, 0, 2, &["1-1", "1-1"]);
+    assert_eq!(f.port_changes(), vec![(1, USBIF_SPEED_HIGH)]);
+    assert_eq!(env.bus.enables(), 1);
 }

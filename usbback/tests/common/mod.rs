@@ -14,7 +14,7 @@ use minios::platform::{Access, DomId, EventChannel, Events, GrantedPage, Grants,
 use minios::ring::FrontChannel;
 use minios::xenbus::Backend;
 use minios::xenstore::{Store, Xenstore};
-use usbback::hub::{Hub, SharedHub};
+use usbback::hub::{Hub, HubTask, SharedHub};
 use usbback::{Options, UsbDriver, Vusb};
 use xen_abi::usbif::*;
 
@@ -46,6 +46,7 @@ impl Env {
         let hub = Hub::new(bus.host()).shared();
         let backend = Backend::new(UsbDriver::new(hub.clone(), options), DD).shared();
         let mut exec = Executor::new(dd.clone(), dd.xenstore());
+        exec.spawn(HubTask(hub.clone())).unwrap();
         exec.spawn(backend.clone()).unwrap();
         let mut env = Self {
             world,
@@ -381,31 +382,36 @@ impl Front {
         fake::config_descriptor()
     }
 
-    /// A bulk transfer to endpoint `ep`.
-    pub fn bulk(
+    /// A bulk OUT transfer to endpoint `ep`.
+    pub fn bulk_out(
         &mut self,
         env: &mut Env,
         port: u32,
         addr: u32,
         ep: u32,
-        is_in: bool,
         out: &[u8],
-        in_len: usize,
     ) -> Outcome {
-        let pipe = UsbifPipe::new(port, addr, ep, is_in, UsbPipeType::Bulk);
-        let b = self.build(pipe, [0; 8], out, in_len);
+        let pipe = UsbifPipe::new(port, addr, ep, false, UsbPipeType::Bulk);
+        let b = self.build(pipe, [0; 8], out, 0);
+        self.run(env, b)
+    }
+
+    /// A bulk IN transfer of up to `len` bytes from endpoint `ep`.
+    pub fn bulk_in(&mut self, env: &mut Env, port: u32, addr: u32, ep: u32, len: usize) -> Outcome {
+        let pipe = UsbifPipe::new(port, addr, ep, true, UsbPipeType::Bulk);
+        let b = self.build(pipe, [0; 8], &[], len);
         self.run(env, b)
     }
 
     /// Writes `data` through the loopback and reads it back; asserts it arrived intact.
     pub fn loopback(&mut self, env: &mut Env, port: u32, addr: u32, data: &[u8]) {
-        let w = self.bulk(env, port, addr, 2, false, data, 0);
+        let w = self.bulk_out(env, port, addr, 2, data);
         assert_eq!(
             (w.status, w.actual as usize),
             (USBIF_STATUS_OK, data.len()),
             "bulk OUT"
         );
-        let r = self.bulk(env, port, addr, 1, true, &[], data.len());
+        let r = self.bulk_in(env, port, addr, 1, data.len());
         assert_eq!(
             (r.status, r.actual as usize),
             (USBIF_STATUS_OK, data.len()),
