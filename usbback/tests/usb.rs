@@ -93,6 +93,18 @@ fn hot_attach_detach_and_reattach() {
     );
     f.enumerate(&mut env, 2, 4);
     f.loopback(&mut env, 2, 4, &pattern(100, 3));
+    // Another device at the same place before the backend looked: the guest sees the port
+    // empty first, then the new device (which answers at address 0 only).
+    let id = env.hub.borrow().find("2-4").map(|(d, _)| d).unwrap();
+    env.bus.detach(id);
+    env.bus.attach("2-4", Speed::Full);
+    env.settle();
+    assert_eq!(
+        f.port_changes(),
+        vec![(2, USBIF_SPEED_NONE), (2, USBIF_SPEED_FULL)]
+    );
+    let r = f.control(&mut env, 2, 4, setup(0x80, 6, 0x100, 0, 18), &[]);
+    assert_eq!(r.status, USBIF_STATUS_NODEV);
     // The toolstack takes the assignment away.
     env.assign(&f.dev.clone(), 2, "");
     assert_eq!(f.port_changes(), vec![(2, USBIF_SPEED_NONE)]);
@@ -132,11 +144,17 @@ fn stall_babble_and_unknown_requests_are_mapped() {
     let r = f.control(&mut env, 1, 2, setup(0x02, 1, 0, 0x81, 0), &[]);
     assert_eq!(r.status, USBIF_STATUS_OK, "CLEAR_FEATURE(HALT)");
     // The device sends more than asked.
-    f.bulk_out(&mut env, 1, 2, 2, &pattern(100, 6));
+    let data = pattern(100, 6);
+    f.bulk_out(&mut env, 1, 2, 2, &data);
     env.bus.with(id, |d| d.babble_next = true);
     let r = f.bulk_in(&mut env, 1, 2, 1, 10);
     assert_eq!((r.status, r.actual), (USBIF_STATUS_BABBLE, 10));
-    assert_eq!(r.data, pattern(100, 6)[..10], "never more than the buffer");
+    assert_eq!(r.data, data[..10]);
+    // A controller handing back more than the buffer as success: babble, never more.
+    env.bus.with(id, |d| d.overrun_next = true);
+    let r = f.bulk_in(&mut env, 1, 2, 1, 10);
+    assert_eq!((r.status, r.actual), (USBIF_STATUS_BABBLE, 10));
+    assert_eq!(r.data, data[10..20], "never more than the buffer");
 }
 
 #[test]

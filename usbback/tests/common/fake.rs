@@ -35,8 +35,11 @@ pub struct FakeDevice {
     pub configuration: u8,
     /// Bulk loopback contents.
     pub fifo: VecDeque<u8>,
-    /// The next IN transfer sends one byte more than asked (babble).
+    /// The next bulk IN transfer ends in babble.
     pub babble_next: bool,
+    /// The next bulk IN transfer hands back one byte more than asked, as success (a faulty
+    /// controller; the backend must not pass it on).
+    pub overrun_next: bool,
     /// Endpoints that stall.
     pub stalled: BTreeSet<u8>,
     /// Interrupt IN transfers waiting for data.
@@ -233,10 +236,13 @@ impl UsbHost for FakeHost {
                 done(device, t.tag, TransferStatus::Stall, Vec::new(), 0)
             }
             TransferKind::Bulk if t.is_in => {
-                let extra = usize::from(std::mem::take(&mut d.babble_next));
+                // Babble as a controller reports it: the buffer filled, then the error.
+                let babble = std::mem::take(&mut d.babble_next);
+                // A faulty controller: one byte too many, reported as success.
+                let extra = usize::from(std::mem::take(&mut d.overrun_next));
                 let n = (t.in_len + extra).min(d.fifo.len());
                 let data: Vec<u8> = d.fifo.drain(..n).collect();
-                let status = if extra == 1 && data.len() > t.in_len {
+                let status = if babble {
                     TransferStatus::Babble
                 } else {
                     TransferStatus::Ok
