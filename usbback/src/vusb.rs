@@ -6,7 +6,7 @@
 //!   (empty: none). A later write to `port/N` (hot attach/detach) takes effect at once.
 //! - **Connect**: the frontend's `urb-ring-ref`, `conn-ring-ref` and `event-channel`
 //!   (xen-hcd writes them and goes straight to Connected; the framework accepts that).
-//! - **Poll**: the controller's events ([`Hub::pump`]), finished transfers answered, ports
+//! - **Poll**: the controller's events ([`crate::hub::Hub::pump`]), finished transfers answered, ports
 //!   reconciled with the assignment and the bus (a device is claimed and enabled —
 //!   reset and addressed on the controller's bus — before it is announced), port changes
 //!   announced on the conn ring (a port whose device changed is first announced empty),
