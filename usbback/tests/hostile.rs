@@ -414,3 +414,94 @@ fn state_flapping_leaks_nothing() {
     assert_eq!(held, vec![(6, 0)], "only the healthy guest holds a device");
     assert_eq!(env.hub.borrow().in_flight(), 0, "nothing left in flight");
 }
+
+// --- 1: double fetch ------------------------------------------------------------------------
+
+#[test]
+fn a_request_rewritten_after_it_was_taken_is_served_as_first_read() {
+    let (mut env, mut victim, mut healthy) = start();
+    let ring = victim.urb.as_ref().unwrap().ring().mem().page().clone();
+    let slot = 64 + (ring.load_u32(0).unwrap() as usize % USB_URB_RING_SIZE as usize) * 148;
+    let data = pattern(100, 20);
+    let b = victim.build(
+        UsbifPipe::new(1, 5, 2, false, UsbPipeType::Bulk),
+        [0; 8],
+        &data,
+        0,
+    );
+    // After the backend's first grant copy (the OUT data), the guest rewrites the slot: a
+    // longer buffer, another pipe.
+    let evil = {
+        let mut r = b.req;
+        r.buffer_length = 4000;
+        r.seg[0].length = 4000;
+        r.pipe = UsbifPipe::new(2, 0, 1, true, UsbPipeType::Bulk).0;
+        let mut bytes = [0u8; 148];
+        xen_abi::WireStruct::write_to(&r, &mut bytes).unwrap();
+        bytes
+    };
+    let page = ring.clone();
+    env.world.after_each_copy(move || {
+        let _ = page.write(slot, &evil);
+    });
+    let r = victim.run(&mut env, b);
+    env.world.clear_copy_hooks();
+    assert_eq!(
+        (r.status, r.actual),
+        (USBIF_STATUS_OK, 100),
+        "served as first read"
+    );
+    let back = victim.bulk_in(&mut env, 1, 5, 1, 4096);
+    assert_eq!(
+        back.data, data,
+        "the device got exactly the first read's bytes"
+    );
+    healthy_still_works(&mut env, &mut healthy, 21);
+}
+
+// --- 14: absurd frontend configuration -------------------------------------------------------
+
+#[test]
+fn absurd_frontend_keys_fail_the_connect_with_a_reason() {
+    for (what, key, value) in [
+        ("urb-ring-ref not a number", "urb-ring-ref", "banana"),
+        ("urb-ring-ref beyond 32 bits", "urb-ring-ref", "99999999999"),
+        ("conn-ring-ref never granted", "conn-ring-ref", "4000"),
+        ("event-channel not ours", "event-channel", "777"),
+    ] {
+        let (mut env, mut victim, mut healthy) = start();
+        for s in ["5", "6", "1"] {
+            victim.state(s);
+            env.settle();
+        }
+        // Connect as xen-hcd would, but with one key replaced before going Connected.
+        victim.connect(&mut env);
+        for s in ["5", "6", "1"] {
+            victim.state(s);
+            env.settle();
+        }
+        victim.write_key(key, value);
+        victim.state("4");
+        env.settle();
+        let err = env.error_node(&victim.dev).unwrap_or_default();
+        assert!(err.contains(key), "{what}: {err}");
+        assert_ne!(
+            env.be_key(&victim.dev, "state").as_deref(),
+            Some("4"),
+            "{what}"
+        );
+        assert_eq!(
+            env.world.live_mappings(DD),
+            2,
+            "{what}: only the healthy rings mapped"
+        );
+        healthy_still_works(&mut env, &mut healthy, 22);
+        let held: Vec<_> = env
+            .hub
+            .borrow()
+            .devices()
+            .filter_map(|(_, p)| p.owner)
+            .collect();
+        assert_eq!(held, vec![(6, 0)], "{what}: the victim holds nothing");
+    }
+}
