@@ -73,6 +73,32 @@ pub enum TransferKind {
     Bulk,
     /// Interrupt.
     Interrupt,
+    /// Isochronous: the packets, each a range of the transfer buffer (OUT: of `data`; IN:
+    /// of a buffer of `in_len` bytes), checked to lie within it.
+    Isochronous {
+        /// Polling interval (frames).
+        interval: u16,
+        /// The packets in order.
+        packets: Vec<IsoPacket>,
+    },
+}
+
+/// One isochronous packet: `length` bytes at `offset` of the transfer buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IsoPacket {
+    /// Offset in the buffer.
+    pub offset: usize,
+    /// Length.
+    pub length: usize,
+}
+
+/// How one isochronous packet ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IsoResult {
+    /// Bytes moved (IN: placed at the packet's offset in the completion's data).
+    pub actual: usize,
+    /// Its status.
+    pub status: TransferStatus,
 }
 
 /// A transfer for the controller.
@@ -84,7 +110,7 @@ pub struct Transfer {
     pub endpoint: u8,
     /// Device to host.
     pub is_in: bool,
-    /// Control, bulk or interrupt.
+    /// Control, bulk, interrupt or isochronous.
     pub kind: TransferKind,
     /// OUT: the data to send. IN: empty.
     pub data: Vec<u8>,
@@ -118,10 +144,13 @@ pub struct Completion {
     pub tag: u64,
     /// How it ended.
     pub status: TransferStatus,
-    /// IN: the bytes received (at most `in_len`). OUT: empty.
+    /// IN: the bytes received (at most `in_len`; isochronous: the whole buffer, each
+    /// packet's bytes at its offset). OUT: empty.
     pub data: Vec<u8>,
     /// OUT: bytes sent. IN: ignored (`data.len()` counts).
     pub sent: usize,
+    /// Isochronous: one result per packet, and the frame the transfer started in.
+    pub iso: Option<(u16, Vec<IsoResult>)>,
 }
 
 /// Something that happened on the bus.

@@ -21,7 +21,7 @@ pub enum ErrorClass {
     Unlink,
     /// A data grant could not be used.
     Grant,
-    /// Not served (yet): isochronous transfers.
+    /// Not representable: SuperSpeed devices, high speed on a USB 1.1 controller.
     Unsupported,
     /// The controller refused the transfer.
     Host,
@@ -35,7 +35,7 @@ const CLASS_NAMES: [&str; CLASSES] = [
     "no such endpoint",
     "unlink of an unknown request",
     "bad grant",
-    "unsupported transfer",
+    "unsupported device",
     "controller refused",
 ];
 
@@ -50,7 +50,7 @@ const CLASS_KEYS: [&str; CLASSES] = [
 ];
 
 /// Keys published per controller: [`Stats::fields`].
-pub const FIELDS: usize = 9 + CLASSES;
+pub const FIELDS: usize = 10 + CLASSES;
 
 /// Counters of one virtual controller.
 #[derive(Clone, Debug)]
@@ -63,6 +63,8 @@ pub struct Stats {
     pub bulk: u64,
     /// Interrupt transfers started.
     pub interrupt: u64,
+    /// Isochronous transfers started.
+    pub isochronous: u64,
     /// `SET_ADDRESS` requests answered by the backend.
     pub set_address: u64,
     /// Unlinks that cancelled a transfer.
@@ -85,6 +87,7 @@ impl Stats {
             control: 0,
             bulk: 0,
             interrupt: 0,
+            isochronous: 0,
             set_address: 0,
             unlinks: 0,
             bytes_in: 0,
@@ -117,6 +120,7 @@ impl Stats {
             ("ctrl", self.control),
             ("bulk", self.bulk),
             ("intr", self.interrupt),
+            ("isoc", self.isochronous),
             ("unlinks", self.unlinks),
             ("bytes_in", self.bytes_in),
             ("bytes_out", self.bytes_out),
@@ -135,12 +139,13 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} URBs ({} control, {} bulk, {} interrupt, {} addresses set, {} unlinked), {} B \
-             in, {} B out, {} port changes",
+            "{} URBs ({} control, {} bulk, {} interrupt, {} isochronous, {} addresses set, {} \
+             unlinked), {} B in, {} B out, {} port changes",
             self.requests,
             self.control,
             self.bulk,
             self.interrupt,
+            self.isochronous,
             self.set_address,
             self.unlinks,
             self.bytes_in,

@@ -38,13 +38,16 @@ use xen_abi::usbif::{
 
 use crate::guest;
 use crate::host::{
-    Completion, EndpointKind, HostDeviceId, HostError, Speed, Transfer, TransferKind,
+    Completion, EndpointKind, HostDeviceId, HostError, IsoPacket, Speed, Transfer, TransferKind,
     TransferStatus,
 };
 use crate::hub::{ClaimError, Owner, SharedHub};
 use crate::ports::{Ports, RouteError};
 use crate::stats::{ErrorClass, Stats};
-use crate::wire::{response, Kind, Request, Unlink, Urb, REQ_SET_ADDRESS};
+use crate::wire::{
+    iso_response, response, IsoDescriptor, Kind, Request, Segments, Unlink, Urb, ISO_DESC_SIZE,
+    REQ_SET_ADDRESS,
+};
 
 /// Backend limits (configurable from the command line, see the README).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,10 +145,12 @@ impl<P: Platform> BackendDriver<P> for UsbDriver {
 }
 
 /// A URB the controller is working on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct InFlight {
     urb: Urb,
     device: HostDeviceId,
+    /// Isochronous: the frame descriptors as first read (written back at completion).
+    descs: Vec<IsoDescriptor>,
 }
 
 /// What the guest has been told about a port.
@@ -384,8 +389,13 @@ impl<P: Platform> Vusb<P> {
             let Some(f) = c.inflight.remove(&done.tag) else {
                 continue;
             };
-            let (status, actual) = deliver(platform, fe, &f.urb, &done, &mut self.stats);
-            c.urb.put_response(&response(f.urb.id, status, actual))?;
+            let rsp = if f.descs.is_empty() {
+                let (status, actual) = deliver(platform, fe, &f.urb, &done, &mut self.stats);
+                response(f.urb.id, status, actual)
+            } else {
+                deliver_iso(platform, fe, &f, &done, &mut self.stats)
+            };
+            c.urb.put_response(&rsp)?;
         }
     }
 
@@ -428,8 +438,8 @@ impl<P: Platform> Vusb<P> {
             .inflight
             .iter()
             .find(|(_, f)| f.urb.id == u.target && f.urb.port == u.port)
-            .map(|(t, f)| (*t, *f));
-        let Some((tag, f)) = found else {
+            .map(|(t, f)| (*t, f.urb, f.device));
+        let Some((tag, target, device)) = found else {
             self.stats.error(
                 ErrorClass::Unlink,
                 &format_args!(
@@ -440,9 +450,9 @@ impl<P: Platform> Vusb<P> {
             return Ok(response(u.id, USBIF_STATUS_INVAL, 0));
         };
         c.inflight.remove(&tag);
-        self.hub.borrow_mut().cancel(f.device, tag);
+        self.hub.borrow_mut().cancel(device, tag);
         c.urb
-            .put_response(&response(f.urb.id, USBIF_STATUS_SHUTDOWN, 0))?;
+            .put_response(&response(target.id, USBIF_STATUS_SHUTDOWN, 0))?;
         self.stats.unlinks += 1;
         Ok(response(u.id, USBIF_STATUS_OK, 0))
     }
@@ -484,7 +494,7 @@ impl<P: Platform> Vusb<P> {
                 &why,
             );
         }
-        let (want, kind) = match urb.kind {
+        let (want, mut kind) = match urb.kind {
             Kind::Control { setup } => {
                 // Standard, to the device: SET_ADDRESS is ours.
                 if setup[0] == 0 && setup[1] == REQ_SET_ADDRESS {
@@ -502,15 +512,13 @@ impl<P: Platform> Vusb<P> {
             }
             Kind::Bulk => (EndpointKind::Bulk, TransferKind::Bulk),
             Kind::Interrupt { .. } => (EndpointKind::Interrupt, TransferKind::Interrupt),
-            Kind::Isochronous { .. } => {
-                let why = "isochronous transfers are not served yet";
-                return refuse(
-                    &mut self.stats,
-                    ErrorClass::Unsupported,
-                    USBIF_STATUS_INVAL,
-                    &why,
-                );
-            }
+            Kind::Isochronous { interval, .. } => (
+                EndpointKind::Isochronous,
+                TransferKind::Isochronous {
+                    interval,
+                    packets: Vec::new(),
+                },
+            ),
         };
         let has = self.hub.borrow().endpoint(device, urb.endpoint, urb.is_in);
         if has != Some(want) {
@@ -525,6 +533,24 @@ impl<P: Platform> Vusb<P> {
                 USBIF_STATUS_INVAL,
                 &why,
             );
+        }
+        // Isochronous: the frame descriptors, copied once from the guest and checked.
+        let mut descs = Vec::new();
+        if let (
+            Kind::Isochronous { packets, .. },
+            TransferKind::Isochronous { packets: list, .. },
+        ) = (urb.kind, &mut kind)
+        {
+            match read_iso_descriptors(platform, fe, &urb.segs, packets, urb.length) {
+                Ok(d) => descs = d,
+                Err((class, why)) => {
+                    return refuse(&mut self.stats, class, USBIF_STATUS_INVAL, &why);
+                }
+            }
+            list.extend(descs.iter().map(|d| IsoPacket {
+                offset: d.offset as usize,
+                length: d.length as usize,
+            }));
         }
         let data = if urb.is_in {
             Vec::new()
@@ -554,10 +580,11 @@ impl<P: Platform> Vusb<P> {
                 match urb.kind {
                     Kind::Control { .. } => self.stats.control += 1,
                     Kind::Bulk => self.stats.bulk += 1,
-                    _ => self.stats.interrupt += 1,
+                    Kind::Interrupt { .. } => self.stats.interrupt += 1,
+                    Kind::Isochronous { .. } => self.stats.isochronous += 1,
                 }
                 if let Some(c) = self.conn.as_mut() {
-                    c.inflight.insert(tag, InFlight { urb, device });
+                    c.inflight.insert(tag, InFlight { urb, device, descs });
                 }
                 None
             }
@@ -629,6 +656,92 @@ fn deliver<P: Platform>(
             (USBIF_STATUS_INVAL, 0)
         }
     }
+}
+
+/// Copies an isochronous URB's frame descriptors out of the guest once and checks each
+/// packet lies within the `length`-byte buffer.
+fn read_iso_descriptors<P: Platform>(
+    platform: &P,
+    fe: u16,
+    desc: &Segments,
+    packets: u16,
+    length: u16,
+) -> Result<Vec<IsoDescriptor>, (ErrorClass, String)> {
+    let bytes = guest::gather(
+        platform,
+        fe,
+        desc.descriptors(),
+        usize::from(packets) * ISO_DESC_SIZE,
+    )
+    .map_err(|why| (ErrorClass::Grant, why))?;
+    let mut out = Vec::with_capacity(usize::from(packets));
+    for (i, chunk) in bytes.chunks_exact(ISO_DESC_SIZE).enumerate() {
+        let mut b = [0u8; ISO_DESC_SIZE];
+        b.copy_from_slice(chunk);
+        let d = IsoDescriptor::read(&b);
+        let end = u64::from(d.offset) + u64::from(d.length);
+        if end > u64::from(length) {
+            let why = format!(
+                "isochronous packet {i} ({}+{}) beyond the {length}-byte buffer",
+                d.offset, d.length
+            );
+            return Err((ErrorClass::Invalid, why));
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// Answers a finished isochronous transfer: the IN data, each frame descriptor's
+/// `actual_length` and `status` written back (offsets and lengths from our first copy),
+/// the total length, the start frame and the failed-packet count.
+fn deliver_iso<P: Platform>(
+    platform: &P,
+    fe: u16,
+    f: &InFlight,
+    done: &Completion,
+    stats: &mut Stats,
+) -> UsbifUrbResponse {
+    let id = f.urb.id;
+    let Some((start_frame, results)) = done.iso.as_ref().filter(|(_, r)| r.len() == f.descs.len())
+    else {
+        let status = match done.status {
+            TransferStatus::Ok => USBIF_STATUS_IOERROR,
+            s => status_of(s),
+        };
+        return response(id, status, 0);
+    };
+    let mut descs = Vec::with_capacity(f.descs.len() * ISO_DESC_SIZE);
+    let (mut total, mut errors) = (0usize, 0usize);
+    for (d, r) in f.descs.iter().zip(results) {
+        let actual = r.actual.min(d.length as usize);
+        let status = status_of(r.status);
+        if status != USBIF_STATUS_OK {
+            errors += 1;
+        }
+        total += actual;
+        let back = IsoDescriptor {
+            actual_length: actual as u32,
+            status,
+            ..*d
+        };
+        descs.extend_from_slice(&back.write());
+    }
+    if f.urb.is_in {
+        let data = &done.data[..done.data.len().min(usize::from(f.urb.length))];
+        if let Err(why) = guest::scatter(platform, fe, f.urb.segs.as_slice(), data) {
+            stats.error(ErrorClass::Grant, &format_args!("request {id}: {why}"));
+            return response(id, USBIF_STATUS_INVAL, 0);
+        }
+        stats.bytes_in += total as u64;
+    } else {
+        stats.bytes_out += total as u64;
+    }
+    if let Err(why) = guest::scatter(platform, fe, f.urb.segs.descriptors(), &descs) {
+        stats.error(ErrorClass::Grant, &format_args!("request {id}: {why}"));
+        return response(id, USBIF_STATUS_INVAL, 0);
+    }
+    iso_response(id, status_of(done.status), total, *start_frame, errors)
 }
 
 impl<P: Platform> BackendDevice<P> for Vusb<P> {

@@ -29,6 +29,44 @@ pub const ISO_DESC_SIZE: usize = 16;
 /// 15 descriptor pages could describe is far more; the bound keeps one URB's work small).
 pub const MAX_ISO_PACKETS: u16 = 1024;
 
+/// One isochronous frame descriptor as the guest lays it out (Linux's
+/// `struct usb_iso_packet_descriptor`, little-endian): where the packet lies in the buffer,
+/// its length, and (written back by the backend) the bytes moved and the packet's status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IsoDescriptor {
+    /// Offset of the packet in the transfer buffer.
+    pub offset: u32,
+    /// Packet length.
+    pub length: u32,
+    /// Bytes moved (written back).
+    pub actual_length: u32,
+    /// Status, a `USBIF_STATUS_*` value (written back).
+    pub status: i32,
+}
+
+impl IsoDescriptor {
+    /// Decodes one descriptor.
+    pub fn read(b: &[u8; ISO_DESC_SIZE]) -> Self {
+        let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        Self {
+            offset: word(0),
+            length: word(4),
+            actual_length: word(8),
+            status: word(12) as i32,
+        }
+    }
+
+    /// Encodes one descriptor.
+    pub fn write(&self) -> [u8; ISO_DESC_SIZE] {
+        let mut b = [0u8; ISO_DESC_SIZE];
+        b[0..4].copy_from_slice(&self.offset.to_le_bytes());
+        b[4..8].copy_from_slice(&self.length.to_le_bytes());
+        b[8..12].copy_from_slice(&self.actual_length.to_le_bytes());
+        b[12..16].copy_from_slice(&self.status.to_le_bytes());
+        b
+    }
+}
+
 /// A standard control request (`bRequest`) the backend handles itself.
 pub const REQ_SET_ADDRESS: u8 = 5;
 
@@ -43,17 +81,24 @@ pub struct Segment {
     pub length: u16,
 }
 
-/// Up to 16 checked segments.
+/// Up to 16 checked segments: the buffer segments, then (isochronous) the frame
+/// descriptor segments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segments {
     segs: [Segment; USBIF_MAX_SEGMENTS_PER_REQUEST],
-    len: usize,
+    len: u8,
+    extra: u8,
 }
 
 impl Segments {
-    /// The segments.
+    /// The buffer segments.
     pub fn as_slice(&self) -> &[Segment] {
-        &self.segs[..self.len]
+        &self.segs[..usize::from(self.len)]
+    }
+
+    /// The frame descriptor segments (isochronous; empty otherwise).
+    pub fn descriptors(&self) -> &[Segment] {
+        &self.segs[usize::from(self.len)..usize::from(self.len + self.extra)]
     }
 
     /// Total bytes.
@@ -77,12 +122,15 @@ pub enum Kind {
         /// Interval.
         interval: u16,
     },
-    /// Isochronous (validated; not served yet).
+    /// Isochronous: the packets' frame descriptors are in the descriptor segments
+    /// ([`Segments::descriptors`]; guest memory, read once and written back at completion).
     Isochronous {
         /// Packets.
         packets: u16,
         /// Frame descriptor segments (after the buffer segments).
         desc_segs: u16,
+        /// Polling interval (frames).
+        interval: u16,
     },
 }
 
@@ -264,9 +312,10 @@ impl Request {
                 offset: 0,
                 length: 0,
             }; USBIF_MAX_SEGMENTS_PER_REQUEST],
-            len: usize::from(raw.nr_buffer_segs),
+            len: raw.nr_buffer_segs as u8,
+            extra: 0,
         };
-        for (dst, src) in segs.segs.iter_mut().zip(&raw.seg[..segs.len]) {
+        for (dst, src) in segs.segs.iter_mut().zip(&raw.seg[..usize::from(segs.len)]) {
             *dst = segment(src).map_err(err)?;
         }
         if segs.bytes() != usize::from(raw.buffer_length) {
@@ -299,13 +348,15 @@ impl Request {
                 let desc_segs = raw.isoc_nr_frame_desc_segs();
                 let first = usize::from(raw.nr_buffer_segs);
                 let descs = &raw.seg[first..first + usize::from(desc_segs)];
+                segs.extra = desc_segs as u8;
                 let mut desc_bytes = 0usize;
-                for d in descs {
+                for (dst, d) in segs.segs[first..].iter_mut().zip(descs) {
                     let d = segment(d).map_err(err)?;
                     if usize::from(d.length) % ISO_DESC_SIZE != 0 {
                         return Err(err(Why::IsoDescriptors));
                     }
                     desc_bytes += usize::from(d.length);
+                    *dst = d;
                 }
                 if desc_segs == 0 {
                     return Err(err(Why::IsoDescriptors));
@@ -315,7 +366,11 @@ impl Request {
                 if packets == 0 || packets > MAX_ISO_PACKETS || usize::from(packets) > held {
                     return Err(err(Why::IsoPackets(packets)));
                 }
-                Kind::Isochronous { packets, desc_segs }
+                Kind::Isochronous {
+                    packets,
+                    desc_segs,
+                    interval: raw.interval(),
+                }
             }
         };
         Ok(Request::Submit(Urb {
@@ -340,6 +395,21 @@ pub fn response(id: u16, status: i32, actual_length: usize) -> UsbifUrbResponse 
         status,
         actual_length: actual_length.min(i32::MAX as usize) as i32,
         error_count: 0,
+    }
+}
+
+/// The response to an isochronous request: its start frame and failed-packet count too.
+pub fn iso_response(
+    id: u16,
+    status: i32,
+    actual_length: usize,
+    start_frame: u16,
+    error_count: usize,
+) -> UsbifUrbResponse {
+    UsbifUrbResponse {
+        start_frame,
+        error_count: error_count.min(i32::MAX as usize) as i32,
+        ..response(id, status, actual_length)
     }
 }
 
@@ -441,16 +511,28 @@ mod tests {
             };
             r
         };
-        assert!(matches!(
-            Request::parse(&mk(4, 64, 1)),
-            Ok(Request::Submit(Urb {
-                kind: Kind::Isochronous {
+        let Ok(Request::Submit(Urb {
+            kind:
+                Kind::Isochronous {
                     packets: 4,
-                    desc_segs: 1
+                    desc_segs: 1,
+                    ..
                 },
-                ..
-            }))
-        ));
+            segs,
+            ..
+        })) = Request::parse(&mk(4, 64, 1))
+        else {
+            panic!("parses")
+        };
+        assert_eq!(segs.as_slice().len(), 1);
+        assert_eq!(
+            segs.descriptors(),
+            [Segment {
+                gref: 9,
+                offset: 0,
+                length: 64
+            }]
+        );
         let why = |r: UsbifUrbRequest| Request::parse(&r).unwrap_err().why;
         assert_eq!(why(mk(0, 64, 1)), Why::IsoPackets(0));
         assert_eq!(why(mk(5, 64, 1)), Why::IsoPackets(5));

@@ -159,6 +159,7 @@ fn iso(victim: &mut Front, packets: u16, desc_len: u16, desc_segs: u16) -> (Buil
 #[test]
 fn isochronous_frame_counts_out_of_range_are_refused() {
     let (mut env, mut victim, mut healthy) = start();
+    let before = env.bus.0.borrow().submitted;
     for (what, packets, desc_len, desc_segs) in [
         ("no packets", 0, 64, 1),
         ("more packets than descriptors", 5, 64, 1),
@@ -171,10 +172,42 @@ fn isochronous_frame_counts_out_of_range_are_refused() {
         assert_eq!(victim.run(&mut env, b).status, USBIF_STATUS_INVAL, "{what}");
     }
     assert_eq!(errors(&env, ErrorClass::Invalid), 6);
-    // A well-formed one is refused as not served yet, counted apart.
+    // Well-formed, but to the interrupt endpoint.
     let (b, _desc) = iso(&mut victim, 4, 64, 1);
     assert_eq!(victim.run(&mut env, b).status, USBIF_STATUS_INVAL);
-    assert_eq!(errors(&env, ErrorClass::Unsupported), 1);
+    assert_eq!(errors(&env, ErrorClass::Endpoint), 1);
+    // To the isochronous endpoint, with a packet reaching past the buffer (the descriptors
+    // are the guest's: checked after they were copied).
+    let (r, back, _) = victim.iso(
+        &mut env,
+        (1, 5),
+        5,
+        true,
+        &[(0, 100), (1000, 100)],
+        &[],
+        1024,
+    );
+    assert_eq!(r.status, USBIF_STATUS_INVAL);
+    assert_eq!(back[1].actual_length, 0xdead, "descriptors untouched");
+    assert_eq!(errors(&env, ErrorClass::Invalid), 7);
+    let (r, _, _) = victim.iso(
+        &mut env,
+        (1, 5),
+        5,
+        true,
+        &[(0, 100), (u32::MAX, 2)],
+        &[],
+        1024,
+    );
+    assert_eq!(r.status, USBIF_STATUS_INVAL, "offset + length overflowing");
+    assert_eq!(
+        env.bus.0.borrow().submitted,
+        before,
+        "nothing reached the controller"
+    );
+    // A good one still works.
+    let (r, _, _) = victim.iso(&mut env, (1, 5), 5, true, &[(0, 100), (100, 100)], &[], 200);
+    assert_eq!((r.status, r.actual_length), (USBIF_STATUS_OK, 199));
     healthy_still_works(&mut env, &mut healthy, 5);
 }
 

@@ -246,3 +246,54 @@ fn one_device_assigned_to_two_ports_appears_once() {
     assert_eq!(f.port_changes(), vec![(1, USBIF_SPEED_HIGH)]);
     assert_eq!(env.bus.enables(), 1);
 }
+
+#[test]
+fn isochronous_out_and_in_with_frame_descriptors() {
+    let mut env = Env::new();
+    let id = env.bus.attach("1-1", Speed::Full);
+    let mut f = Front::attach(&mut env, 5, 0, 1, &["1-1"]);
+    f.port_changes();
+    f.enumerate(&mut env, 1, 2);
+    // OUT: three packets to the sink, the middle one at an odd place.
+    let out = pattern(600, 30);
+    let packets = [(0, 192), (300, 192), (500, 100)];
+    let (r, back, _) = f.iso(&mut env, (1, 2), 4, false, &packets, &out, 0);
+    assert_eq!(
+        (r.status, r.actual_length, r.error_count),
+        (USBIF_STATUS_OK, 484, 0)
+    );
+    assert_eq!(r.start_frame, 7);
+    let sink = env.bus.with(id, |d| d.iso_sink.clone());
+    assert_eq!(
+        sink,
+        vec![
+            out[0..192].to_vec(),
+            out[300..492].to_vec(),
+            out[500..600].to_vec()
+        ]
+    );
+    for (d, &(offset, length)) in back.iter().zip(&packets) {
+        assert_eq!(
+            (d.offset, d.length, d.actual_length, d.status),
+            (offset, length, length, 0)
+        );
+    }
+    // IN: four packets of 100; odd ones come back one byte short, packet 2 fails.
+    env.bus.with(id, |d| d.iso_fail.insert(2));
+    let packets = [(0, 100), (100, 100), (200, 100), (300, 100)];
+    let (r, back, data) = f.iso(&mut env, (1, 2), 5, true, &packets, &[], 400);
+    assert_eq!(
+        (r.status, r.actual_length, r.error_count),
+        (USBIF_STATUS_OK, 199 + 99, 1)
+    );
+    assert_eq!(r.start_frame, 42);
+    let got: Vec<(u32, i32)> = back.iter().map(|d| (d.actual_length, d.status)).collect();
+    assert_eq!(
+        got,
+        vec![(100, 0), (99, 0), (0, USBIF_STATUS_IOERROR), (99, 0)]
+    );
+    assert_eq!(data[..100], [1; 100]);
+    assert_eq!(data[100..199], [2; 99]);
+    assert_eq!(data[300..399], [4; 99]);
+    assert_eq!(env.vusb(5, 0, |v| v.stats().isochronous), 2);
+}

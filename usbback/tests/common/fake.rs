@@ -15,13 +15,17 @@ pub const DEVICE_DESCRIPTOR: [u8; 18] = [
     18, 1, 0x00, 0x02, 0, 0, 0, 64, 0xf4, 0x46, 0x01, 0x00, 0x00, 0x01, 1, 2, 3, 1,
 ];
 
-/// Configuration 1: mass storage (8/6/0x50), bulk IN 0x81, bulk OUT 0x02, interrupt IN 0x83.
+/// Configuration 1: interface 0 mass storage (8/6/0x50: bulk IN 0x81, bulk OUT 0x02,
+/// interrupt IN 0x83), interface 1 audio streaming (1/2/0: isochronous OUT 0x04, IN 0x85).
 pub fn config_descriptor() -> Vec<u8> {
-    let mut d = vec![9, 2, 0, 0, 1, 1, 0, 0x80, 50];
+    let mut d = vec![9, 2, 0, 0, 2, 1, 0, 0x80, 50];
     d.extend([9, 4, 0, 0, 3, 8, 6, 0x50, 0]);
     d.extend([7, 5, 0x81, 2, 0x00, 0x02, 0]);
     d.extend([7, 5, 0x02, 2, 0x00, 0x02, 0]);
     d.extend([7, 5, 0x83, 3, 8, 0, 4]);
+    d.extend([9, 4, 1, 0, 2, 1, 2, 0, 0]);
+    d.extend([7, 5, 0x04, 1, 0xc0, 0, 1]);
+    d.extend([7, 5, 0x85, 1, 0xc0, 0, 1]);
     let len = d.len() as u16;
     d[2..4].copy_from_slice(&len.to_le_bytes());
     d
@@ -44,6 +48,10 @@ pub struct FakeDevice {
     pub stalled: BTreeSet<u8>,
     /// Interrupt IN transfers waiting for data.
     pub waiting: Vec<Transfer>,
+    /// Isochronous OUT packets received (endpoint 4), in order.
+    pub iso_sink: Vec<Vec<u8>>,
+    /// Isochronous IN packets (endpoint 5) that fail with a bus error, by index in the URB.
+    pub iso_fail: BTreeSet<usize>,
 }
 
 #[derive(Default)]
@@ -121,6 +129,7 @@ impl Bus {
             status: TransferStatus::Ok,
             data: data[..n].to_vec(),
             sent: 0,
+            iso: None,
         }));
         true
     }
@@ -145,6 +154,7 @@ fn done(
         status,
         data,
         sent,
+        iso: None,
     })
 }
 
@@ -215,6 +225,7 @@ impl UsbHost for FakeHost {
             (0, _, _) => Some(EndpointKind::Control),
             (1, true, 1) | (2, false, 1) => Some(EndpointKind::Bulk),
             (3, true, 1) => Some(EndpointKind::Interrupt),
+            (4, false, 1) | (5, true, 1) => Some(EndpointKind::Isochronous),
             _ => None,
         }
     }
@@ -256,6 +267,54 @@ impl UsbHost for FakeHost {
             TransferKind::Interrupt => {
                 d.waiting.push(t);
                 return Ok(());
+            }
+            TransferKind::Isochronous { ref packets, .. } if t.is_in => {
+                // A source: packet i carries bytes i+1, one byte short on odd packets.
+                let mut data = vec![0u8; t.in_len];
+                let mut results = Vec::new();
+                for (i, p) in packets.iter().enumerate() {
+                    if d.iso_fail.contains(&i) {
+                        results.push(IsoResult {
+                            actual: 0,
+                            status: TransferStatus::IoError,
+                        });
+                        continue;
+                    }
+                    let n = p.length.saturating_sub(i % 2);
+                    data[p.offset..p.offset + n].fill(i as u8 + 1);
+                    results.push(IsoResult {
+                        actual: n,
+                        status: TransferStatus::Ok,
+                    });
+                }
+                HostEvent::Completed(Completion {
+                    device,
+                    tag: t.tag,
+                    status: TransferStatus::Ok,
+                    data,
+                    sent: 0,
+                    iso: Some((42, results)),
+                })
+            }
+            TransferKind::Isochronous { ref packets, .. } => {
+                // A sink: keeps every packet.
+                let mut results = Vec::new();
+                for p in packets {
+                    d.iso_sink
+                        .push(t.data[p.offset..p.offset + p.length].to_vec());
+                    results.push(IsoResult {
+                        actual: p.length,
+                        status: TransferStatus::Ok,
+                    });
+                }
+                HostEvent::Completed(Completion {
+                    device,
+                    tag: t.tag,
+                    status: TransferStatus::Ok,
+                    data: Vec::new(),
+                    sent: t.data.len(),
+                    iso: Some((7, results)),
+                })
             }
         };
         s.events.push_back(event);

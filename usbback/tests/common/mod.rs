@@ -15,6 +15,7 @@ use minios::ring::FrontChannel;
 use minios::xenbus::Backend;
 use minios::xenstore::{Store, Xenstore};
 use usbback::hub::{Hub, HubTask, SharedHub};
+use usbback::wire::{IsoDescriptor, ISO_DESC_SIZE};
 use usbback::{Options, UsbDriver, Vusb};
 use xen_abi::usbif::*;
 
@@ -401,6 +402,63 @@ impl Front {
         let pipe = UsbifPipe::new(port, addr, ep, true, UsbPipeType::Bulk);
         let b = self.build(pipe, [0; 8], &[], len);
         self.run(env, b)
+    }
+
+    /// An isochronous transfer of `packets` (offset, length) on endpoint `ep`, with its
+    /// frame descriptors in one extra granted page. Returns the response, the descriptors as
+    /// the backend wrote them back, and (IN) the buffer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn iso(
+        &mut self,
+        env: &mut Env,
+        at: (u32, u32),
+        ep: u32,
+        is_in: bool,
+        packets: &[(u32, u32)],
+        out: &[u8],
+        in_len: usize,
+    ) -> (UsbifUrbResponse, Vec<IsoDescriptor>, Vec<u8>) {
+        let pipe = UsbifPipe::new(at.0, at.1, ep, is_in, UsbPipeType::Isochronous);
+        let mut b = self.build(pipe, [0; 8], out, in_len);
+        let desc = self.dom.grant_page(DD, Access::ReadWrite).unwrap();
+        for (i, &(offset, length)) in packets.iter().enumerate() {
+            let d = IsoDescriptor {
+                offset,
+                length,
+                actual_length: 0xdead,
+                status: 0x5555,
+            };
+            desc.write(i * ISO_DESC_SIZE, &d.write()).unwrap();
+        }
+        let n = b.req.nr_buffer_segs as usize;
+        b.req.seg[n] = UsbifRequestSegment {
+            gref: desc.gref(),
+            offset: 0,
+            length: (packets.len() * ISO_DESC_SIZE) as u16,
+        };
+        b.req.u[0..2].copy_from_slice(&1u16.to_le_bytes());
+        b.req.u[4..6].copy_from_slice(&(packets.len() as u16).to_le_bytes());
+        b.req.u[6..8].copy_from_slice(&1u16.to_le_bytes());
+        let id = b.req.id;
+        self.submit(&b.req);
+        env.settle();
+        let r = self.response_to(id).expect("iso answered");
+        let back = (0..packets.len())
+            .map(|i| {
+                let mut raw = [0u8; ISO_DESC_SIZE];
+                desc.read(i * ISO_DESC_SIZE, &mut raw).unwrap();
+                IsoDescriptor::read(&raw)
+            })
+            .collect();
+        let mut data = vec![0u8; in_len];
+        for (i, p) in b.pages.iter().enumerate() {
+            let start = i * 4096;
+            let end = (start + 4096).min(in_len);
+            if start < end {
+                p.read(0, &mut data[start..end]).unwrap();
+            }
+        }
+        (r, back, data)
     }
 
     /// Writes `data` through the loopback and reads it back; asserts it arrived intact.
