@@ -60,7 +60,8 @@ pub enum EndpointKind {
     Interrupt,
 }
 
-/// What a transfer does (the backend has checked it against the device's endpoints).
+/// What a transfer does (the backend has checked it against the device's endpoints and,
+/// for isochronous packets, against the buffer).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransferKind {
     /// A control transfer on endpoint 0: the setup packet; the data stage direction is the

@@ -12,7 +12,8 @@
 //!   announced on the conn ring (a port whose device changed is first announced empty),
 //!   then a bounded number of URB requests: parsed once ([`Request::parse`]), routed to the
 //!   port's device ([`Ports::route`]), checked against its endpoints, `SET_ADDRESS`
-//!   answered here, the rest submitted to the controller. Every request gets exactly one
+//!   answered here, the rest submitted to the controller (isochronous: the frame
+//!   descriptors copied once and checked, written back whole at completion). Every request gets exactly one
 //!   response; a bad one gets `USBIF_STATUS_INVAL` (or `NODEV`), counted and logged once
 //!   per class. Only a corrupted ring (bogus indices) fails the device.
 //! - **Unlink** cancels the transfer and answers it `USBIF_STATUS_SHUTDOWN`; the unlink
