@@ -23,6 +23,8 @@ pub struct Port {
     pub assigned: Option<String>,
     /// The enabled device on this port, if any.
     pub device: Option<(HostDeviceId, Speed)>,
+    /// A device that was refused for this port (too fast, or it could not be enabled).
+    pub refused: Option<HostDeviceId>,
 }
 
 /// Why a request cannot be routed.

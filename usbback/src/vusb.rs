@@ -246,6 +246,7 @@ impl<P: Platform> Vusb<P> {
                 continue;
             };
             let current = port.device;
+            let refused = port.refused;
             let wanted = {
                 let hub = self.hub.borrow();
                 port.assigned
@@ -271,6 +272,11 @@ impl<P: Platform> Vusb<P> {
             let Some((dev, speed)) = wanted else {
                 continue;
             };
+            // Refused before (speed, enable failure): not again until it is replugged or
+            // reassigned, so a refusal is counted and logged once, not every pass.
+            if refused == Some(dev) {
+                continue;
+            }
             // The same device assigned to two of our ports: the first port keeps it.
             if self
                 .ports
@@ -280,6 +286,9 @@ impl<P: Platform> Vusb<P> {
                 continue;
             }
             if !self.speed_ok(n, speed) {
+                if let Some(p) = self.ports.get_mut(n) {
+                    p.refused = Some(dev);
+                }
                 continue;
             }
             let claimed = self.hub.borrow_mut().claim(self.owner, dev);
@@ -298,9 +307,13 @@ impl<P: Platform> Vusb<P> {
                 Err(ClaimError::Held(_)) | Err(ClaimError::Gone) => {}
                 Err(ClaimError::Enable(e)) => {
                     warn!(
-                        "{}: port {n}: enabling device {dev}: {e}",
+                        "{}: port {n}: enabling device {dev}: {e} (not retried until it is \
+                         replugged or reassigned)",
                         self.stats.label()
                     );
+                    if let Some(p) = self.ports.get_mut(n) {
+                        p.refused = Some(dev);
+                    }
                 }
             }
         }
@@ -308,7 +321,7 @@ impl<P: Platform> Vusb<P> {
     }
 
     /// Whether a device of `speed` can be shown on port `n` (not SuperSpeed; not high
-    /// speed on a USB 1.1 controller). Logged once per port change.
+    /// speed on a USB 1.1 controller). Counted (and the first logged) once per device.
     fn speed_ok(&mut self, n: u8, speed: Speed) -> bool {
         let ok = match speed {
             Speed::Super => false,
@@ -857,6 +870,8 @@ impl<P: Platform> BackendDevice<P> for Vusb<P> {
                 );
                 p.assigned = assigned;
             }
+            // Any write to port/N (the same path again too) retries a refused device.
+            p.refused = None;
         }
         Ok(())
     }

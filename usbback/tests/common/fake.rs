@@ -59,6 +59,8 @@ pub struct BusState {
     pub devices: BTreeMap<HostDeviceId, FakeDevice>,
     pub events: VecDeque<HostEvent>,
     pub enables: u32,
+    /// `enable` fails (a device that does not take an address).
+    pub fail_enable: bool,
     pub cancels: Vec<u64>,
     pub submitted: u64,
     next_id: HostDeviceId,
@@ -210,6 +212,11 @@ impl UsbHost for FakeHost {
     fn enable(&mut self, device: HostDeviceId) -> Result<(), HostError> {
         let mut s = self.0 .0.borrow_mut();
         s.enables += 1;
+        if s.fail_enable {
+            return Err(HostError::Failed(
+                "Address Device: USB transaction error".into(),
+            ));
+        }
         let d = s.devices.get_mut(&device).ok_or(HostError::NoDevice)?;
         d.enabled = true;
         d.configuration = 0;
