@@ -92,6 +92,30 @@ pub enum UsbPipeType {
 pub struct UsbifPipe(pub u32);
 
 impl UsbifPipe {
+    /// Encodes a submit pipe (the inverse of the accessors; fields are masked to their
+    /// widths, as `usb_pipe*` encoders in xen-hcd do).
+    pub const fn new(port: u32, device: u32, endpoint: u32, is_in: bool, ty: UsbPipeType) -> Self {
+        let ty = match ty {
+            UsbPipeType::Isochronous => USBIF_PIPE_TYPE_ISOC,
+            UsbPipeType::Interrupt => USBIF_PIPE_TYPE_INT,
+            UsbPipeType::Control => USBIF_PIPE_TYPE_CTRL,
+            UsbPipeType::Bulk => USBIF_PIPE_TYPE_BULK,
+        };
+        let dir = if is_in { USBIF_PIPE_DIR } else { 0 };
+        Self(
+            (port & USBIF_PIPE_PORT_MASK)
+                | dir
+                | ((device & USBIF_PIPE_DEV_MASK) << USBIF_PIPE_DEV_SHIFT)
+                | ((endpoint & USBIF_PIPE_EP_MASK) << USBIF_PIPE_EP_SHIFT)
+                | ((ty & USBIF_PIPE_TYPE_MASK) << USBIF_PIPE_TYPE_SHIFT),
+        )
+    }
+
+    /// The same pipe as an unlink request (`usbif_setunlink_pipe`).
+    pub const fn with_unlink(self) -> Self {
+        Self(self.0 | USBIF_PIPE_UNLINK)
+    }
+
     /// Port number, 1 to [`USBIF_MAX_PORTNR`] when valid (`usbif_pipeportnum`).
     pub const fn port(self) -> u32 {
         self.0 & USBIF_PIPE_PORT_MASK
@@ -299,6 +323,31 @@ mod tests {
             (31, true, false)
         );
         assert_eq!(ctrl.transfer_type(), UsbPipeType::Control);
+    }
+
+    #[test]
+    fn pipe_encode_round_trips() {
+        let pipe = UsbifPipe::new(3, 5, 2, true, UsbPipeType::Bulk);
+        assert_eq!(
+            pipe.0,
+            (3 << 30) | (2 << 15) | (5 << 8) | USBIF_PIPE_DIR | 3
+        );
+        for ty in [
+            UsbPipeType::Isochronous,
+            UsbPipeType::Interrupt,
+            UsbPipeType::Control,
+            UsbPipeType::Bulk,
+        ] {
+            let p = UsbifPipe::new(31, 127, 15, false, ty).with_unlink();
+            assert_eq!((p.port(), p.device(), p.endpoint()), (31, 127, 15));
+            assert_eq!(
+                (p.is_in(), p.is_unlink(), p.transfer_type()),
+                (false, true, ty)
+            );
+        }
+        // Out-of-range fields are masked, never spill into neighbours.
+        let p = UsbifPipe::new(32, 128, 16, false, UsbPipeType::Isochronous);
+        assert_eq!(p.0, 0);
     }
 
     #[test]
