@@ -1,5 +1,5 @@
 //! Hostile frontends (../shared/notes/hostile-frontends.md, items 1, 3, 6, 9, 10, 11, 12,
-//! 13, 14): each attack gets error responses or a disconnect with a logged reason, the
+//! 13, 14, 15): each attack gets error responses or a disconnect with a logged reason, the
 //! driver domain keeps running, and two healthy guests on the same switch keep exchanging
 //! traffic throughout.
 
@@ -853,4 +853,82 @@ fn headers_rewritten_between_the_copies_do_not_reach_the_receiver() {
         .tx_done
         .iter()
         .any(|&(i, s)| i == id && s == NETIF_RSP_OKAY));
+}
+
+// --- 15: the backend flooding the frontend (XSA-391) ----------------------------------------
+
+/// The driver domain's end of a guest's event channel `port`.
+fn dd_end(h: &Harness, domid: u16, port: u32) -> u32 {
+    h.world.port_peer(domid, port).unwrap().1
+}
+
+/// Notifications the driver domain sent to a's TX channel and b's RX channel so far.
+fn sent_to(h: &Harness, a_tx: u32, b_rx: u32) -> (u64, u64) {
+    (
+        h.world.notifications_sent(DD, a_tx),
+        h.world.notifications_sent(DD, b_rx),
+    )
+}
+
+/// The backend's own notifications are bounded by what the frontends ask for. a keeps the
+/// backend busy — rounds of 4 x tx_batch packets to b, each round taken and delivered over
+/// several passes — and both re-arm (`rsp_event`) after consuming a round: exactly one
+/// notification per round on a's TX channel and one on b's RX channel, not one per packet
+/// or per pass. Then both point `rsp_event` far ahead before each round (they poll and
+/// want none): no notification at all, and everything still arrives.
+#[test]
+fn item15_backend_notifications_bounded() {
+    let batch = 16u32;
+    let (mut h, mut a, mut b, mut c) = setup(&format!("{CMD} netback.tx_batch={batch}"));
+    h.settle();
+    a.poll();
+    b.take_received();
+    let a_tx = dd_end(&h, 5, a.evt_tx.as_ref().unwrap().port());
+    let b_rx = dd_end(&h, 6, b.evt_rx.as_ref().unwrap().port());
+    let per_round = 4 * batch;
+    let round = |h: &mut Harness, a: &mut TestFront, b: &mut TestFront, r: u32| {
+        let frames: Vec<Vec<u8>> = (0..per_round)
+            .map(|i| udp_frame(mac(6), mac(5), ip(5), ip(6), &pattern(200, r * 1000 + i)))
+            .collect();
+        let done = a.tx_done.len();
+        for f in &frames {
+            a.queue_frame(f, &SendOpts::default());
+        }
+        a.push_tx();
+        h.settle();
+        a.poll();
+        assert_eq!(
+            a.tx_done.len() - done,
+            frames.len(),
+            "round {r}: all answered"
+        );
+        let got: Vec<Vec<u8>> = b.take_received().into_iter().map(|p| p.data).collect();
+        assert_eq!(got, frames, "round {r}: b got every packet");
+    };
+    let rounds = 10;
+    let before = sent_to(&h, a_tx, b_rx);
+    for r in 0..rounds {
+        round(&mut h, &mut a, &mut b, r);
+    }
+    let after = sent_to(&h, a_tx, b_rx);
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (u64::from(rounds), u64::from(rounds)),
+        "one notification per round on a's TX and b's RX channels"
+    );
+
+    let before = after;
+    for r in 0..rounds {
+        for ring in [a.tx_ring(), b.rx_ring()] {
+            ring.store_rsp_event(ring.load_rsp_prod().wrapping_add(0x4000_0000));
+        }
+        round(&mut h, &mut a, &mut b, 100 + r);
+    }
+    assert_eq!(
+        sent_to(&h, a_tx, b_rx),
+        before,
+        "none when rsp_event says the frontends do not want one"
+    );
+    assert!(h.connected(&a) && h.connected(&b));
+    healthy(&mut h, &mut b, &mut c, 2000);
 }
