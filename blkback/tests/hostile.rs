@@ -1,4 +1,4 @@
-//! Hostile frontends (../shared/notes/hostile-frontends.md): items 1, 2, 3, 4, 8, 9, 14 and
+//! Hostile frontends (../shared/notes/hostile-frontends.md): items 1, 2, 3, 4, 6, 8, 9, 14, 15 and
 //! the blkif extras. Each attack runs against one disk of the driver domain while a second
 //! guest's disk on the same driver domain keeps doing verified I/O. Pass means: the attacked
 //! device gets error responses or is disconnected with a logged reason, the driver domain
@@ -6,10 +6,12 @@
 
 mod common;
 
+use blkback::backend::Options;
 use blkback::stats::ErrorClass;
 use common::*;
 use minios::platform::{Access, EventChannel, GrantedPage, Grants, SharedMem};
 use xen_abi::blkif::*;
+use xen_abi::ring::SharedRingIndices;
 use xen_abi::WireStruct;
 
 const MIB: u64 = 1 << 20;
@@ -706,13 +708,155 @@ fn blkif_extras() {
     healthy_still_works(&mut env, &mut healthy, 10);
 }
 
+/// A driver domain as [`setup`] makes it, taking at most `budget` requests per queue pass.
+fn setup_with_budget(budget: usize) -> (Env, Front, Front) {
+    let mut env = Env::with_options(
+        &[Vol::new("victim", 8 * MIB), Vol::new("healthy", 8 * MIB)],
+        Options {
+            budget,
+            ..Options::default()
+        },
+    );
+    let mut healthy = Front::attach(&mut env, 6, 51712, "healthy", FrontOpts::default());
+    healthy.verified_io(&mut env, 0, 1);
+    let victim = Front::attach(&mut env, 5, 51712, "victim", FrontOpts::default());
+    (env, victim, healthy)
+}
+
+/// The driver domain's end of a guest's queue-0 event channel.
+fn dd_port(env: &Env, f: &Front) -> u32 {
+    env.world
+        .port_peer(f.dev.frontend, f.queues[0].port.port())
+        .unwrap()
+        .1
+}
+
+/// Requests the backend took from `f`'s rings so far.
+fn taken(env: &Env, f: &Front) -> u64 {
+    env.vbd(f.dev.frontend, f.dev.devid, |v| v.stats().requests)
+}
+
+/// Puts `n` one-page reads into `f`'s queue 0 and publishes them with one notification (if
+/// the backend asked for one).
+fn produce_reads(f: &mut Front, gref: u32, n: usize, first_id: u64) {
+    for i in 0..n {
+        let req = one_seg_read(gref, 0, 7, first_id + i as u64, 8 * i as u64);
+        f.queues[0].ring.put_request(&slot_of(&req)).unwrap();
+    }
+    if f.queues[0].ring.push() {
+        f.queues[0].port.notify().unwrap();
+    }
+}
+
+/// Whether a pass's answer (`Executor::run_once`) asks for another pass at once.
+fn busy(env: &Env, wake: Option<u64>) -> bool {
+    wake.is_some_and(|t| t <= env.world.now_ns())
+}
+
+// --- 6: event storm (XSA-332), as work per notification ----------------------------------------
+
+/// A guest notifies 10 000 times without producing a request, each notification followed by
+/// one pass of the driver domain: every pass takes nothing, sends nothing back, and leaves
+/// the driver domain idle (it does not ask for another pass: it would block). Then one
+/// notification for 4 x budget requests: each pass takes at most the budget, and the driver
+/// domain asks for more passes only while requests are left — the work per notification is
+/// bounded, and the rest waits its turn behind the other devices.
 #[test]
 fn event_storm_costs_bounded_work() {
-    let (mut env, victim, mut healthy) = setup(FrontOpts::default());
-    for _ in 0..10_000 {
+    let budget = 8;
+    let (mut env, mut victim, mut healthy) = setup_with_budget(budget);
+    let port = dd_port(&env, &victim);
+    let sent = env.world.notifications_sent(DD, port);
+    let before = taken(&env, &victim);
+    for i in 0..10_000 {
         victim.queues[0].port.notify().unwrap();
+        let wake = env.exec.run_once();
+        assert!(
+            !busy(&env, wake),
+            "notification {i}: the driver domain stays busy"
+        );
     }
-    env.settle();
+    assert_eq!(taken(&env, &victim), before, "no request was produced");
+    assert_eq!(
+        env.world.notifications_sent(DD, port),
+        sent,
+        "nothing to answer"
+    );
+
+    let page = victim.dom.grant_page(DD, Access::ReadWrite).unwrap();
+    let n = 4 * budget;
+    assert!(n as u32 <= env.vbd(5, 51712, |v| v.ring_size()));
+    produce_reads(&mut victim, page.gref(), n, 1000);
+    let mut per_pass = Vec::new();
+    loop {
+        let before = taken(&env, &victim);
+        let wake = env.exec.run_once();
+        per_pass.push(taken(&env, &victim) - before);
+        if !busy(&env, wake) {
+            break;
+        }
+        assert!(per_pass.len() <= n, "the driver domain never goes idle");
+    }
+    assert!(
+        per_pass.iter().all(|&k| k <= budget as u64),
+        "at most {budget} requests per pass: {per_pass:?}"
+    );
+    assert_eq!(per_pass.iter().sum::<u64>(), n as u64, "{per_pass:?}");
+    assert!(per_pass.len() <= n / budget + 1, "{per_pass:?}");
+    let r = victim.responses(0);
+    assert_eq!(r.len(), n);
+    assert!(r.iter().all(|r| r.status == BLKIF_RSP_OKAY));
     assert_eq!(env.be_key(&victim.dev, "state").as_deref(), Some("4"));
     healthy_still_works(&mut env, &mut healthy, 11);
+}
+
+// --- 15: the backend flooding the frontend (XSA-391) ----------------------------------------
+
+/// The backend's own notifications are bounded by what the frontend asks for. A guest keeps
+/// the backend busy with rounds of 3 x budget requests (each round answered over several
+/// passes) and re-arms (`rsp_event`, `RING_FINAL_CHECK_FOR_RESPONSES`) after consuming a
+/// round: exactly one notification per round, not one per response or per pass. Then it
+/// points `rsp_event` far ahead (it polls and wants none): no notification at all.
+#[test]
+fn item15_backend_notifications_bounded() {
+    let budget = 8;
+    let (mut env, mut victim, mut healthy) = setup_with_budget(budget);
+    let port = dd_port(&env, &victim);
+    let page = victim.dom.grant_page(DD, Access::ReadWrite).unwrap();
+    let n = 3 * budget;
+    assert!(!victim.queues[0].ring.final_check().unwrap());
+    let sent = env.world.notifications_sent(DD, port);
+    let rounds = 20;
+    for round in 0..rounds {
+        produce_reads(&mut victim, page.gref(), n, 100 * round);
+        env.settle();
+        let r = victim.responses(0);
+        assert_eq!(r.len(), n, "round {round}");
+        assert!(r.iter().all(|r| r.status == BLKIF_RSP_OKAY));
+        assert!(
+            !victim.queues[0].ring.final_check().unwrap(),
+            "all consumed"
+        );
+    }
+    assert_eq!(
+        env.world.notifications_sent(DD, port) - sent,
+        rounds,
+        "one notification per round the frontend asked for"
+    );
+
+    let shared = victim.queues[0].ring.ring();
+    shared.store_rsp_event(shared.load_rsp_prod().wrapping_add(0x4000_0000));
+    let sent = env.world.notifications_sent(DD, port);
+    for round in 0..rounds {
+        produce_reads(&mut victim, page.gref(), n, 10_000 + 100 * round);
+        env.settle();
+        assert_eq!(victim.responses(0).len(), n, "round {round}");
+    }
+    assert_eq!(
+        env.world.notifications_sent(DD, port),
+        sent,
+        "none when rsp_event says the frontend does not want one"
+    );
+    assert_eq!(env.be_key(&victim.dev, "state").as_deref(), Some("4"));
+    healthy_still_works(&mut env, &mut healthy, 12);
 }

@@ -1,11 +1,12 @@
 //! Hostile frontends (../shared/notes/hostile-frontends.md, items 1, 3, 6, 9, 10, 11, 12,
-//! 13, 14): each attack gets error responses or a disconnect with a logged reason, the
+//! 13, 14, 15): each attack gets error responses or a disconnect with a logged reason, the
 //! driver domain keeps running, and two healthy guests on the same switch keep exchanging
 //! traffic throughout.
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::*;
@@ -61,8 +62,98 @@ fn failed_with(h: &Harness, a: &TestFront) -> String {
 
 // --- 1: double fetch (XSA-155) ---------------------------------------------------------------
 
+/// Garbage for every TX slot of a ring page: grant, offset, flags (more-data and
+/// extra-info set), id and size all wrong.
+fn garble_tx_slots(page: &minios::host::HostPage, salt: u32) {
+    for slot in 0..256usize {
+        let at = 64 + slot * 12;
+        let v = salt.wrapping_mul(2_654_435_761).wrapping_add(slot as u32);
+        page.write(at, &(v | 0x8000_0000).to_le_bytes()).unwrap();
+        page.write(at + 4, &0xfff0u16.to_le_bytes()).unwrap();
+        page.write(
+            at + 6,
+            &(NETTXF_MORE_DATA | NETTXF_EXTRA_INFO).to_le_bytes(),
+        )
+        .unwrap();
+        page.write(at + 8, &(0x8000 | v as u16).to_le_bytes())
+            .unwrap();
+        page.write(at + 10, &0xffffu16.to_le_bytes()).unwrap();
+    }
+}
+
+/// The frontend rewrites every TX slot (grants, offsets, flags, ids, sizes) after the
+/// backend took them and before it is done with them — right after its first grant copy,
+/// when it has read the packets' heads and has yet to route, copy the rest and answer. The
+/// backend must act on its own copies: every slot answered once, OKAY, with its own id;
+/// the receiver gets exactly the frames sent; nothing is disconnected.
 #[test]
 fn item01_requests_rewritten_after_production() {
+    let (mut h, mut a, mut b, mut c) = setup(CMD);
+    h.settle();
+    let ring_page = a.tx_ring().mem().page().clone();
+    let frames: Vec<Vec<u8>> = (0..4u32)
+        .map(|i| udp_frame(mac(6), mac(5), ip(5), ip(6), &pattern(3000, 40 + i)))
+        .collect();
+    let before: BTreeSet<u16> = a.tx_pages.keys().copied().collect();
+    for f in &frames {
+        a.queue_frame(
+            f,
+            &SendOpts {
+                slot_len: 1000,
+                ..Default::default()
+            },
+        );
+    }
+    let mut slot_ids: Vec<u16> = a
+        .tx_pages
+        .keys()
+        .copied()
+        .filter(|id| !before.contains(id))
+        .collect();
+    assert_eq!(slot_ids.len(), 4 * 4, "4 frames of 4 slots");
+    let rewrites = Arc::new(AtomicUsize::new(0));
+    {
+        let rewrites = rewrites.clone();
+        h.world.after_each_copy(move || {
+            // Once: later copies may follow the responses, which share the slots.
+            if rewrites.fetch_add(1, Ordering::Relaxed) == 0 {
+                garble_tx_slots(&ring_page, 7);
+            }
+        });
+    }
+    a.push_tx();
+    h.settle();
+    h.world.clear_copy_hooks();
+    assert!(
+        rewrites.load(Ordering::Relaxed) > 0,
+        "the ring was rewritten"
+    );
+    assert!(h.connected(&a), "a stays connected: {:?}", h.error_node(&a));
+    a.poll();
+    let mut answered: Vec<u16> = a.tx_done.iter().map(|&(id, _)| id).collect();
+    answered.sort_unstable();
+    slot_ids.sort_unstable();
+    assert_eq!(
+        answered, slot_ids,
+        "every slot answered once, with its own id"
+    );
+    assert!(
+        a.tx_done.iter().all(|&(_, s)| s == NETIF_RSP_OKAY),
+        "every slot OKAY: {:?}",
+        a.tx_done
+    );
+    let got: Vec<Vec<u8>> = b.take_received().into_iter().map(|r| r.data).collect();
+    assert_eq!(got, frames, "b got exactly the frames a sent");
+    healthy(&mut h, &mut b, &mut c, 1000);
+}
+
+/// The same attack as a race: a thread rewrites a's TX slots with garbage all the time
+/// while a sends. Which slots the backend copies before or after a rewrite is chance, so a
+/// may get error responses or be disconnected for a broken chain; either way every slot
+/// it produced before a disconnect is answered once, the healthy guests keep working, and
+/// what b receives from a is a's (source MAC) and no longer than a's packets.
+#[test]
+fn item01_racing_rewrites_cost_only_the_attacker() {
     let (mut h, mut a, mut b, mut c) = setup(CMD);
     let ring_page = a.tx_ring().mem().page().clone();
     let stop = Arc::new(AtomicBool::new(false));
@@ -87,6 +178,7 @@ fn item01_requests_rewritten_after_production() {
             }
         })
     };
+    let mut from_a = Vec::new();
     let mut slots = 0;
     for round in 0..50u32 {
         if !h.connected(&a) {
@@ -106,6 +198,8 @@ fn item01_requests_rewritten_after_production() {
         a.push_tx();
         h.settle();
         a.poll();
+        // What b got from a this round, before `healthy` drains b's receptions.
+        from_a.extend(b.take_received());
         healthy(&mut h, &mut b, &mut c, round);
     }
     stop.store(true, Ordering::Relaxed);
@@ -118,10 +212,9 @@ fn item01_requests_rewritten_after_production() {
         assert!(reason.contains("tx"), "{reason}");
     }
     healthy(&mut h, &mut b, &mut c, 1000);
-    // Whatever b received from a is a well-formed copy of something a sent: no backend
-    // memory leaks into it (every byte is from a's pages or the pattern).
-    for r in b.take_received() {
-        assert!(r.data.len() <= 3042);
+    for r in &from_a {
+        assert!(r.data.len() <= 3042, "{} bytes", r.data.len());
+        assert_eq!(r.data[6..12], mac(5), "a's source MAC");
     }
 }
 
@@ -763,4 +856,82 @@ fn headers_rewritten_between_the_copies_do_not_reach_the_receiver() {
         .tx_done
         .iter()
         .any(|&(i, s)| i == id && s == NETIF_RSP_OKAY));
+}
+
+// --- 15: the backend flooding the frontend (XSA-391) ----------------------------------------
+
+/// The driver domain's end of a guest's event channel `port`.
+fn dd_end(h: &Harness, domid: u16, port: u32) -> u32 {
+    h.world.port_peer(domid, port).unwrap().1
+}
+
+/// Notifications the driver domain sent to a's TX channel and b's RX channel so far.
+fn sent_to(h: &Harness, a_tx: u32, b_rx: u32) -> (u64, u64) {
+    (
+        h.world.notifications_sent(DD, a_tx),
+        h.world.notifications_sent(DD, b_rx),
+    )
+}
+
+/// The backend's own notifications are bounded by what the frontends ask for. a keeps the
+/// backend busy — rounds of 4 x tx_batch packets to b, each round taken and delivered over
+/// several passes — and both re-arm (`rsp_event`) after consuming a round: exactly one
+/// notification per round on a's TX channel and one on b's RX channel, not one per packet
+/// or per pass. Then both point `rsp_event` far ahead before each round (they poll and
+/// want none): no notification at all, and everything still arrives.
+#[test]
+fn item15_backend_notifications_bounded() {
+    let batch = 16u32;
+    let (mut h, mut a, mut b, mut c) = setup(&format!("{CMD} netback.tx_batch={batch}"));
+    h.settle();
+    a.poll();
+    b.take_received();
+    let a_tx = dd_end(&h, 5, a.evt_tx.as_ref().unwrap().port());
+    let b_rx = dd_end(&h, 6, b.evt_rx.as_ref().unwrap().port());
+    let per_round = 4 * batch;
+    let round = |h: &mut Harness, a: &mut TestFront, b: &mut TestFront, r: u32| {
+        let frames: Vec<Vec<u8>> = (0..per_round)
+            .map(|i| udp_frame(mac(6), mac(5), ip(5), ip(6), &pattern(200, r * 1000 + i)))
+            .collect();
+        let done = a.tx_done.len();
+        for f in &frames {
+            a.queue_frame(f, &SendOpts::default());
+        }
+        a.push_tx();
+        h.settle();
+        a.poll();
+        assert_eq!(
+            a.tx_done.len() - done,
+            frames.len(),
+            "round {r}: all answered"
+        );
+        let got: Vec<Vec<u8>> = b.take_received().into_iter().map(|p| p.data).collect();
+        assert_eq!(got, frames, "round {r}: b got every packet");
+    };
+    let rounds = 10;
+    let before = sent_to(&h, a_tx, b_rx);
+    for r in 0..rounds {
+        round(&mut h, &mut a, &mut b, r);
+    }
+    let after = sent_to(&h, a_tx, b_rx);
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (u64::from(rounds), u64::from(rounds)),
+        "one notification per round on a's TX and b's RX channels"
+    );
+
+    let before = after;
+    for r in 0..rounds {
+        for ring in [a.tx_ring(), b.rx_ring()] {
+            ring.store_rsp_event(ring.load_rsp_prod().wrapping_add(0x4000_0000));
+        }
+        round(&mut h, &mut a, &mut b, 100 + r);
+    }
+    assert_eq!(
+        sent_to(&h, a_tx, b_rx),
+        before,
+        "none when rsp_event says the frontends do not want one"
+    );
+    assert!(h.connected(&a) && h.connected(&b));
+    healthy(&mut h, &mut b, &mut c, 2000);
 }

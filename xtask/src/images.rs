@@ -264,6 +264,8 @@ fn common_files(fs: &mut RootFs, agent: &Path) -> Result {
     fs.host_file(agent, "usr/bin/testbed-agent", 0o755)?;
     let t = templates();
     fs.host_file(&t.join("check"), "usr/bin/check", 0o755)?;
+    fs.host_file(&t.join("refused"), "usr/bin/refused", 0o755)?;
+    fs.host_file(&t.join("log-lacks"), "usr/bin/log-lacks", 0o755)?;
     for d in ["proc", "sys", "dev", "run", "tmp", "var/log", "mnt", "root"] {
         fs.archive.dir(d);
     }

@@ -2,16 +2,20 @@
 //! guests: its dependency closure is too large).
 //!
 //! ```text
-//! blk verify DEV [--start B] [--len B] [--ops N] [--seed S]
+//! blk verify DEV [--start B] [--len B] [--ops N] [--seed S] [--buffered]
 //!     O_DIRECT random writes of 4 KiB and 1 MiB (aligned) inside the region, each read back
 //!     and compared at once, then every block written compared again at the end.
-//! blk fill DEV [--start B] [--len B] [--seed S]     write the region with a known pattern
-//! blk check DEV [--start B] [--len B] [--seed S]    verify that pattern (persistence)
+//! blk fill DEV [--start B] [--len B] [--seed S] [--buffered]    write the region with a known pattern
+//! blk check DEV [--start B] [--len B] [--seed S] [--buffered]   verify that pattern (persistence)
 //! blk bench DEV --mode read|write|randread|randwrite [--bs B] [--len B] [--secs T]
 //!     [--jobs J] [--record NAME]
 //!     O_DIRECT throughput and IOPS with J threads (queue depth J); --record writes
 //!     data/bench/NAME-mbps and NAME-iops to xenstore for dom0 to collect.
 //! ```
+//!
+//! All I/O is O_DIRECT: a device or file that refuses O_DIRECT is an error, never a silent
+//! fallback. `--buffered` (for image files on dom0's tmpfs, which refuse O_DIRECT) opens
+//! without it, and every result line then says `buffered` instead of `O_DIRECT`.
 //!
 //! Every 4 KiB block written carries a header (magic, block number within the region,
 //! generation, CRC32C of the block's payload) and a payload derived from seed, block and
@@ -55,6 +59,8 @@ struct Opts {
     secs: f64,
     jobs: usize,
     record: Option<String>,
+    /// `--buffered`: open without O_DIRECT (files on tmpfs refuse it).
+    buffered: bool,
 }
 
 fn size(v: &str) -> Result<u64, String> {
@@ -81,9 +87,14 @@ impl Opts {
             secs: 10.0,
             jobs: 1,
             record: None,
+            buffered: false,
         };
         let mut it = args.iter();
         while let Some(&k) = it.next() {
+            if k == "--buffered" {
+                o.buffered = true;
+                continue;
+            }
             let v = *it.next().ok_or_else(|| format!("{k} needs a value"))?;
             match k {
                 "--start" => o.start = size(v)?,
@@ -123,25 +134,35 @@ impl Aligned {
     }
 }
 
-fn open(dev: &str, write: bool) -> Result<(File, u64), String> {
-    let opened = OpenOptions::new()
-        .read(true)
-        .write(write)
-        .custom_flags(O_DIRECT)
-        .open(dev);
-    // Files on tmpfs (dom0's image files) refuse O_DIRECT: fall back to buffered I/O.
-    let mut f = match opened {
-        Err(e) if e.raw_os_error() == Some(22) => OpenOptions::new()
-            .read(true)
-            .write(write)
-            .open(dev)
-            .map_err(|e| format!("open {dev}: {e}"))?,
-        other => other.map_err(|e| format!("open {dev}: {e}"))?,
-    };
+/// Opens `dev` with O_DIRECT (without it under `--buffered`) and returns it with its size.
+/// A refused O_DIRECT is an error: falling back would measure and verify the page cache.
+fn open(dev: &str, write: bool, o: &Opts) -> Result<(File, u64), String> {
+    let mut opts = OpenOptions::new();
+    opts.read(true).write(write);
+    if !o.buffered {
+        opts.custom_flags(O_DIRECT);
+    }
+    let mut f = opts.open(dev).map_err(|e| match e.raw_os_error() {
+        Some(22) if !o.buffered => {
+            format!("open {dev}: O_DIRECT refused ({e}); pass --buffered for files on tmpfs")
+        }
+        _ => format!("open {dev}: {e}"),
+    })?;
     let size = f
         .seek(SeekFrom::End(0))
         .map_err(|e| format!("size of {dev}: {e}"))?;
     Ok((f, size))
+}
+
+impl Opts {
+    /// How the I/O was done, for result lines.
+    fn io_kind(&self) -> &'static str {
+        if self.buffered {
+            "buffered"
+        } else {
+            "O_DIRECT"
+        }
+    }
 }
 
 fn region(o: &Opts, dev_size: u64) -> Result<(u64, u64), String> {
@@ -231,7 +252,7 @@ fn check_block(
 }
 
 fn verify(dev: &str, o: &Opts) -> Result<(), String> {
-    let (f, dev_size) = open(dev, true)?;
+    let (f, dev_size) = open(dev, true, o)?;
     let (first, blocks) = region(o, dev_size)?;
     let mut gens: Vec<u32> = vec![0; blocks as usize];
     let big = (1usize << 20) / BLOCK;
@@ -299,15 +320,16 @@ fn verify(dev: &str, o: &Opts) -> Result<(), String> {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "verify {dev}: {small} x 4 KiB + {large} x 1 MiB O_DIRECT writes ({} MiB) read back and \
+        "verify {dev}: {small} x 4 KiB + {large} x 1 MiB {} writes ({} MiB) read back and \
          compared, final pass over {verified} blocks: 0 mismatches ({secs:.1} s)",
+        o.io_kind(),
         bytes >> 20
     );
     Ok(())
 }
 
 fn fill(dev: &str, o: &Opts) -> Result<(), String> {
-    let (f, dev_size) = open(dev, true)?;
+    let (f, dev_size) = open(dev, true, o)?;
     let (first, blocks) = region(o, dev_size)?;
     let per = 256u64;
     let mut buf = Aligned::new(per as usize * BLOCK);
@@ -330,14 +352,15 @@ fn fill(dev: &str, o: &Opts) -> Result<(), String> {
     }
     f.sync_all().map_err(|e| format!("fsync: {e}"))?;
     println!(
-        "fill {dev}: {} MiB written and synced",
-        (blocks * BLOCK as u64) >> 20
+        "fill {dev}: {} MiB written ({}) and synced",
+        (blocks * BLOCK as u64) >> 20,
+        o.io_kind()
     );
     Ok(())
 }
 
 fn check(dev: &str, o: &Opts) -> Result<(), String> {
-    let (f, dev_size) = open(dev, false)?;
+    let (f, dev_size) = open(dev, false, o)?;
     let (first, blocks) = region(o, dev_size)?;
     let per = 256u64;
     let mut buf = Aligned::new(per as usize * BLOCK);
@@ -355,7 +378,11 @@ fn check(dev: &str, o: &Opts) -> Result<(), String> {
         }
         b += n;
     }
-    println!("check {dev}: {} MiB intact", (blocks * BLOCK as u64) >> 20);
+    println!(
+        "check {dev}: {} MiB intact ({} reads)",
+        (blocks * BLOCK as u64) >> 20,
+        o.io_kind()
+    );
     Ok(())
 }
 
@@ -365,7 +392,7 @@ fn bench(dev: &str, o: &Opts) -> Result<(), String> {
     if !matches!(o.mode.as_str(), "read" | "write" | "randread" | "randwrite") {
         return Err(format!("unknown --mode {}", o.mode));
     }
-    let (f, dev_size) = open(dev, write)?;
+    let (f, dev_size) = open(dev, write, o)?;
     let len = o
         .len
         .unwrap_or(dev_size.saturating_sub(o.start))
@@ -432,8 +459,11 @@ fn bench(dev: &str, o: &Opts) -> Result<(), String> {
     let mbps = n * o.bs as f64 / secs / 1e6;
     let iops = n / secs;
     println!(
-        "bench {dev} {} bs={} jobs={}: {mbps:.2} MB/s, {iops:.1} IOPS over {secs:.1} s",
-        o.mode, o.bs, o.jobs
+        "bench {dev} {} bs={} jobs={} {}: {mbps:.2} MB/s, {iops:.1} IOPS over {secs:.1} s",
+        o.mode,
+        o.bs,
+        o.jobs,
+        o.io_kind()
     );
     if let Some(name) = &o.record {
         let mut xs = xdd_control::xenstore::Xenstore::open()?;

@@ -1,8 +1,9 @@
 //! A simulated 4 KiB page of guest memory, shared between simulated domains.
 
+use super::std::sync::Mutex;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::platform::{check_range, check_word, MemError, SharedMem, PAGE_SIZE};
 
@@ -15,6 +16,17 @@ const WORDS: usize = PAGE_SIZE / 4;
 #[derive(Clone)]
 pub struct HostPage {
     words: Arc<[AtomicU32; WORDS]>,
+    reads: Arc<ReadHook>,
+}
+
+/// What runs after each byte read of a page (see [`HostPage::after_each_read`]).
+type ReadFn = Box<dyn FnMut(usize, usize) + Send>;
+
+/// The page's read hook; `set` keeps reads without a hook to one atomic load.
+#[derive(Default)]
+struct ReadHook {
+    set: AtomicBool,
+    hook: Mutex<Option<ReadFn>>,
 }
 
 impl Default for HostPage {
@@ -35,6 +47,38 @@ impl HostPage {
         let words: Box<[AtomicU32; WORDS]> = Box::new(core::array::from_fn(|_| AtomicU32::new(0)));
         Self {
             words: Arc::from(words),
+            reads: Arc::default(),
+        }
+    }
+
+    /// Runs `hook(offset, len)` after every byte read of this page (`SharedMem::read`, which
+    /// ring slots and grant copies use; not the index words), through any mapping, until
+    /// [`clear_read_hook`](Self::clear_read_hook). Lets a test play a frontend that rewrites
+    /// a slot right after the backend read it: a second read of the same bytes sees the
+    /// rewrite. Replaces an earlier hook.
+    pub fn after_each_read(&self, hook: impl FnMut(usize, usize) + Send + 'static) {
+        *self.reads.hook.lock().unwrap() = Some(Box::new(hook));
+        self.reads.set.store(true, Ordering::SeqCst);
+    }
+
+    /// Removes the hook added with [`after_each_read`](Self::after_each_read).
+    pub fn clear_read_hook(&self) {
+        self.reads.set.store(false, Ordering::SeqCst);
+        *self.reads.hook.lock().unwrap() = None;
+    }
+
+    fn after_read(&self, offset: usize, len: usize) {
+        if !self.reads.set.load(Ordering::Relaxed) {
+            return;
+        }
+        // Taken out while it runs, so the hook may itself read the page.
+        let taken = self.reads.hook.lock().unwrap().take();
+        if let Some(mut hook) = taken {
+            hook(offset, len);
+            let mut slot = self.reads.hook.lock().unwrap();
+            if slot.is_none() && self.reads.set.load(Ordering::SeqCst) {
+                *slot = Some(hook);
+            }
         }
     }
 
@@ -82,6 +126,7 @@ impl SharedMem for HostPage {
         for (i, b) in buf.iter_mut().enumerate() {
             *b = self.get(offset + i);
         }
+        self.after_read(offset, buf.len());
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use xen_abi::hypercall::grant_table::{
     GNTST_BAD_COPY_ARG, GNTST_BAD_DOMAIN, GNTST_BAD_GNTREF, GNTST_GENERAL_ERROR, GNTST_NO_SPACE,
@@ -435,10 +436,32 @@ fn requests_are_copied_once() {
         BackChannel::new(be.map(5, gref, Access::ReadOnly).unwrap()).unwrap();
     front.put_request(&TestReq { id: 7, value: 100 }).unwrap();
     front.push();
+    // The frontend rewrites the slot (bytes 64..72) right after each read of it, i.e.
+    // between the backend's copy and its use: a second fetch, whole or of one field, sees
+    // 0xff bytes.
+    let slot_reads = Arc::new(AtomicUsize::new(0));
+    {
+        let slot_reads = slot_reads.clone();
+        let rewriter = raw.clone();
+        raw.after_each_read(move |offset, len| {
+            if offset < 72 && offset + len > 64 {
+                slot_reads.fetch_add(1, Ordering::SeqCst);
+                rewriter.write(64, &[0xff; 8]).unwrap();
+            }
+        });
+    }
     let req = back.next_request().unwrap().unwrap();
-    // The frontend rewrites the slot after the backend copied it: the copy is what counts.
-    raw.write(64, &[0xff; 8]).unwrap();
-    assert_eq!(req, TestReq { id: 7, value: 100 });
+    raw.clear_read_hook();
+    assert_eq!(
+        req,
+        TestReq { id: 7, value: 100 },
+        "the request as produced"
+    );
+    assert_eq!(
+        slot_reads.load(Ordering::SeqCst),
+        1,
+        "the slot is read once"
+    );
     // A read-only mapping cannot be answered.
     assert_eq!(
         back.put_response(&TestRsp::default()),
