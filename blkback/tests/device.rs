@@ -502,3 +502,29 @@ fn device_configurations_that_cannot_work_are_refused() {
         .expect("refused");
     assert_eq!(err.0, "virtio device: this build has no device drivers");
 }
+
+#[test]
+fn a_request_larger_than_the_room_left_is_submitted_as_room_frees_up() {
+    let (mut env, ctl, store) = setup(true);
+    let mut fa = Front::attach(&mut env, 5, 51712, "a", FrontOpts::default());
+    let mut fb = Front::attach(&mut env, 6, 51712, "b", FrontOpts::default());
+    ctl.borrow_mut().hold = true;
+    for i in 0..6 {
+        start_write(&mut fb, i * 8, &pattern(4096, 50 + i as u32));
+    }
+    env.settle();
+    assert_eq!(ctl.borrow().queued.len(), 6);
+    // 40 KiB = three 16 KiB parts; two slots are left.
+    let big = pattern(40960, 8);
+    let id = start_write(&mut fa, 256, &big);
+    env.settle();
+    assert_eq!(ctl.borrow().queued.len(), SLOTS, "two parts queued at once");
+    ctl.borrow_mut().hold = false;
+    env.settle();
+    let rsp = fa.responses(0);
+    assert_eq!((rsp[0].id, rsp[0].status), (id, BLKIF_RSP_OKAY));
+    assert_eq!(fb.responses(0).len(), 6);
+    assert!(ctl.borrow().data[256 * 512..256 * 512 + 40960] == big[..]);
+    assert_eq!(store.borrow().in_flight(), 0);
+    assert_eq!(fa.read(&mut env, 256, 40960).data, big);
+}

@@ -17,9 +17,12 @@
 //! (the others go on); a device that breaks its protocol or goes away fails everything in
 //! flight and every later request, with the reason logged once.
 //!
-//! Fairness: volumes share the device. When a handle finds no room it queues up and freed
-//! room goes to the handles in the order they queued; a handle may hold at most
-//! [`HANDLE_PARTS`] device requests while another handle has any in flight.
+//! Fairness and memory: volumes share the device. When a handle finds no room it queues up
+//! and freed room goes to the handles in the order they queued; a handle may hold at most
+//! [`HANDLE_PARTS`] device requests while another handle has any in flight. A guest request
+//! that does not fit the device's room at once becomes the one *backlog* I/O: its write data
+//! is copied from the guest into a staging buffer at start, and its parts are submitted as
+//! room frees up, before any other I/O starts (so at most one request is staged).
 //!
 //! One file per job: this module is the store; [`volume`] one device's view of a slice;
 //! [`task`] the executor task and the final flush.
@@ -310,12 +313,10 @@ impl DeviceStore {
         if held > 0 && held + ops.len() > HANDLE_PARTS && others > 0 {
             return self.busy(h);
         }
-        // Too large for the device's room: wait until the device is idle, then submit it
-        // part by part (its data staged) ahead of everything else.
+        // More than the device has room for now (or ever: a 1 MiB guest request may need
+        // more descriptors than a queue has): it becomes the backlog, submitted part by part
+        // (its data staged) as room frees up, ahead of everything else.
         let whole = self.dev.has_room(&list);
-        if !whole && !self.parts.is_empty() {
-            return self.busy(h);
-        }
         if self.waiters.front() == Some(&h) {
             self.waiters.pop_front();
         }
