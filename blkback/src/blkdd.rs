@@ -1,12 +1,13 @@
 //! Wiring: a blkback driver domain from its command line — the volume layout, RAM volumes
-//! allocated, the backing disk connected (if a slice uses one), the `vbd` backend and the
-//! disk's task spawned — started and stopped by [`minios::driver_domain`] like every
-//! backend. The unikernel's `main` only calls [`run`]; host tests call [`boot`] and step the
-//! executor.
+//! allocated, the backing disk connected (if a slice uses one), the passed-through device
+//! opened (if a volume lives on it), the `vbd` backend and the stores' tasks spawned —
+//! started and stopped by [`minios::driver_domain`] like every backend. The unikernel's
+//! `main` only calls [`run_with_device`] (the device opener is platform-specific); host tests
+//! call [`boot`] or [`boot_with_device`] and step the executor.
 //!
 //! Everything that cannot work is refused at start with one line naming the cause: a bad
-//! option, overlapping or oversize slices, RAM volumes larger than memory, no backing disk.
-//! At the stop the backing disk is flushed once more.
+//! option, overlapping or oversize slices, RAM volumes larger than memory, no backing disk,
+//! no usable device. At the stop the backing disk and the device are flushed once more.
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -15,6 +16,7 @@ use alloc::string::String;
 use core::cell::RefCell;
 
 use log::info;
+use minios::blockdev::BlockDevice;
 use minios::driver_domain::{self, DriverDomain, StartError, Started};
 use minios::executor::{Executor, StopReason};
 use minios::options::Size;
@@ -24,6 +26,7 @@ use minios::xenstore::Xenstore;
 
 use crate::backend::{BlkDriver, Catalog};
 use crate::config::{Backing, Config};
+use crate::store::device::{self, DeviceStore, DeviceTask};
 use crate::store::disk::{self, DiskStore, DiskTask};
 use crate::store::ram::RamVolume;
 
@@ -42,13 +45,23 @@ pub struct BlkDd<P: Platform> {
     pub backend: Rc<RefCell<Backend<P, BlkDriver>>>,
     /// The backing disk of `disk` slices, if any volume is one.
     pub disk: Option<disk::Shared<P>>,
+    /// The passed-through device of `virtio` volumes, if any volume is one.
+    pub device: Option<device::Shared>,
 }
+
+/// Opens the passed-through block device (called only when a volume lives on one): the
+/// platform-specific part, given by `main`. An error is one line (why there is no device).
+pub type OpenDevice<P> = dyn FnOnce(&mut Executor<P>) -> Result<Box<dyn BlockDevice>, String>;
 
 impl<P: Platform + Clone + 'static> DriverDomain<P> for BlkDd<P> {
     fn stop(&mut self, exec: &mut Executor<P>, _reason: StopReason) {
         if let Some(store) = self.disk.as_ref() {
             let deadline = exec.platform().now_ns().saturating_add(DISK_FLUSH_NS);
             DiskStore::shutdown(store, exec.xenstore(), deadline);
+        }
+        if let Some(store) = self.device.as_ref() {
+            let deadline = exec.platform().now_ns().saturating_add(DISK_FLUSH_NS);
+            DeviceStore::shutdown(store, exec.platform(), deadline);
         }
     }
 }
@@ -60,7 +73,22 @@ pub fn run<P: Platform + Clone + 'static>(
     xs: Option<Xenstore<P::Xs>>,
     cmdline: &str,
 ) -> StopReason {
-    driver_domain::run(NAME, platform, xs, cmdline, start)
+    run_with_device(platform, xs, cmdline, Box::new(no_device))
+}
+
+/// [`run`] for a driver domain that may own a block device: `open` opens it when a volume
+/// lives on it.
+pub fn run_with_device<P: Platform + Clone + 'static>(
+    platform: P,
+    xs: Option<Xenstore<P::Xs>>,
+    cmdline: &str,
+    open: Box<OpenDevice<P>>,
+) -> StopReason {
+    driver_domain::run(NAME, platform, xs, cmdline, |e, c| start(e, c, open))
+}
+
+fn no_device<P: Platform>(_: &mut Executor<P>) -> Result<Box<dyn BlockDevice>, String> {
+    Err("this build has no device drivers".into())
 }
 
 /// Starts the driver domain as [`run`] does and returns it running (`data/ready` written),
@@ -70,14 +98,25 @@ pub fn boot<P: Platform + Clone + 'static>(
     xs: Option<Xenstore<P::Xs>>,
     cmdline: &str,
 ) -> Result<Started<P, BlkDd<P>>, StartError> {
-    driver_domain::start(NAME, platform, xs, cmdline, start)
+    boot_with_device(platform, xs, cmdline, Box::new(no_device))
+}
+
+/// [`boot`] with a device opener (host tests give a simulated device).
+pub fn boot_with_device<P: Platform + Clone + 'static>(
+    platform: P,
+    xs: Option<Xenstore<P::Xs>>,
+    cmdline: &str,
+    open: Box<OpenDevice<P>>,
+) -> Result<Started<P, BlkDd<P>>, StartError> {
+    driver_domain::start(NAME, platform, xs, cmdline, |e, c| start(e, c, open))
 }
 
 fn start<P: Platform + Clone + 'static>(
     exec: &mut Executor<P>,
     cmdline: &str,
+    open: Box<OpenDevice<P>>,
 ) -> Result<BlkDd<P>, StartError> {
-    let config = Config::parse(cmdline).map_err(StartError::new)?;
+    let mut config = Config::parse(cmdline).map_err(StartError::new)?;
     if config.volumes.is_empty() {
         return Err(StartError::new(
             "no volumes configured (blkback.vol=<name>:ram:<size>, see the README)",
@@ -100,7 +139,31 @@ fn start<P: Platform + Clone + 'static>(
     } else {
         None
     };
-    let catalog = volumes(&config, disk.as_ref())?;
+    let device = if config.needs_device() {
+        let dev = open(exec).map_err(|e| StartError::new(format_args!("virtio device: {e}")))?;
+        let store = DeviceStore::new(dev);
+        let (bytes, block, what) = {
+            let s = store.borrow();
+            (s.bytes(), s.info().block_size, s.describe())
+        };
+        config.fit_device(bytes, block).map_err(StartError::new)?;
+        let i = store.borrow().info();
+        info!(
+            "device: {what}, {block}-byte blocks{}{}{}, {} KiB per request",
+            if i.read_only { ", read-only" } else { "" },
+            if i.flush {
+                ", flush"
+            } else {
+                ", no cache to flush"
+            },
+            if i.discard.is_some() { ", discard" } else { "" },
+            i.max_transfer / 1024
+        );
+        Some(store)
+    } else {
+        None
+    };
+    let catalog = volumes(&config, disk.as_ref(), device.as_ref())?;
     let domid = exec.platform().domid();
     let backend = Backend::new(BlkDriver::new(catalog, config.options), domid).shared();
     exec.spawn(backend.clone())
@@ -109,13 +172,22 @@ fn start<P: Platform + Clone + 'static>(
         exec.spawn(DiskTask::new(store.clone()))
             .map_err(|e| StartError::new(format_args!("backing disk task: {e}")))?;
     }
-    Ok(BlkDd { backend, disk })
+    if let Some(store) = device.as_ref() {
+        exec.spawn(DeviceTask::new(store.clone()))
+            .map_err(|e| StartError::new(format_args!("device task: {e}")))?;
+    }
+    Ok(BlkDd {
+        backend,
+        disk,
+        device,
+    })
 }
 
 /// The configured volumes: RAM volumes allocated, disk slices of `disk`.
 fn volumes<P: Platform + Clone + 'static>(
     config: &Config,
     disk: Option<&disk::Shared<P>>,
+    device: Option<&device::Shared>,
 ) -> Result<Catalog, StartError> {
     let mut catalog = Catalog::new();
     for v in &config.volumes {
@@ -140,6 +212,20 @@ fn volumes<P: Platform + Clone + 'static>(
                     DiskStore::slice(store, &v.name, offset, v.size, v.sector_size, v.read_only);
                 catalog.add(&v.name, Box::new(slice));
                 format!("disk {}+{}", Size(offset), Size(v.size))
+            }
+            Backing::Virtio { offset, .. } => {
+                let store =
+                    device.ok_or_else(|| StartError::new("virtio volume without a device"))?;
+                let slice =
+                    DeviceStore::slice(store, &v.name, offset, v.size, v.sector_size, v.read_only);
+                let ro = slice.info().read_only && !v.read_only;
+                catalog.add(&v.name, Box::new(slice));
+                format!(
+                    "virtio {}+{}{}",
+                    Size(offset),
+                    Size(v.size),
+                    if ro { " (the device is read-only)" } else { "" }
+                )
             }
         };
         info!(

@@ -3,6 +3,8 @@
 //! ```text
 //! blkback.vol=<name>:ram:<size>[:ro][:4k]             a RAM volume
 //! blkback.vol=<name>:disk:<offset>+<size>[:ro][:4k]   a slice of the backing disk
+//! blkback.vol=<name>:virtio:<offset>+<size>[:ro][:4k] a slice of the passed-through virtio-blk
+//! blkback.vol=<name>:virtio:all[:ro][:4k]             the whole passed-through virtio-blk
 //! blkback.disk=<devid>        which of our own xen disks backs `disk` slices (default: first)
 //! blkback.queues=<n>          multi-queue-max-queues (1..=16, default 4)
 //! blkback.ring-order=<n>      max-ring-page-order (0..=4, default 4)
@@ -18,7 +20,7 @@
 //! Sizes take `K`, `M`, `G`, `T` suffixes (binary). Volume names are what guests' xl.cfg
 //! `target=` names. `4k` gives a volume 4096-byte logical sectors. Slices must be multiples of
 //! 4 KiB; overlapping slices are refused here, slices beyond the disk once its size is known
-//! ([`Config::check_disk`]). Every error names the offending option.
+//! ([`Config::check_disk`], [`Config::fit_device`]). Every error names the offending option.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -38,6 +40,14 @@ pub enum Backing {
     Disk {
         /// Byte offset on the disk.
         offset: u64,
+    },
+    /// Bytes `offset..offset + size` of the passed-through virtio-blk device; `whole`: all
+    /// of it (offset 0, the size known once the device is open: [`Config::fit_device`]).
+    Virtio {
+        /// Byte offset on the device.
+        offset: u64,
+        /// The whole device.
+        whole: bool,
     },
 }
 
@@ -133,6 +143,13 @@ impl Config {
             .any(|v| matches!(v.backing, Backing::Disk { .. }))
     }
 
+    /// Whether any volume lives on the passed-through virtio-blk device.
+    pub fn needs_device(&self) -> bool {
+        self.volumes
+            .iter()
+            .any(|v| matches!(v.backing, Backing::Virtio { .. }))
+    }
+
     /// Bytes of RAM volumes.
     pub fn ram_bytes(&self) -> u64 {
         self.volumes
@@ -159,30 +176,65 @@ impl Config {
                 )));
             }
         }
-        let mut slices: Vec<(u64, u64, &str)> = self
+        let disk: Vec<(u64, u64, &str)> = self
             .volumes
             .iter()
             .filter_map(|v| match v.backing {
                 Backing::Disk { offset } => Some((offset, v.size, v.name.as_str())),
-                Backing::Ram => None,
+                _ => None,
             })
             .collect();
-        slices.sort();
-        for pair in slices.windows(2) {
-            let (a, b) = (pair[0], pair[1]);
-            if a.0 + a.1 > b.0 {
+        no_overlap("disk", disk)?;
+        self.device_overlap()
+    }
+
+    /// Refuses overlapping slices of the device (a whole-device volume overlaps any other
+    /// once its size is known; before, it counts as one byte at 0).
+    fn device_overlap(&self) -> Result<(), ConfigError> {
+        let slices: Vec<(u64, u64, &str)> = self
+            .volumes
+            .iter()
+            .filter_map(|v| match v.backing {
+                Backing::Virtio { offset, .. } => Some((offset, v.size.max(1), v.name.as_str())),
+                _ => None,
+            })
+            .collect();
+        no_overlap("device", slices)
+    }
+
+    /// Sizes whole-device volumes and checks the device's slices against the device
+    /// (`device_bytes` long, `block_size` bytes per logical block).
+    pub fn fit_device(&mut self, device_bytes: u64, block_size: u32) -> Result<(), ConfigError> {
+        for v in &mut self.volumes {
+            let Backing::Virtio { offset, whole } = v.backing else {
+                continue;
+            };
+            if whole {
+                v.size = device_bytes - device_bytes % u64::from(v.sector_size);
+                if v.size == 0 {
+                    return Err(ConfigError(format!(
+                        "volume {:?}: the device has no {}-byte sector",
+                        v.name, v.sector_size
+                    )));
+                }
+            }
+            if offset + v.size > device_bytes {
                 return Err(ConfigError(format!(
-                    "disk slices overlap: {} ({}+{}) and {} ({}+{})",
-                    a.2,
-                    Size(a.0),
-                    Size(a.1),
-                    b.2,
-                    Size(b.0),
-                    Size(b.1)
+                    "volume {:?} ({}+{}) does not fit on the {} device",
+                    v.name,
+                    Size(offset),
+                    Size(v.size),
+                    Size(device_bytes)
+                )));
+            }
+            if offset % u64::from(block_size) != 0 || v.sector_size < block_size {
+                return Err(ConfigError(format!(
+                    "volume {:?}: the device has {block_size}-byte blocks",
+                    v.name
                 )));
             }
         }
-        Ok(())
+        self.device_overlap()
     }
 
     /// Checks the disk slices against the backing disk (`disk_bytes` long, `sector_size`
@@ -212,6 +264,26 @@ impl Config {
     }
 }
 
+/// Refuses overlapping ranges among `slices` (offset, size, name) of one `what`.
+fn no_overlap(what: &str, mut slices: Vec<(u64, u64, &str)>) -> Result<(), ConfigError> {
+    slices.sort();
+    for pair in slices.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if a.0 + a.1 > b.0 {
+            return Err(ConfigError(format!(
+                "{what} slices overlap: {} ({}+{}) and {} ({}+{})",
+                a.2,
+                Size(a.0),
+                Size(a.1),
+                b.2,
+                Size(b.0),
+                Size(b.1)
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn parse_volume(token: &str, value: &str) -> Result<VolumeSpec, ConfigError> {
     let mut parts = value.split(':');
     let name = parts.next().unwrap_or("");
@@ -227,7 +299,7 @@ fn parse_volume(token: &str, value: &str) -> Result<VolumeSpec, ConfigError> {
     let geometry = parts.next().ok_or_else(|| {
         err(
             token,
-            "expected <name>:ram:<size> or <name>:disk:<offset>+<size>",
+            "expected <name>:ram:<size>, <name>:disk:<offset>+<size> or <name>:virtio:<offset>+<size>",
         )
     })?;
     let mut spec = VolumeSpec {
@@ -241,10 +313,16 @@ fn parse_volume(token: &str, value: &str) -> Result<VolumeSpec, ConfigError> {
         "ram" => {
             spec.size = parse_size(geometry).ok_or_else(|| err(token, "bad size"))?;
         }
-        "disk" => {
+        "virtio" if geometry == "all" => {
+            spec.backing = Backing::Virtio {
+                offset: 0,
+                whole: true,
+            };
+        }
+        "disk" | "virtio" => {
             let (off, size) = geometry
                 .split_once('+')
-                .ok_or_else(|| err(token, "a disk slice is <offset>+<size>"))?;
+                .ok_or_else(|| err(token, format_args!("a {store} slice is <offset>+<size>")))?;
             let offset = parse_size(off).ok_or_else(|| err(token, "bad offset"))?;
             spec.size = parse_size(size).ok_or_else(|| err(token, "bad size"))?;
             if offset % 4096 != 0 || spec.size % 4096 != 0 {
@@ -253,12 +331,19 @@ fn parse_volume(token: &str, value: &str) -> Result<VolumeSpec, ConfigError> {
             if offset.checked_add(spec.size).is_none() {
                 return Err(err(token, "slice ends beyond 2^64"));
             }
-            spec.backing = Backing::Disk { offset };
+            spec.backing = if store == "disk" {
+                Backing::Disk { offset }
+            } else {
+                Backing::Virtio {
+                    offset,
+                    whole: false,
+                }
+            };
         }
         other => {
             return Err(err(
                 token,
-                format_args!("unknown store {other:?} (ram, disk)"),
+                format_args!("unknown store {other:?} (ram, disk, virtio)"),
             ))
         }
     }
@@ -271,7 +356,8 @@ fn parse_volume(token: &str, value: &str) -> Result<VolumeSpec, ConfigError> {
             other => return Err(err(token, format_args!("unknown flag {other:?} (ro, 4k)"))),
         }
     }
-    if spec.size == 0 || spec.size % u64::from(spec.sector_size) != 0 {
+    let whole = matches!(spec.backing, Backing::Virtio { whole: true, .. });
+    if !whole && (spec.size == 0 || spec.size % u64::from(spec.sector_size) != 0) {
         return Err(err(
             token,
             format_args!("size must be a non-zero multiple of {}", spec.sector_size),
@@ -324,6 +410,41 @@ mod tests {
     }
 
     #[test]
+    fn device_volumes_are_sized_and_fitted_to_the_device() {
+        let mut cfg = Config::parse(
+            "blkback.vol=a:virtio:0+16M blkback.vol=b:virtio:16M+16M:4k:ro blkback.vol=r:ram:1M",
+        )
+        .unwrap();
+        assert!(cfg.needs_device() && !cfg.needs_disk());
+        assert_eq!(
+            cfg.volumes[1].backing,
+            Backing::Virtio {
+                offset: 16 << 20,
+                whole: false
+            }
+        );
+        assert!(cfg.volumes[1].read_only);
+        assert!(cfg.clone().fit_device(64 << 20, 512).is_ok());
+        assert_eq!(
+            cfg.clone().fit_device(24 << 20, 512).unwrap_err().0,
+            "volume \"b\" (16M+16M) does not fit on the 24M device"
+        );
+        assert_eq!(
+            cfg.fit_device(64 << 20, 4096).unwrap_err().0,
+            "volume \"a\": the device has 4096-byte blocks"
+        );
+        let mut whole = Config::parse("blkback.vol=all:virtio:all:4k").unwrap();
+        whole.fit_device((64 << 20) + 512, 512).unwrap();
+        assert_eq!(whole.volumes[0].size, 64 << 20);
+        let mut two =
+            Config::parse("blkback.vol=a:virtio:all blkback.vol=b:virtio:32M+1M").unwrap();
+        assert_eq!(
+            two.fit_device(64 << 20, 512).unwrap_err().0,
+            "device slices overlap: a (0+64M) and b (32M+1M)"
+        );
+    }
+
+    #[test]
     fn defaults() {
         let cfg = Config::parse("").unwrap();
         assert_eq!(cfg.options, Options::default());
@@ -352,11 +473,23 @@ mod tests {
             ),
             (
                 "blkback.vol=a:tape:1M",
-                "blkback.vol=a:tape:1M: unknown store \"tape\" (ram, disk)",
+                "blkback.vol=a:tape:1M: unknown store \"tape\" (ram, disk, virtio)",
             ),
             (
                 "blkback.vol=a:disk:512+1M",
                 "blkback.vol=a:disk:512+1M: slice offset and size must be multiples of 4K",
+            ),
+            (
+                "blkback.vol=a:virtio:0+2M blkback.vol=b:virtio:1M+1M",
+                "device slices overlap: a (0+2M) and b (1M+1M)",
+            ),
+            (
+                "blkback.vol=a:virtio:all blkback.vol=b:virtio:0+1M",
+                "device slices overlap: a (0+1) and b (0+1M)",
+            ),
+            (
+                "blkback.vol=a:virtio:1M",
+                "blkback.vol=a:virtio:1M: a virtio slice is <offset>+<size>",
             ),
             (
                 "blkback.vol=a:disk:1M",
@@ -389,7 +522,7 @@ mod tests {
             ),
             (
                 "blkback.vol=a:ram",
-                "blkback.vol=a:ram: expected <name>:ram:<size> or <name>:disk:<offset>+<size>",
+                "blkback.vol=a:ram: expected <name>:ram:<size>, <name>:disk:<offset>+<size> or <name>:virtio:<offset>+<size>",
             ),
             (
                 "blkback.vol=a:disk:0+1M blkback.bounce=100",

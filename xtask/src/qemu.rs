@@ -63,7 +63,12 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
             let img = scratch_image(scratch, "virtio-blk.img", 64)?;
             vec![
                 "-drive".into(),
-                format!("file={},if=none,id=vblk,format=raw", img.display()),
+                // discard=unmap: a guest's discard punches a hole in the image (reads
+                // back as zeros), so a scenario can tell that it reached the device.
+                format!(
+                    "file={},if=none,id=vblk,format=raw,discard=unmap",
+                    img.display()
+                ),
                 "-device".into(),
                 format!("virtio-blk-pci,drive=vblk,bus=pcie.0,{addr}"),
             ]

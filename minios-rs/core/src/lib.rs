@@ -6,7 +6,8 @@
 //! - [`ring`]: ring.h shared rings over [`platform::SharedMem`], copy-once.
 //! - [`xenstore`]: a blocking xenstore client with a bounded watch queue.
 //! - [`xenbus`]: the backend device state machine and a frontend helper.
-//! - [`netdev`]: the network device (passed-through NIC) a driver domain owns, as a trait.
+//! - [`netdev`]: the network device (passed-through NIC) a driver domain owns, as a trait;
+//!   [`blockdev`]: the same for a passed-through disk controller.
 //! - [`pci`]: PCI passthrough for PV driver domains: pcifront, config space, BARs, MSI-X.
 //! - [`executor`]: the poll loop, `control/shutdown`, and the `data/ready` signal.
 //! - [`driver_domain`]: the start-up and stop every driver domain shares; [`options`]: its
@@ -20,6 +21,7 @@
 
 extern crate alloc;
 
+pub mod blockdev;
 pub mod data_area;
 pub mod driver_domain;
 pub mod error_log;

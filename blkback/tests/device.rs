@@ -1,0 +1,530 @@
+//! The device store: volumes on a block device the driver domain owns (in the unikernel a
+//! passed-through virtio-blk; here a simulated device over a byte array that the test can
+//! hold, fail and inspect), served to guests through the whole backend.
+
+mod common;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use blkback::backend::{Catalog, Options, VolumeSource};
+use blkback::store::device::{DeviceStore, DeviceTask, Shared};
+use common::*;
+use minios::blockdev::{
+    BlockDevice, BlockError, BlockInfo, BlockOp, BlockStatus, DiscardLimits, OnComplete, SECTOR,
+};
+use minios::host::{settle, DeviceSpec, World};
+use minios::platform::{Access, GrantedPage, Grants, SharedMem};
+use xen_abi::blkif::*;
+
+const MIB: u64 = 1 << 20;
+/// Requests the simulated device holds at once.
+const SLOTS: usize = 8;
+
+/// What the test sees and steers of the device.
+#[derive(Default)]
+struct Ctl {
+    data: Vec<u8>,
+    /// Queued requests: (id, op, the write's data).
+    queued: Vec<(u64, BlockOp, Vec<u8>)>,
+    /// Completions are withheld while set.
+    hold: bool,
+    /// Requests touching this sector fail with an I/O error.
+    bad_sector: Option<u64>,
+    /// The next `complete` reports the device broken.
+    broken: bool,
+    /// Every request as the device received it, and when it completed (in order).
+    log: Vec<String>,
+    max_in_flight: usize,
+    flushes: u64,
+}
+
+struct FakeDevice {
+    ctl: Rc<RefCell<Ctl>>,
+    info: BlockInfo,
+}
+
+impl BlockDevice for FakeDevice {
+    fn describe(&self) -> String {
+        "fake-blk".into()
+    }
+    fn info(&self) -> BlockInfo {
+        self.info
+    }
+    fn has_room(&self, ops: &[BlockOp]) -> bool {
+        self.ctl.borrow().queued.len() + ops.len() <= SLOTS
+    }
+    fn submit(
+        &mut self,
+        id: u64,
+        op: BlockOp,
+        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+    ) -> Result<(), BlockError> {
+        let len = op.data_len();
+        assert!(
+            len <= self.info.max_transfer,
+            "{op:?} exceeds the transfer limit"
+        );
+        if !self.has_room(&[op]) {
+            return Err(BlockError::Full);
+        }
+        let mut data = Vec::new();
+        if let BlockOp::Write { .. } = op {
+            // Two buffers, as a driver with page-sized DMA buffers hands out.
+            let mut a = vec![0u8; len.min(4096)];
+            let mut b = vec![0u8; len - a.len()];
+            if !fill(&mut [&mut a[..], &mut b[..]]) {
+                return Err(BlockError::Aborted);
+            }
+            data = [a, b].concat();
+        }
+        let mut c = self.ctl.borrow_mut();
+        c.log.push(format!("submit {op:?}"));
+        c.queued.push((id, op, data));
+        c.max_in_flight = c.max_in_flight.max(c.queued.len());
+        Ok(())
+    }
+    fn kick(&mut self) -> Result<(), BlockError> {
+        Ok(())
+    }
+    fn take_interrupt(&mut self) -> bool {
+        true
+    }
+    fn complete(&mut self, each: &mut OnComplete<'_>) -> Result<usize, BlockError> {
+        let mut c = self.ctl.borrow_mut();
+        if c.broken {
+            return Err(BlockError::Device(
+                "the controller stopped answering".into(),
+            ));
+        }
+        if c.hold {
+            return Ok(0);
+        }
+        let queued = std::mem::take(&mut c.queued);
+        let n = queued.len();
+        // Out of order: the newest first.
+        for (id, op, data) in queued.into_iter().rev() {
+            let (sector, sectors) = match op {
+                BlockOp::Read { sector, len } | BlockOp::Write { sector, len } => {
+                    (sector, len as u64 / SECTOR)
+                }
+                BlockOp::Discard { sector, sectors } => (sector, u64::from(sectors)),
+                BlockOp::Flush => (0, 0),
+            };
+            let bad = c
+                .bad_sector
+                .is_some_and(|b| b >= sector && b < sector + sectors);
+            c.log.push(format!("complete {op:?}"));
+            let at = (sector * SECTOR) as usize;
+            let end = at + (sectors * SECTOR) as usize;
+            if bad {
+                each(id, BlockStatus::IoError, &[]);
+                continue;
+            }
+            match op {
+                BlockOp::Read { .. } => {
+                    let out = c.data[at..end].to_vec();
+                    let (x, y) = out.split_at(out.len().min(4096));
+                    each(id, BlockStatus::Ok, &[x, y]);
+                }
+                BlockOp::Write { .. } => {
+                    c.data[at..end].copy_from_slice(&data);
+                    each(id, BlockStatus::Ok, &[]);
+                }
+                BlockOp::Discard { .. } => {
+                    c.data[at..end].fill(0);
+                    each(id, BlockStatus::Ok, &[]);
+                }
+                BlockOp::Flush => {
+                    c.flushes += 1;
+                    each(id, BlockStatus::Ok, &[]);
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn device_info(discard: bool) -> BlockInfo {
+    BlockInfo {
+        sectors: 64 * MIB / SECTOR,
+        block_size: 512,
+        read_only: false,
+        flush: true,
+        discard: discard.then_some(DiscardLimits {
+            max_sectors: 2048,
+            alignment_sectors: 8,
+        }),
+        // Small, so that guest requests are split.
+        max_transfer: 16 << 10,
+    }
+}
+
+/// The driver domain with slices `a` (0+16M), `b` (16M+16M, 4 KiB sectors) and `c`
+/// (32M+8M, read-only) of a 64 MiB simulated device.
+fn setup(discard: bool) -> (Env, Rc<RefCell<Ctl>>, Shared) {
+    let ctl = Rc::new(RefCell::new(Ctl {
+        data: vec![0; 64 * MIB as usize],
+        ..Ctl::default()
+    }));
+    let store = DeviceStore::new(Box::new(FakeDevice {
+        ctl: ctl.clone(),
+        info: device_info(discard),
+    }));
+    let mut catalog = Catalog::new();
+    for (name, off, size, sector, ro) in [
+        ("a", 0, 16 * MIB, 512, false),
+        ("b", 16 * MIB, 16 * MIB, 4096, false),
+        ("c", 32 * MIB, 8 * MIB, 512, true),
+    ] {
+        let slice = DeviceStore::slice(&store, name, off, size, sector, ro);
+        catalog.add(name, Box::new(slice) as Box<dyn VolumeSource>);
+    }
+    let mut env = Env::with_catalog(catalog, Options::default());
+    env.exec.spawn(DeviceTask::new(store.clone())).unwrap();
+    env.settle();
+    (env, ctl, store)
+}
+
+/// Puts a write of `data` at `sector` on `f`'s ring without waiting; returns its id.
+fn start_write(f: &mut Front, sector: u64, data: &[u8]) -> u64 {
+    assert!(data.len() % 4096 == 0 && data.len() <= 11 * 4096);
+    let mut req = BlkifRequest {
+        operation: BLKIF_OP_WRITE,
+        nr_segments: (data.len() / 4096) as u8,
+        id: 1000 + sector,
+        sector_number: sector,
+        ..Default::default()
+    };
+    for (i, chunk) in data.chunks(4096).enumerate() {
+        let g = f.dom.grant_page(DD, Access::ReadWrite).unwrap();
+        g.write(0, chunk).unwrap();
+        req.seg[i] = BlkifRequestSegment {
+            gref: g.gref(),
+            first_sect: 0,
+            last_sect: 7,
+        };
+        std::mem::forget(g);
+    }
+    f.submit(0, &slot_of(&req));
+    req.id
+}
+
+#[test]
+fn slices_map_onto_the_device_and_large_requests_are_split() {
+    let (mut env, ctl, store) = setup(true);
+    let mut fa = Front::attach(&mut env, 5, 51712, "a", FrontOpts::default());
+    let mut fb = Front::attach(&mut env, 6, 51712, "b", FrontOpts::default());
+    assert_eq!(env.be_key(&fb.dev, "sector-size").as_deref(), Some("4096"));
+    let big = pattern(200 * 1024, 7);
+    assert_eq!(fa.write(&mut env, 2048, &big), BLKIF_RSP_OKAY);
+    let back = fa.read(&mut env, 2048, big.len());
+    assert_eq!(back.status, BLKIF_RSP_OKAY);
+    assert!(back.data == big, "read back what was written");
+    assert!(ctl.borrow().data[MIB as usize..MIB as usize + big.len()] == big[..]);
+    let small = pattern(8192, 9);
+    assert_eq!(fb.write(&mut env, 8, &small), BLKIF_RSP_OKAY);
+    let at = (16 * MIB + 4096) as usize;
+    assert!(
+        ctl.borrow().data[at..at + 8192] == small[..],
+        "slice b starts at 16M"
+    );
+    assert_eq!(fb.read(&mut env, 8, 8192).data, small);
+    // 200 KiB in 16 KiB device requests: 13 parts, each at its own sector.
+    let parts = ctl
+        .borrow()
+        .log
+        .iter()
+        .filter(|l| l.starts_with("submit Write") && !l.contains("sector: 32776"))
+        .count();
+    assert_eq!(parts, 13);
+    assert!(ctl.borrow().log.contains(&format!(
+        "submit {:?}",
+        BlockOp::Write {
+            sector: 2048 + 12 * 32,
+            len: 200 * 1024 - 12 * 16384
+        }
+    )));
+    assert_eq!(store.borrow().in_flight(), 0);
+    // Out of range and misaligned requests never reach the device.
+    let before = ctl.borrow().log.len();
+    assert_eq!(fa.read(&mut env, 32768 - 8, 8192).status, BLKIF_RSP_ERROR);
+    assert_eq!(fb.read(&mut env, 1, 4096).status, BLKIF_RSP_ERROR);
+    assert_eq!(ctl.borrow().log.len(), before);
+}
+
+#[test]
+fn writes_and_flushes_are_acknowledged_only_after_the_device_completed_them() {
+    let (mut env, ctl, _store) = setup(true);
+    let mut f = Front::attach(&mut env, 5, 51712, "a", FrontOpts::default());
+    assert_eq!(
+        env.be_key(&f.dev, "feature-flush-cache").as_deref(),
+        Some("1")
+    );
+    ctl.borrow_mut().hold = true;
+    let data = pattern(8192, 3);
+    let id = start_write(&mut f, 64, &data);
+    env.settle();
+    assert!(
+        f.responses(0).is_empty(),
+        "no answer before the device completed"
+    );
+    assert_eq!(ctl.borrow().queued.len(), 1);
+    ctl.borrow_mut().hold = false;
+    env.settle();
+    let rsp = f.responses(0);
+    assert_eq!(
+        (rsp.len(), rsp[0].id, rsp[0].status),
+        (1, id, BLKIF_RSP_OKAY)
+    );
+    assert!(ctl.borrow().data[64 * 512..64 * 512 + 8192] == data[..]);
+    // A flush becomes the device's flush, answered only once it completed.
+    ctl.borrow_mut().hold = true;
+    f.submit(
+        0,
+        &slot_of(&BlkifRequest {
+            operation: BLKIF_OP_FLUSH_DISKCACHE,
+            id: 77,
+            ..Default::default()
+        }),
+    );
+    env.settle();
+    assert!(f.responses(0).is_empty());
+    assert_eq!(ctl.borrow().queued[0].1, BlockOp::Flush);
+    ctl.borrow_mut().hold = false;
+    env.settle();
+    let rsp = f.responses(0);
+    assert_eq!((rsp[0].id, rsp[0].status), (77, BLKIF_RSP_OKAY));
+    assert_eq!(ctl.borrow().flushes, 1);
+}
+
+#[test]
+fn many_requests_from_two_guests_are_in_flight_at_once_and_fair() {
+    let (mut env, ctl, store) = setup(true);
+    let mut fa = Front::attach(&mut env, 5, 51712, "a", FrontOpts::default());
+    let mut fb = Front::attach(&mut env, 6, 51712, "b", FrontOpts::default());
+    ctl.borrow_mut().hold = true;
+    // Guest a fills the device (8 slots) with 12 writes; guest b's one write must wait
+    // its turn but not behind all of a's.
+    let a_ids: Vec<u64> = (0..12)
+        .map(|i| start_write(&mut fa, i * 8, &pattern(4096, i as u32)))
+        .collect();
+    env.settle();
+    let b_id = start_write(&mut fb, 0, &pattern(4096, 99));
+    env.settle();
+    assert_eq!(ctl.borrow().queued.len(), SLOTS, "the device is kept full");
+    assert!(store.borrow().waiting() >= 1);
+    ctl.borrow_mut().hold = false;
+    env.settle();
+    let ra = fa.responses(0);
+    let rb = fb.responses(0);
+    assert_eq!(ra.len(), 12);
+    assert!(ra
+        .iter()
+        .all(|r| r.status == BLKIF_RSP_OKAY && a_ids.contains(&r.id)));
+    assert_eq!((rb[0].id, rb[0].status), (b_id, BLKIF_RSP_OKAY));
+    assert_eq!(ctl.borrow().max_in_flight, SLOTS);
+    // b's write went to the device before a's last ones (first come, first served).
+    let log = ctl.borrow().log.clone();
+    let pos = |needle: &str| log.iter().position(|l| l.contains(needle)).unwrap();
+    let b_submit = pos("submit Write { sector: 32768,");
+    let a_last = pos("submit Write { sector: 88,");
+    assert!(b_submit < a_last, "{log:#?}");
+    for i in 0..12u64 {
+        let back = fa.read(&mut env, i * 8, 4096);
+        assert_eq!(back.data, pattern(4096, i as u32));
+    }
+}
+
+#[test]
+fn device_errors_fail_only_the_requests_concerned() {
+    let (mut env, ctl, _store) = setup(true);
+    let mut f = Front::attach(&mut env, 5, 51712, "a", FrontOpts::default());
+    ctl.borrow_mut().bad_sector = Some(100);
+    // 64 KiB over sectors 64..192 in four parts: the one with sector 100 fails.
+    let data = pattern(65536, 1);
+    assert_eq!(f.write(&mut env, 64, &data), BLKIF_RSP_ERROR);
+    assert_eq!(f.read(&mut env, 96, 4096).status, BLKIF_RSP_ERROR);
+    // Elsewhere the device works.
+    f.verified_io(&mut env, 1024, 5);
+    env.advance(2_000_000_000);
+    assert_eq!(env.counter(&f.dev, "err_store"), Some(2));
+    assert_eq!(env.counter(&f.dev, "errors"), Some(2));
+}
+
+#[test]
+fn a_broken_device_fails_what_is_in_flight_and_everything_after() {
+    let (mut env, ctl, store) = setup(true);
+    let mut f = Front::attach(&mut env, 5, 51712, "a", FrontOpts::default());
+    ctl.borrow_mut().hold = true;
+    let ids: Vec<u64> = (0..3)
+        .map(|i| start_write(&mut f, i * 8, &pattern(4096, 1)))
+        .collect();
+    env.settle();
+    assert!(f.responses(0).is_empty());
+    ctl.borrow_mut().broken = true;
+    env.settle();
+    let rsp = f.responses(0);
+    assert_eq!(rsp.len(), 3, "every request answered");
+    assert!(rsp
+        .iter()
+        .all(|r| r.status == BLKIF_RSP_ERROR && ids.contains(&r.id)));
+    assert!(store
+        .borrow()
+        .failed()
+        .unwrap()
+        .contains("stopped answering"));
+    assert_eq!(f.read(&mut env, 0, 4096).status, BLKIF_RSP_ERROR);
+    assert_eq!(f.flush(&mut env), BLKIF_RSP_ERROR);
+}
+
+#[test]
+fn discard_reaches_the_device_when_it_offers_one() {
+    let (mut env, ctl, _store) = setup(true);
+    let mut f = Front::attach(&mut env, 5, 51712, "a", FrontOpts::default());
+    assert_eq!(env.be_key(&f.dev, "feature-discard").as_deref(), Some("1"));
+    assert_eq!(env.be_key(&f.dev, "discard-secure").as_deref(), Some("0"));
+    assert_eq!(
+        env.be_key(&f.dev, "discard-granularity").as_deref(),
+        Some("4096")
+    );
+    let data = pattern(65536, 4);
+    assert_eq!(f.write(&mut env, 0, &data), BLKIF_RSP_OKAY);
+    // 3 MiB: more than the device's 2048 sectors per discard, so split.
+    assert_eq!(f.discard(&mut env, 0, 6144, false), BLKIF_RSP_OKAY);
+    assert!(ctl.borrow().data[..65536].iter().all(|&b| b == 0));
+    let discards = ctl
+        .borrow()
+        .log
+        .iter()
+        .filter(|l| l.starts_with("submit Discard"))
+        .count();
+    assert_eq!(discards, 3);
+    assert_eq!(
+        f.discard(&mut env, 0, 8, true),
+        BLKIF_RSP_EOPNOTSUPP,
+        "no secure erase"
+    );
+    // The read-only slice refuses writes and offers no discard.
+    let mut c = Front::attach(&mut env, 7, 51712, "c", FrontOpts::default());
+    assert_eq!(env.be_key(&c.dev, "feature-discard").as_deref(), Some("0"));
+    assert_eq!(c.write(&mut env, 0, &pattern(4096, 1)), BLKIF_RSP_ERROR);
+    assert_eq!(c.read(&mut env, 0, 4096).status, BLKIF_RSP_OKAY);
+}
+
+#[test]
+fn without_device_discard_none_is_offered() {
+    let (mut env, ctl, _store) = setup(false);
+    let mut f = Front::attach(&mut env, 5, 51712, "a", FrontOpts::default());
+    assert_eq!(env.be_key(&f.dev, "feature-discard").as_deref(), Some("0"));
+    assert_eq!(f.discard(&mut env, 0, 8, false), BLKIF_RSP_EOPNOTSUPP);
+    assert!(!ctl.borrow().log.iter().any(|l| l.contains("Discard")));
+}
+
+#[test]
+fn the_driver_domain_boots_with_a_device_and_flushes_it_at_the_stop() {
+    use minios::executor::StopReason;
+    use minios::xenstore::Store;
+    let ctl = Rc::new(RefCell::new(Ctl {
+        data: vec![0; 64 * MIB as usize],
+        ..Ctl::default()
+    }));
+    let world = World::new();
+    let dd = world.create_domain(DD, "blkdd");
+    world.create_domain(5, "guest");
+    let dev_ctl = ctl.clone();
+    let mut started = blkback::blkdd::boot_with_device(
+        dd.clone(),
+        Some(dd.xenstore()),
+        "blkback.vol=all:virtio:all",
+        Box::new(move |_| {
+            Ok(Box::new(FakeDevice {
+                ctl: dev_ctl,
+                info: device_info(true),
+            }) as Box<dyn BlockDevice>)
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        world
+            .read_str(&format!("/local/domain/{DD}/data/ready"))
+            .as_deref(),
+        Some("1")
+    );
+    let vbd = DeviceSpec::new("vbd", DD, 5, 51712).backend_key("params", "all");
+    world.add_device(&vbd);
+    settle(&world, &mut [&mut started.exec]);
+    let key = |k: &str| world.read_str(&format!("{}/{k}", vbd.backend_path()));
+    assert_eq!(key("sectors"), Some((64 * MIB / 512).to_string()));
+    world
+        .domain(0)
+        .xenstore()
+        .write(&format!("/local/domain/{DD}/control/shutdown"), b"poweroff")
+        .unwrap();
+    settle(&world, &mut [&mut started.exec]);
+    assert_eq!(started.stop(StopReason::Poweroff), StopReason::Poweroff);
+    assert_eq!(ctl.borrow().flushes, 1, "flushed at the stop");
+}
+
+#[test]
+fn device_configurations_that_cannot_work_are_refused() {
+    for (cmdline, want) in [
+        (
+            "blkback.vol=a:virtio:32M+64M",
+            "volume \"a\" (32M+64M) does not fit on the 64M device",
+        ),
+        (
+            "blkback.vol=a:virtio:0+8M blkback.vol=b:virtio:4M+8M",
+            "device slices overlap: a (0+8M) and b (4M+8M)",
+        ),
+    ] {
+        let world = World::new();
+        let dd = world.create_domain(DD, "blkdd");
+        let err = blkback::blkdd::boot_with_device(
+            dd.clone(),
+            Some(dd.xenstore()),
+            cmdline,
+            Box::new(|_| {
+                Ok(Box::new(FakeDevice {
+                    ctl: Rc::new(RefCell::new(Ctl::default())),
+                    info: device_info(false),
+                }) as Box<dyn BlockDevice>)
+            }),
+        )
+        .err()
+        .expect("refused");
+        assert_eq!(err.0, want, "{cmdline}");
+    }
+    let world = World::new();
+    let dd = world.create_domain(DD, "blkdd");
+    let err = blkback::blkdd::boot(dd.clone(), Some(dd.xenstore()), "blkback.vol=a:virtio:all")
+        .err()
+        .expect("refused");
+    assert_eq!(err.0, "virtio device: this build has no device drivers");
+}
+
+#[test]
+fn a_request_larger_than_the_room_left_is_submitted_as_room_frees_up() {
+    let (mut env, ctl, store) = setup(true);
+    let mut fa = Front::attach(&mut env, 5, 51712, "a", FrontOpts::default());
+    let mut fb = Front::attach(&mut env, 6, 51712, "b", FrontOpts::default());
+    ctl.borrow_mut().hold = true;
+    for i in 0..6 {
+        start_write(&mut fb, i * 8, &pattern(4096, 50 + i as u32));
+    }
+    env.settle();
+    assert_eq!(ctl.borrow().queued.len(), 6);
+    // 40 KiB = three 16 KiB parts; two slots are left.
+    let big = pattern(40960, 8);
+    let id = start_write(&mut fa, 256, &big);
+    env.settle();
+    assert_eq!(ctl.borrow().queued.len(), SLOTS, "two parts queued at once");
+    ctl.borrow_mut().hold = false;
+    env.settle();
+    let rsp = fa.responses(0);
+    assert_eq!((rsp[0].id, rsp[0].status), (id, BLKIF_RSP_OKAY));
+    assert_eq!(fb.responses(0).len(), 6);
+    assert!(ctl.borrow().data[256 * 512..256 * 512 + 40960] == big[..]);
+    assert_eq!(store.borrow().in_flight(), 0);
+    assert_eq!(fa.read(&mut env, 256, 40960).data, big);
+}
