@@ -416,7 +416,7 @@ impl BlockDevice for VirtioBlk {
 
     fn kick(&mut self) -> Result<(), BlockError> {
         self.check()?;
-        if core::mem::take(&mut self.notify) && self.queue.should_notify() {
+        if core::mem::take(&mut self.notify) && super::wants_doorbell(&self.queue) {
             self.dev.transport.notify(QUEUE);
         }
         Ok(())

@@ -484,17 +484,10 @@ impl NetDevice for VirtioNet {
 
     fn flush(&mut self) -> Result<(), NetError> {
         self.check()?;
-        // The device may be finishing a pass: it re-enables notifications (clears
-        // VRING_USED_F_NO_NOTIFY), then looks at the available index once more. Our index
-        // store must be visible before we read its flag, or both sides can miss each other
-        // and a queued frame waits for the next, unrelated doorbell. virtio-drivers orders
-        // the store with Release and the load with Acquire, which does not order a store
-        // before a later load (x86 reorders exactly that): a full fence does.
-        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
-        if core::mem::take(&mut self.notify_rx) && self.rx.should_notify() {
+        if core::mem::take(&mut self.notify_rx) && super::wants_doorbell(&self.rx) {
             self.dev.transport.notify(RX_QUEUE);
         }
-        if core::mem::take(&mut self.notify_tx) && self.tx.should_notify() {
+        if core::mem::take(&mut self.notify_tx) && super::wants_doorbell(&self.tx) {
             self.dev.transport.notify(TX_QUEUE);
         }
         Ok(())
