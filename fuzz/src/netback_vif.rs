@@ -89,7 +89,11 @@ pub fn run(data: &[u8]) {
 
     assert!(h.connected(&b), "the receiver is not affected");
     for r in &received {
-        assert!(!r.error && r.data.len() <= usize::from(u16::MAX), "{r:?}");
+        // An error slot is allowed: a direct guest-to-guest copy whose source grant turns
+        // out bad answers the receiver's buffers it took with errors (datapath/tx.rs,
+        // `respond_rx_errors`); it carries no data.
+        assert!(r.data.len() <= usize::from(u16::MAX), "{r:?}");
+        assert!(!r.error || r.data.is_empty(), "{r:?}");
         if plain {
             // Without scatter-gather and GSO: one buffer page per packet, no GSO metadata.
             assert!(
