@@ -329,7 +329,7 @@ fn netback_tx_chain() -> Vec<Seed> {
 }
 
 fn netback_vif() -> Vec<Seed> {
-    let g = crate::netback_vif::data_grefs();
+    let g = crate::netback_vif::data_grefs(false);
     let udp = net::udp_frame(
         net::mac(6),
         net::mac(5),
@@ -375,6 +375,31 @@ fn netback_vif() -> Vec<Seed> {
             seed(0, &chain(&g, 0, len(&tcp), 2, Some(1448)), &tcp),
         ),
         ("runt-after-packet", seed(0, &bad, &udp)),
+        ("hostile-receiver", {
+            let r = crate::netback_vif::rx_grefs();
+            let rx = |id: u16, gref: u32| {
+                let mut b = [0u8; 8];
+                b[..2].copy_from_slice(&id.to_le_bytes());
+                b[4..].copy_from_slice(&gref.to_le_bytes());
+                b
+            };
+            let mut out = vec![4u8];
+            let g = crate::netback_vif::data_grefs(true);
+            let tx = chain(&g, 0, len(&tcp), 2, Some(1448));
+            out.push(tx.len() as u8);
+            tx.iter().for_each(|s| out.extend_from_slice(s));
+            let reqs = [
+                rx(0, r[0]),
+                rx(1, r[1]),
+                rx(1, r[2]),
+                rx(9, 0xdead),
+                rx(3, r[3]),
+            ];
+            out.push(reqs.len() as u8);
+            reqs.iter().for_each(|q| out.extend_from_slice(q));
+            out.extend_from_slice(&tcp);
+            out
+        }),
         (
             "hostile-req-prod",
             [
