@@ -20,6 +20,7 @@ type Stage = Box<dyn Fn() -> Result>;
 pub fn test() -> Result {
     let start = Instant::now();
     hosttools::ensure(true)?;
+    hosttools::ensure_fuzz(true)?;
     let stages: Vec<(&str, Stage)> = vec![
         (
             "format",
