@@ -19,14 +19,27 @@ const TOOLS: &[(&str, &str)] = &[
 /// Debian packages the test command installs (host tools plus Xen headers for ABI tests).
 pub const TEST_PACKAGES: &[&str] = &["libxen-dev"];
 
+/// `(program, Debian package)` the fuzz targets need: libfuzzer-sys compiles libFuzzer (C++).
+const FUZZ_TOOLS: &[(&str, &str)] = &[("c++", "g++")];
+
 /// Checks the host tools; installs missing ones with apt when `install` and root.
 pub fn ensure(install: bool) -> Result {
-    let missing: Vec<(&str, &str)> = TOOLS
+    ensure_tools(TOOLS, TEST_PACKAGES, install)
+}
+
+/// Checks what `cargo xtask fuzz` needs; installs it with apt when `install` and root.
+pub fn ensure_fuzz(install: bool) -> Result {
+    ensure_tools(FUZZ_TOOLS, &[], install)
+}
+
+/// Checks `tools` (and, when installing, `packages`); installs what is missing as root.
+fn ensure_tools(tools: &[(&str, &str)], packages: &[&str], install: bool) -> Result {
+    let missing: Vec<(&str, &str)> = tools
         .iter()
         .copied()
         .filter(|(p, _)| util::which(p).is_none())
         .collect();
-    let missing_pkgs: Vec<&str> = TEST_PACKAGES
+    let missing_pkgs: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| !dpkg_installed(p))
@@ -39,7 +52,7 @@ pub fn ensure(install: bool) -> Result {
         pkgs.extend(&missing_pkgs);
     }
     if install && util::is_root() {
-        eprintln!("testbed: installing host packages: {}", pkgs.join(" "));
+        eprintln!("xtask: installing host packages: {}", pkgs.join(" "));
         util::run(Command::new("apt-get").args(["update", "-qq"]))?;
         util::run(
             Command::new("apt-get")

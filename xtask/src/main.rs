@@ -5,6 +5,7 @@ mod bench;
 mod elf;
 mod fetch;
 mod fileserver;
+mod fuzz;
 mod hosttools;
 mod images;
 mod qemu;
@@ -24,7 +25,10 @@ usage: cargo xtask <command>
 
 commands:
   demo                         boot the appliance in the testbed and show what each guest got
-  test                         run every test: format, clippy, unit tests, all testbed scenarios
+  test                         run every test: format, clippy, unit tests, a short fuzzing
+                               pass, all testbed scenarios
+  fuzz [<target>|all] [--seconds N]
+                               list the fuzz targets, or fuzz one or all (see fuzz/README.md)
   bench net|blk|nic            our driver domains next to Linux's, in one testbed boot
   testbed fetch                download and unpack the release's Debian packages (cached)
   testbed run <scenario>...    boot Xen under QEMU and run scenarios (`all` for every one)
@@ -58,6 +62,7 @@ fn dispatch(args: &[&str]) -> Result {
         ["testbed", "list"] => testbed::list(),
         ["testbed", "selftest"] => testbed::selftest(),
         ["test"] => suite::test(),
+        ["fuzz", rest @ ..] => fuzz::command(rest),
         ["bench", what] => bench::run(what),
         ["demo"] => suite::demo(),
         ["testbed", "run", names @ ..] => testbed::run(names).map(|_| ()),

@@ -3,7 +3,7 @@
 
 use crate::results::ScenarioResult;
 use crate::util::{self, Result};
-use crate::{hosttools, testbed, unikernels};
+use crate::{fuzz, hosttools, testbed, unikernels};
 use std::process::Command;
 use std::time::Instant;
 
@@ -20,10 +20,15 @@ type Stage = Box<dyn Fn() -> Result>;
 pub fn test() -> Result {
     let start = Instant::now();
     hosttools::ensure(true)?;
+    hosttools::ensure_fuzz(true)?;
     let stages: Vec<(&str, Stage)> = vec![
         (
             "format",
-            Box::new(|| util::run(cargo().args(["fmt", "--all", "--check"]))),
+            Box::new(|| {
+                util::run(cargo().args(["fmt", "--all", "--check"]))?;
+                // The fuzz crate is a workspace of its own (see fuzz/README.md).
+                util::run(cargo().args(["fmt", "--check", "--manifest-path", "fuzz/Cargo.toml"]))
+            }),
         ),
         (
             "clippy",
@@ -55,6 +60,13 @@ pub fn test() -> Result {
         (
             "unit tests",
             Box::new(|| util::run(cargo().args(["test", "--quiet", "--workspace"]))),
+        ),
+        (
+            // Every fuzz target for a few seconds from the committed corpus (build included,
+            // about 2-3 minutes from scratch on 2 cores): a crash fails the test and names
+            // the input.
+            "fuzz (short pass)",
+            Box::new(fuzz::test_pass),
         ),
         (
             "testbed scenarios",
