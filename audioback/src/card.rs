@@ -145,10 +145,7 @@ impl Hw {
 
 /// Reads a card through `read` (a frontend key relative to the card's directory →
 /// its value, `None` if missing).
-pub fn read_card(
-    read: &mut Reader<'_>,
-    limits: &Limits,
-) -> Result<CardConfig, DeviceError> {
+pub fn read_card(read: &mut Reader<'_>, limits: &Limits) -> Result<CardConfig, DeviceError> {
     let card_hw = read_hw(read, "", limits)?;
     let short_name = read_name(read, XENSND_FIELD_VCARD_SHORT_NAME)?;
     let mut pcms = Vec::new();
@@ -216,10 +213,7 @@ pub fn read_card(
 }
 
 /// A name: printable ASCII, at most [`MAX_NAME`] bytes; missing is empty.
-fn read_name(
-    read: &mut Reader<'_>,
-    key: &str,
-) -> Result<String, DeviceError> {
+fn read_name(read: &mut Reader<'_>, key: &str) -> Result<String, DeviceError> {
     let Some(raw) = read(key)? else {
         return Ok(String::new());
     };
@@ -270,11 +264,7 @@ fn read_list<T>(
 }
 
 /// The hardware keys under `prefix` (`""`, `"0/"`, `"0/1/"`).
-fn read_hw(
-    read: &mut Reader<'_>,
-    prefix: &str,
-    limits: &Limits,
-) -> Result<Hw, DeviceError> {
+fn read_hw(read: &mut Reader<'_>, prefix: &str, limits: &Limits) -> Result<Hw, DeviceError> {
     let key = |k: &str| format!("{prefix}{k}");
     let rates_key = key(XENSND_FIELD_SAMPLE_RATES);
     let rates = read_list(read, &rates_key, |w| {

@@ -169,11 +169,13 @@ impl Engine {
                 return None;
             }
             // Let the queued periods play out, then stop the device.
-            if self.sink.queued(now) == 0 {
+            let queued = self.sink.queued(now) as u64;
+            if queued == 0 {
                 self.sink.stop();
                 return None;
             }
-            return self.sink.next_space_ns(now);
+            let ns = (queued * 1_000_000_000).div_ceil(u64::from(p.rate.max(1)));
+            return Some(now.saturating_add(ns));
         }
         if !self.sink.running() {
             self.sink.start(now);
