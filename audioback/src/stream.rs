@@ -3,7 +3,7 @@
 //!
 //! Every request gets exactly one response in the same pass (the frontend waits for each,
 //! with a 3 s timeout): OPEN checks the parameters against the stream's offer (`-EINVAL`
-//! otherwise) and maps the buffer once; CLOSE (also without an OPEN, as Linux's
+//! otherwise) and maps the buffer once (an OPEN of an open stream replaces it); CLOSE (also without an OPEN, as Linux's
 //! `hw_free` sends it) drops it; WRITE queues the buffer's bytes for the mixer, READ hands
 //! out captured bytes; TRIGGER moves the mixer's voice between stopped, running and
 //! paused (a STOP drops what is queued); HW_PARAM_QUERY answers the offer narrowed to the
@@ -207,10 +207,10 @@ impl<P: Platform> Stream<P> {
         p: &Parsed,
         open: xen_abi::sndif::XensndOpenReq,
     ) -> XensndResp {
-        if self.open.is_some() {
-            stats.error(ErrorClass::Invalid, &"open of an open stream");
-            return p.respond(errno(XenErrno::EBUSY));
-        }
+        // Linux's frontend forgets an open stream without a CLOSE when ALSA sets hardware
+        // parameters again (`stream_free` clears `is_open`), then OPENs anew: the new OPEN
+        // replaces the old one.
+        self.close(stats);
         let params = match self.cfg.offer.check_open(&open) {
             Ok(params) => params,
             Err(why) => {
