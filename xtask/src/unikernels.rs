@@ -39,6 +39,12 @@ pub const ALL: &[Unikernel] = &[
         bin: "netback-dd",
         features: &["unikernel"],
     },
+    Unikernel {
+        name: "audioback",
+        package: "audioback",
+        bin: "audioback-dd",
+        features: &["unikernel"],
+    },
 ];
 
 /// `-p` and `--features` arguments naming every image, for checking them all in one command.

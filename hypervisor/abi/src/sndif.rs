@@ -231,9 +231,9 @@ pub struct XensndQueryHwParam {
     pub rates: XensndRange,
     /// Channels.
     pub channels: XensndRange,
-    /// Buffer size, bytes.
+    /// Buffer size, in frames (a frame: channels × bytes per sample).
     pub buffer: XensndRange,
-    /// Period size, bytes.
+    /// Period size, in frames.
     pub period: XensndRange,
 }
 impl_wire!(XensndQueryHwParam {

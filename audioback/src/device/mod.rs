@@ -1,0 +1,82 @@
+//! The sound device behind the mixer, as traits: a playback sink and a capture source, each
+//! with a fixed rate, channel count and period, signed 16-bit little-endian interleaved
+//! frames (what every HDA codec and virtio-sound device plays), a position, start and stop.
+//!
+//! The mixer never blocks on the device: it asks how many frames the device takes now,
+//! writes whole periods, and asks when the next period will be free (the executor sleeps
+//! until then). Implementations: [`clock::ClockDevice`], a device paced by the clock that
+//! plays into nothing (the unikernel's `null` device until the HDA driver exists, and the
+//! host tests' card, which records what it played). Planned: the Intel HDA driver on the
+//! minios-rt PCI layer, virtio-sound for hosts that have it.
+
+pub mod clock;
+
+/// What a device plays or records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceParams {
+    /// Frames per second.
+    pub rate: u32,
+    /// Channels per frame.
+    pub channels: u8,
+    /// Frames per period (the unit the mixer writes and reads).
+    pub period_frames: usize,
+}
+
+/// A playback device.
+pub trait PcmSink {
+    /// Rate, channels, period.
+    fn params(&self) -> DeviceParams;
+
+    /// Starts playing (what is queued, then silence until more comes) at `now_ns`.
+    fn start(&mut self, now_ns: u64);
+
+    /// Stops; queued frames are dropped.
+    fn stop(&mut self);
+
+    /// Whether it is started.
+    fn running(&self) -> bool;
+
+    /// Frames it takes now without overwriting unplayed ones (bounded by its queue).
+    fn writable(&mut self, now_ns: u64) -> usize;
+
+    /// Frames queued and not yet played.
+    fn queued(&mut self, now_ns: u64) -> usize;
+
+    /// Queues interleaved frames (`frames.len()` a multiple of the channel count, at most
+    /// [`writable`](Self::writable) frames).
+    fn write(&mut self, frames: &[i16]);
+
+    /// Frames played since [`start`](Self::start).
+    fn position(&mut self, now_ns: u64) -> u64;
+
+    /// When at least one period will be writable (`None`: not running).
+    fn next_space_ns(&mut self, now_ns: u64) -> Option<u64>;
+
+    /// Times it ran dry (played silence because nothing was queued).
+    fn underruns(&self) -> u64;
+}
+
+/// A capture device.
+pub trait PcmSource {
+    /// Rate, channels, period.
+    fn params(&self) -> DeviceParams;
+
+    /// Starts recording at `now_ns`.
+    fn start(&mut self, now_ns: u64);
+
+    /// Stops; recorded frames not yet read are dropped.
+    fn stop(&mut self);
+
+    /// Whether it is started.
+    fn running(&self) -> bool;
+
+    /// Frames recorded and not yet read.
+    fn readable(&mut self, now_ns: u64) -> usize;
+
+    /// Reads recorded interleaved frames into `out` (a multiple of the channel count, at
+    /// most [`readable`](Self::readable) frames); returns the frames read.
+    fn read(&mut self, now_ns: u64, out: &mut [i16]) -> usize;
+
+    /// When at least one period will be readable (`None`: not running).
+    fn next_data_ns(&mut self, now_ns: u64) -> Option<u64>;
+}

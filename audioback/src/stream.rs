@@ -1,0 +1,478 @@
+//! One stream of a card: its request ring and event page (each with its own event
+//! channel), its open state, and the requests Linux's `snd_xen_front` sends it.
+//!
+//! Every request gets exactly one response in the same pass (the frontend waits for each,
+//! with a 3 s timeout): OPEN checks the parameters against the stream's offer (`-EINVAL`
+//! otherwise) and maps the buffer once (an OPEN of an open stream replaces it); CLOSE (also without an OPEN, as Linux's
+//! `hw_free` sends it) drops it; WRITE queues the buffer's bytes for the mixer, READ hands
+//! out captured bytes; TRIGGER moves the mixer's voice between stopped, running and
+//! paused (a STOP drops what is queued); HW_PARAM_QUERY answers the offer narrowed to the
+//! guest's intervals; the volume and mute operations set the voice's per-channel gains.
+//! Anything that makes no sense in the stream's state gets `-EINVAL`, counted and logged
+//! once per class. Only a corrupted ring fails the device.
+//!
+//! After the requests, a `CUR_POS` event reports the position once it has crossed a
+//! period boundary since the last report.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use minios::platform::{DomId, EventChannel, Platform, XenErrno};
+use minios::ring::{BackChannel, RingAccessError};
+use xen_abi::sndif::{XensndReq, XensndResp};
+
+use crate::buffer::GuestBuffer;
+use crate::card::{Direction, StreamConfig};
+use crate::events::EventRing;
+use crate::mixer::volume::{MAX_MDB, MIN_MDB};
+use crate::mixer::{SharedEngine, VoiceId, VoiceState};
+use crate::params::OpenParams;
+use crate::stats::{ErrorClass, Stats};
+use crate::wire::{Parsed, Request, Trigger, VolumeOp};
+
+/// The request ring of a stream.
+pub type ReqRing<M> = BackChannel<M, XensndReq, XensndResp>;
+
+/// An open stream.
+struct Open<M> {
+    buffer: GuestBuffer<M>,
+    params: OpenParams,
+    voice: VoiceId,
+    /// Position of the last event.
+    reported: u64,
+    /// Underruns of the voice already counted in the device's stats.
+    underruns_seen: u64,
+}
+
+/// What the frontend shares for a stream: the request ring and the event page, each with
+/// its event channel.
+pub struct StreamRings<P: Platform> {
+    /// The request ring.
+    pub ring: ReqRing<P::Mapping>,
+    /// Its channel (`event-channel`).
+    pub ring_channel: P::Channel,
+    /// The event page.
+    pub events: EventRing<P::Mapping>,
+    /// Its channel (`evt-event-channel`).
+    pub event_channel: P::Channel,
+}
+
+/// One connected stream.
+pub struct Stream<P: Platform> {
+    cfg: StreamConfig,
+    label: String,
+    frontend: DomId,
+    ring: ReqRing<P::Mapping>,
+    ring_channel: P::Channel,
+    events: EventRing<P::Mapping>,
+    event_channel: P::Channel,
+    engine: SharedEngine,
+    open: Option<Open<P::Mapping>>,
+}
+
+fn errno(e: XenErrno) -> i32 {
+    -e.0
+}
+
+impl<P: Platform> Stream<P> {
+    /// A stream over its mapped ring and event page and their bound channels.
+    pub fn new(
+        cfg: StreamConfig,
+        label: String,
+        frontend: DomId,
+        rings: StreamRings<P>,
+        engine: SharedEngine,
+    ) -> Self {
+        Self {
+            cfg,
+            label,
+            frontend,
+            ring: rings.ring,
+            ring_channel: rings.ring_channel,
+            events: rings.events,
+            event_channel: rings.event_channel,
+            engine,
+            open: None,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StreamConfig {
+        &self.cfg
+    }
+
+    /// Whether an OPEN is in effect.
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// The voice's state, if open.
+    pub fn state(&self) -> Option<VoiceState> {
+        let open = self.open.as_ref()?;
+        self.engine.borrow().voice(open.voice).map(|v| v.state)
+    }
+
+    /// The id the next event gets.
+    pub fn next_event_id(&self) -> u16 {
+        self.events.next_id()
+    }
+
+    /// Takes and answers up to `budget` requests, then reports the position. Returns
+    /// whether to poll again soon: requests are left, or some were answered (a TRIGGER may
+    /// have started the mixer, which runs in the next pass). An error means the frontend
+    /// corrupted the ring.
+    pub fn poll(
+        &mut self,
+        platform: &P,
+        stats: &mut Stats,
+        budget: usize,
+    ) -> Result<bool, RingAccessError> {
+        let _ = self.ring_channel.take_pending();
+        let _ = self.event_channel.take_pending();
+        let mut more = false;
+        let mut done = 0;
+        loop {
+            if done == budget {
+                more = true;
+                break;
+            }
+            let Some(req) = self.ring.next_request()? else {
+                if self.ring.final_check()? {
+                    continue;
+                }
+                break;
+            };
+            done += 1;
+            stats.requests += 1;
+            let parsed = Parsed::parse(&req);
+            let rsp = self.handle(platform, stats, &parsed);
+            self.ring.put_response(&rsp)?;
+        }
+        if self.ring.push() {
+            // A closed remote port only means the frontend is going away.
+            let _ = self.ring_channel.notify();
+        }
+        self.report(stats);
+        Ok(more || done > 0)
+    }
+
+    fn handle(&mut self, platform: &P, stats: &mut Stats, p: &Parsed) -> XensndResp {
+        let einval = errno(XenErrno::EINVAL);
+        match p.request {
+            Request::Open(open) => self.open(platform, stats, p, open),
+            Request::Close => {
+                self.close(stats);
+                p.respond(0)
+            }
+            Request::Write { offset, length } => {
+                p.respond(self.write(stats, offset, length).unwrap_or(einval))
+            }
+            Request::Read { offset, length } => {
+                p.respond(self.read(stats, offset, length).unwrap_or(einval))
+            }
+            Request::Volume { op, offset, length } => {
+                p.respond(self.volume(stats, op, offset, length).unwrap_or(einval))
+            }
+            Request::Trigger(t) => p.respond(self.trigger(stats, t).unwrap_or(einval)),
+            Request::BadTrigger(t) => {
+                stats.error(ErrorClass::Invalid, &format_args!("trigger type {t}"));
+                p.respond(einval)
+            }
+            Request::Query(q) => match self.cfg.offer.query(&q) {
+                Ok(answer) => p.respond_query(&answer),
+                Err(why) => {
+                    stats.error(
+                        ErrorClass::Refused,
+                        &format_args!("hw param query: {}", why.0),
+                    );
+                    p.respond(einval)
+                }
+            },
+            Request::Unknown => {
+                stats.error(
+                    ErrorClass::Unsupported,
+                    &format_args!("operation {}", p.operation),
+                );
+                p.respond(errno(XenErrno::EOPNOTSUPP))
+            }
+        }
+    }
+
+    fn open(
+        &mut self,
+        platform: &P,
+        stats: &mut Stats,
+        p: &Parsed,
+        open: xen_abi::sndif::XensndOpenReq,
+    ) -> XensndResp {
+        // Linux's frontend forgets an open stream without a CLOSE when ALSA sets hardware
+        // parameters again (`stream_free` clears `is_open`), then OPENs anew: the new OPEN
+        // replaces the old one.
+        self.close(stats);
+        let params = match self.cfg.offer.check_open(&open) {
+            Ok(params) => params,
+            Err(why) => {
+                stats.error(ErrorClass::Refused, &format_args!("open: {}", why.0));
+                return p.respond(errno(XenErrno::EINVAL));
+            }
+        };
+        let buffer =
+            match GuestBuffer::map(platform, self.frontend, open.gref_directory, open.buffer_sz) {
+                Ok(b) => b,
+                Err(why) => {
+                    stats.error(ErrorClass::Buffer, &format_args!("open: {}", why.0));
+                    return p.respond(errno(XenErrno::EINVAL));
+                }
+            };
+        let voice = match self.engine.borrow_mut().add(self.cfg.direction, params) {
+            Ok(v) => v,
+            Err(_) => {
+                stats.error(ErrorClass::Refused, &"open: every mixer voice is in use");
+                return p.respond(errno(XenErrno::EBUSY));
+            }
+        };
+        log::info!(
+            "{}: open {} {} Hz {} ch, buffer {} B, period {} B",
+            self.label,
+            params.format.name(),
+            params.rate,
+            params.channels,
+            params.buffer_bytes,
+            params.period_bytes
+        );
+        stats.opens += 1;
+        self.open = Some(Open {
+            buffer,
+            params,
+            voice,
+            reported: 0,
+            underruns_seen: 0,
+        });
+        p.respond(0)
+    }
+
+    fn close(&mut self, stats: &mut Stats) {
+        self.count_underruns(stats);
+        if let Some(open) = self.open.take() {
+            self.engine.borrow_mut().remove(open.voice);
+        }
+    }
+
+    /// The open stream, if it goes in `direction`; counts the error otherwise.
+    fn open_for(
+        &mut self,
+        stats: &mut Stats,
+        what: &str,
+        direction: Option<Direction>,
+    ) -> Option<&mut Open<P::Mapping>> {
+        if self.open.is_none() {
+            stats.error(ErrorClass::Invalid, &format_args!("{what} before open"));
+            return None;
+        }
+        if let Some(d) = direction {
+            if d != self.cfg.direction {
+                stats.error(
+                    ErrorClass::Invalid,
+                    &format_args!("{what} on a {:?} stream", self.cfg.direction),
+                );
+                return None;
+            }
+        }
+        self.open.as_mut()
+    }
+
+    fn region(
+        open: &Open<P::Mapping>,
+        stats: &mut Stats,
+        what: &str,
+        offset: u32,
+        length: u32,
+    ) -> Option<()> {
+        match open.buffer.check(offset, length) {
+            Ok(()) => Some(()),
+            Err(why) => {
+                stats.error(ErrorClass::Range, &format_args!("{what}: {}", why.0));
+                None
+            }
+        }
+    }
+
+    fn write(&mut self, stats: &mut Stats, offset: u32, length: u32) -> Option<i32> {
+        let engine = self.engine.clone();
+        let open = self.open_for(stats, "write", Some(Direction::Playback))?;
+        Self::region(open, stats, "write", offset, length)?;
+        let mut data = vec![0u8; length as usize];
+        if let Err(why) = open.buffer.read(offset, &mut data) {
+            stats.error(ErrorClass::Buffer, &format_args!("write: {}", why.0));
+            return None;
+        }
+        let mut engine = engine.borrow_mut();
+        let voice = engine.voice_mut(open.voice)?;
+        if voice.push(&data).is_err() {
+            let why = format_args!(
+                "write of {length} bytes with {} queued exceeds the {}-byte buffer",
+                voice.queued(),
+                open.params.buffer_bytes
+            );
+            stats.error(ErrorClass::Overflow, &why);
+            return None;
+        }
+        stats.bytes_played += u64::from(length);
+        Some(0)
+    }
+
+    fn read(&mut self, stats: &mut Stats, offset: u32, length: u32) -> Option<i32> {
+        let engine = self.engine.clone();
+        let open = self.open_for(stats, "read", Some(Direction::Capture))?;
+        Self::region(open, stats, "read", offset, length)?;
+        let mut data = vec![0u8; length as usize];
+        let got = engine.borrow_mut().voice_mut(open.voice)?.take(&mut data);
+        if got < data.len() {
+            stats.short_reads += 1;
+        }
+        if let Err(why) = open.buffer.write(offset, &data) {
+            stats.error(ErrorClass::Buffer, &format_args!("read: {}", why.0));
+            return None;
+        }
+        stats.bytes_recorded += u64::from(length);
+        Some(0)
+    }
+
+    fn volume(&mut self, stats: &mut Stats, op: VolumeOp, offset: u32, length: u32) -> Option<i32> {
+        let engine = self.engine.clone();
+        let open = self.open_for(stats, "volume", None)?;
+        let ch = usize::from(open.params.channels);
+        let per = if matches!(op, VolumeOp::Set | VolumeOp::Get) {
+            4
+        } else {
+            1
+        };
+        if length as usize != ch * per {
+            let why = format_args!("{op:?} of {length} bytes for {ch} channels");
+            stats.error(ErrorClass::Invalid, &why);
+            return None;
+        }
+        Self::region(open, stats, "volume", offset, length)?;
+        let mut engine = engine.borrow_mut();
+        let voice = engine.voice_mut(open.voice)?;
+        let mut raw = vec![0u8; length as usize];
+        if op == VolumeOp::Get {
+            for (c, out) in raw.chunks_exact_mut(4).enumerate() {
+                out.copy_from_slice(&voice.gains.get(c).to_le_bytes());
+            }
+            return match open.buffer.write(offset, &raw) {
+                Ok(()) => Some(0),
+                Err(why) => {
+                    stats.error(ErrorClass::Buffer, &format_args!("get volume: {}", why.0));
+                    None
+                }
+            };
+        }
+        if let Err(why) = open.buffer.read(offset, &mut raw) {
+            stats.error(ErrorClass::Buffer, &format_args!("volume: {}", why.0));
+            return None;
+        }
+        match op {
+            VolumeOp::Set => {
+                let values: Vec<i32> = raw
+                    .chunks_exact(4)
+                    .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                if let Some(bad) = values.iter().find(|v| !(MIN_MDB..=MAX_MDB).contains(*v)) {
+                    let why = format_args!("volume {bad} outside {MIN_MDB}..={MAX_MDB} (0.001 dB)");
+                    stats.error(ErrorClass::Invalid, &why);
+                    return None;
+                }
+                for (c, v) in values.into_iter().enumerate() {
+                    voice.gains.set(c, v);
+                }
+            }
+            VolumeOp::Mute | VolumeOp::Unmute => {
+                for (c, &b) in raw.iter().enumerate() {
+                    if b != 0 {
+                        voice.gains.mute(c, op == VolumeOp::Mute);
+                    }
+                }
+            }
+            VolumeOp::Get => {}
+        }
+        Some(0)
+    }
+
+    fn trigger(&mut self, stats: &mut Stats, t: Trigger) -> Option<i32> {
+        let engine = self.engine.clone();
+        let open = self.open_for(stats, "trigger", None)?;
+        let mut engine = engine.borrow_mut();
+        let voice = engine.voice_mut(open.voice)?;
+        let next = match (voice.state, t) {
+            (VoiceState::Stopped, Trigger::Start) => VoiceState::Running,
+            (VoiceState::Running, Trigger::Pause) => VoiceState::Paused,
+            (VoiceState::Paused, Trigger::Resume) => VoiceState::Running,
+            (_, Trigger::Stop) => {
+                voice.clear();
+                VoiceState::Stopped
+            }
+            (state, t) => {
+                stats.error(
+                    ErrorClass::Invalid,
+                    &format_args!("trigger {t:?} when {state:?}"),
+                );
+                return None;
+            }
+        };
+        voice.state = next;
+        Some(0)
+    }
+
+    fn count_underruns(&mut self, stats: &mut Stats) {
+        let Some(open) = self.open.as_mut() else {
+            return;
+        };
+        if let Some(v) = self.engine.borrow().voice(open.voice) {
+            stats.underruns += v.underruns.saturating_sub(open.underruns_seen);
+            open.underruns_seen = v.underruns;
+        }
+    }
+
+    /// Writes a `CUR_POS` event when the position crossed a period boundary.
+    fn report(&mut self, stats: &mut Stats) {
+        self.count_underruns(stats);
+        let Some(open) = self.open.as_mut() else {
+            return;
+        };
+        let period = u64::from(open.params.period_bytes);
+        if period == 0 {
+            return;
+        }
+        let Some(position) = self.engine.borrow().voice(open.voice).map(|v| v.position) else {
+            return;
+        };
+        if position / period <= open.reported / period {
+            return;
+        }
+        match self.events.cur_pos(position) {
+            Ok(true) => {
+                stats.events += 1;
+                open.reported = position;
+                let _ = self.event_channel.notify();
+            }
+            Ok(false) => stats.events_dropped += 1,
+            Err(e) => stats.error(ErrorClass::Buffer, &format_args!("event page: {e}")),
+        }
+    }
+}
+
+impl<P: Platform> Drop for Stream<P> {
+    fn drop(&mut self) {
+        if let (Some(open), Ok(mut engine)) = (self.open.take(), self.engine.try_borrow_mut()) {
+            engine.remove(open.voice);
+        }
+    }
+}
+
+/// The stream's label for log lines (`vsnd 5/0 pb0`).
+pub fn label(device: &str, cfg: &StreamConfig) -> String {
+    format!("{device} {}", cfg.unique_id)
+}
