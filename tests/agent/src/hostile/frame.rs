@@ -83,3 +83,41 @@ pub fn pattern(n: usize, seed: u32) -> Vec<u8> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: (Mac, [u8; 4]) = ([2, 0, 0, 0, 0, 1], [10, 0, 0, 66]);
+    const B: (Mac, [u8; 4]) = ([2, 0, 0, 0, 0, 2], [10, 0, 0, 11]);
+
+    #[test]
+    fn echo_request_checksums_verify() {
+        let f = echo_request(A, B, 7, &pattern(101, 7));
+        assert_eq!(f.len(), 14 + 20 + 8 + 101);
+        assert_eq!(checksum(&f[14..34]), 0, "IP header");
+        assert_eq!(checksum(&f[34..]), 0, "ICMP");
+    }
+
+    #[test]
+    fn a_reply_is_recognised_with_its_payload() {
+        let payload = pattern(40, 3);
+        // The reply the peer's kernel sends: addresses swapped, type 0.
+        let mut f = echo_request(B, A, 9, &payload);
+        f[34] = 0;
+        f.extend_from_slice(&[0; 4]); // Ethernet padding beyond the IP length
+        assert_eq!(echo_reply_from(&f, B.1), Some((9, &payload[..])));
+        assert_eq!(echo_reply_from(&f, A.1), None, "from another address");
+        f[34] = 8;
+        assert_eq!(echo_reply_from(&f, B.1), None, "a request is no reply");
+    }
+
+    #[test]
+    fn arp_reply_gives_the_sender_mac() {
+        let mut f = arp_request(B.0, B.1, A.1);
+        assert_eq!(f.len(), 60);
+        assert_eq!(arp_reply_from(&f, B.1), None, "a request is no reply");
+        f[21] = 2;
+        assert_eq!(arp_reply_from(&f, B.1), Some(B.0));
+    }
+}
