@@ -25,6 +25,7 @@ pub const ATTACKS: &[&str] = &[
     "flap",
     "watch-flood",
     "traffic",
+    "tcp-sink",
 ];
 
 const RING: u32 = NET_TX_RING_SIZE; // 256, as RX
@@ -433,6 +434,7 @@ pub fn run(attack: &str, o: &Opts, log: &mut Log) -> Result<String, String> {
     let r = match attack {
         "basic" => Ok("ARP and an echo round trip, RX buffers untouched outside the frames".into()),
         "traffic" => traffic(&mut n, o, log),
+        "tcp-sink" => tcp_sink(&mut n, o, log),
         "storm" => storm(&mut n, o, log),
         "malformed" => malformed(&mut n, log),
         "bad-grants" => bad_grants(&mut n, log),
@@ -568,6 +570,137 @@ fn traffic(n: &mut Net, o: &Opts, log: &mut Log) -> Result<String, String> {
         t.elapsed().as_secs_f64()
     ));
     Ok(format!("{} intact round trips", o.count))
+}
+
+/// A TCP receiver on port 5001 for the healthy guest's upload (`nc IP 5001 < FILE`) of
+/// `count` bytes. Run with `--no-sg`, it is the non-sg path driven for real: the sender's
+/// GSO packets must reach us segmented into single-slot frames with full checksums (we set
+/// `feature-no-csum-offload`). Answers ARP for our address; accepts only in-order data (the
+/// sender retransmits the rest); publishes `data/hostile/net-tcp-sink-cksum` = the POSIX
+/// `cksum` of the stream for dom0 to compare with the sender's.
+fn tcp_sink(n: &mut Net, o: &Opts, log: &mut Log) -> Result<String, String> {
+    use frame::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+    const PORT: u16 = 5001;
+    let iss = 0x1000_0000u32;
+    let me = (n.mac, n.ip, PORT);
+    let mut peer_port = 0u16;
+    let mut rcv_nxt: Option<u32> = None;
+    let mut sum = frame::Cksum::default();
+    let (mut segments, mut bad_csum, mut max_frame, mut fin) = (0u64, 0u64, 0usize, false);
+    n.f.xs.write("data/hostile/net-tcp-sink-listening", "1")?;
+    let t = Instant::now();
+    let end = t + Duration::from_secs_f64(o.secs);
+    while Instant::now() < end && !fin && sum.bytes() < u64::from(o.count) {
+        let frames = n.take_rx()?;
+        let mut replies = Vec::new();
+        let mut ack = false;
+        for f in &frames {
+            max_frame = max_frame.max(f.len());
+            if let Some(to) = frame::arp_request_for(f, n.ip) {
+                replies.push(frame::arp_reply(n.mac, n.ip, to));
+                continue;
+            }
+            let Some(seg) = frame::tcp_to(f, n.peer, n.ip) else {
+                continue;
+            };
+            if seg.dport != PORT {
+                continue;
+            }
+            if !seg.csum_ok {
+                bad_csum += 1;
+                continue;
+            }
+            segments += 1;
+            if seg.flags & TCP_SYN != 0 {
+                peer_port = seg.sport;
+                rcv_nxt = Some(seg.seq.wrapping_add(1));
+                let peer = (n.peer_mac, n.peer, peer_port);
+                replies.push(frame::tcp_segment(
+                    me,
+                    peer,
+                    iss,
+                    seg.seq.wrapping_add(1),
+                    TCP_SYN | TCP_ACK,
+                ));
+                continue;
+            }
+            let Some(nxt) = rcv_nxt else { continue };
+            if seg.seq == nxt && !seg.data.is_empty() {
+                sum.update(seg.data);
+                rcv_nxt = Some(nxt.wrapping_add(seg.data.len() as u32));
+            }
+            if seg.flags & TCP_FIN != 0
+                && seg.seq.wrapping_add(seg.data.len() as u32) == rcv_nxt.unwrap_or(0)
+            {
+                rcv_nxt = rcv_nxt.map(|x| x.wrapping_add(1));
+                fin = true;
+            }
+            ack = true;
+        }
+        if let (true, Some(nxt)) = (ack, rcv_nxt) {
+            let peer = (n.peer_mac, n.peer, peer_port);
+            replies.push(frame::tcp_segment(
+                me,
+                peer,
+                iss.wrapping_add(1),
+                nxt,
+                TCP_ACK,
+            ));
+        }
+        for r in &replies {
+            n.queue_frame(r, 2048, 0);
+        }
+        if !replies.is_empty() {
+            n.push()?;
+            n.tx_done(5.0)?;
+        } else {
+            nap();
+        }
+    }
+    // Close our side (the sender may wait for it), then reset what is left.
+    if let Some(nxt) = rcv_nxt {
+        let peer = (n.peer_mac, n.peer, peer_port);
+        n.queue_frame(
+            &frame::tcp_segment(me, peer, iss.wrapping_add(1), nxt, TCP_FIN | TCP_ACK),
+            2048,
+            0,
+        );
+        n.push()?;
+        n.tx_done(5.0)?;
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = n.take_rx()?;
+        n.queue_frame(
+            &frame::tcp_segment(me, peer, iss.wrapping_add(2), nxt.wrapping_add(1), TCP_RST),
+            2048,
+            0,
+        );
+        n.push()?;
+        n.tx_done(5.0)?;
+    }
+    let ck = sum.finish();
+    n.f.xs.write("data/hostile/net-tcp-sink-cksum", &ck)?;
+    log.note(format!(
+        "received {} bytes (cksum {ck}) in {segments} segments in {:.1} s, largest frame {max_frame} bytes, {bad_csum} bad checksums, FIN {fin}",
+        sum.bytes(),
+        t.elapsed().as_secs_f64()
+    ));
+    if bad_csum > 0 {
+        return Err(format!(
+            "{bad_csum} TCP segments with bad checksums (we offered no checksum offload)"
+        ));
+    }
+    if max_frame > 1514 {
+        return Err(format!(
+            "a {max_frame}-byte frame reached a frontend without sg/GSO"
+        ));
+    }
+    if sum.bytes() < u64::from(o.count) {
+        return Err(format!("only {} of {} bytes arrived", sum.bytes(), o.count));
+    }
+    Ok(format!(
+        "{} bytes in order, every segment a single slot with valid checksums (cksum {ck})",
+        sum.bytes()
+    ))
 }
 
 /// Item 6: notify as fast as we can for `secs` (XSA-332).
