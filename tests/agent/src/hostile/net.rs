@@ -533,16 +533,15 @@ pub fn run(attack: &str, o: &Opts, log: &mut Log) -> Result<String, String> {
         "double-fetch" => double_fetch(&mut n, o, log),
         "watch-flood" => {
             let t = Instant::now();
-            for i in 0..o.count {
+            let sg = if o.sg { "1" } else { "0" };
+            for _ in 0..o.count {
                 n.f.set("feature-rx-notify", "1")?;
                 n.f.set("state", &CONNECTED.to_string())?;
-                if i % 2 == 0 {
-                    n.f.set("mtu", "1500")?;
-                }
+                n.f.set("feature-sg", sg)?;
             }
             log.note(format!(
                 "{} rewrites of watched frontend nodes in {:.1} s",
-                o.count * 2 + o.count / 2,
+                o.count * 3,
                 t.elapsed().as_secs_f64()
             ));
             Ok("watch flood".into())
