@@ -99,12 +99,21 @@ impl Log {
 
 /// Runs `hostile <args>`.
 pub fn main(args: &[&str]) -> Result<(), String> {
+    if let ["cksum", path] = args {
+        // The POSIX cksum of a file, as the tcp-sink attack computes it of what it received
+        // (busybox in the guests has no cksum applet).
+        let data = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+        let mut c = frame::Cksum::default();
+        c.update(&data);
+        println!("{}", c.finish());
+        return Ok(());
+    }
     let (kind, attack, opts) = match args {
         [kind, attack, rest @ ..] => (*kind, *attack, Opts::parse(rest)?),
         _ => {
             return Err(format!(
                 "usage: testbed-agent hostile net|blk ATTACK [--dev N] [--ip A] [--peer A] \
-                 [--secs S] [--count N] [--no-sg]\n  net attacks: {}\n  blk attacks: {}",
+                 [--secs S] [--count N] [--no-sg]\n       testbed-agent hostile cksum FILE\n  net attacks: {}\n  blk attacks: {}",
                 net::ATTACKS.join(" "),
                 blk::ATTACKS.join(" ")
             ))
