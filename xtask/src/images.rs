@@ -25,6 +25,9 @@ const GUEST_OPTIONAL_MODULES: &[&str] = &[
     "snd-hda-intel",
     "crc32c_generic",
     "ext4",
+    // The hostile frontend (`testbed-agent hostile`) grants pages and binds event channels.
+    "xen-gntalloc",
+    "xen-evtchn",
 ];
 /// Modules of a Linux driver domain.
 const LINUXDD_MODULES: &[&str] = &[

@@ -2,6 +2,8 @@
 //! and guests.
 
 mod blk;
+mod hostile;
+mod xendev;
 
 use std::sync::Arc;
 use testbed_agent::events::{Kind, Log};
@@ -14,7 +16,8 @@ usage: testbed-agent run <plan>              run the scenarios listed in <plan> 
        testbed-agent xs write <path> <value> xenstore write
        testbed-agent xs ls <path>            xenstore directory
        testbed-agent mark <name>             write data/mark/<name> (a timed event)
-       testbed-agent blk verify|fill|check|bench <dev> [options]   block I/O tests (blk.rs)";
+       testbed-agent blk verify|fill|check|bench <dev> [options]   block I/O tests (blk.rs)
+       testbed-agent hostile net|blk <attack> [options]   a hostile frontend (hostile/)";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -50,6 +53,7 @@ fn main() {
             xs().and_then(|mut x| x.write(&format!("data/mark/{name}"), &t))
         }
         ["blk", rest @ ..] => blk::main(rest),
+        ["hostile", rest @ ..] => hostile::main(rest),
         _ => Err(USAGE.to_string()),
     };
     if let Err(e) = result {
