@@ -1,8 +1,13 @@
 //! testbed-agent: runs testbed scenarios in dom0, and is the xenstore tool of hotplug scripts
 //! and guests.
+//!
+//! `unsafe` is denied except in `xendev` (ioctl and shared mappings of a Linux guest's
+//! /dev/xen devices, which the hostile frontend needs): the test tool's hypercall boundary.
+#![deny(unsafe_code)]
 
 mod blk;
 mod hostile;
+#[allow(unsafe_code)]
 mod xendev;
 
 use std::sync::Arc;
