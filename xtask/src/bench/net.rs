@@ -309,7 +309,11 @@ fn render(rep: &Report) -> String {
     let mut verdicts = Vec::new();
     for f in FIGURES {
         line(String::new());
-        line(format!("{} [{}]", f.title, f.unit));
+        if f.unit.is_empty() {
+            line(f.title.to_string());
+        } else {
+            line(format!("{} [{}]", f.title, f.unit));
+        }
         let mut medians = std::collections::BTreeMap::new();
         for (setup, label) in SETUPS {
             let v = series(rep, setup, f.source);
