@@ -5,6 +5,7 @@ mod blk;
 mod net;
 mod nic;
 mod stats;
+mod turns;
 
 use crate::results::ScenarioResult;
 use crate::testbed;

@@ -15,7 +15,7 @@
 //! throughput with less CPU time). A benchmark: it fails only when a setup or transfer fails.
 
 use super::stats::{self, num, ratio};
-use crate::results::ScenarioResult;
+use super::turns::Report;
 use crate::util::Result;
 use std::collections::BTreeMap;
 
@@ -83,76 +83,10 @@ const FIGURES: &[(&str, &str, &str, usize, bool)] = &[
     ),
 ];
 
-/// One setup's turn in one round: figure key → value (NaN for a failed measurement).
-#[derive(Debug, Default)]
-struct Turn {
-    round: u32,
-    setup: String,
-    values: BTreeMap<String, f64>,
-}
-
-/// Parses a `turn round=R setup=S key=value …` line (`fail` values become NaN).
-fn parse_turn(line: &str) -> Option<Turn> {
-    let rest = line.strip_prefix("turn ")?;
-    let mut t = Turn::default();
-    for word in rest.split_whitespace() {
-        let (k, v) = word.split_once('=')?;
-        match k {
-            "round" => t.round = v.parse().ok()?,
-            "setup" => t.setup = v.to_string(),
-            _ => {
-                t.values
-                    .insert(k.to_string(), v.parse().unwrap_or(f64::NAN));
-            }
-        }
-    }
-    (!t.setup.is_empty()).then_some(t)
-}
-
-/// What the scenario reported: turns and the other lines by their first word.
-struct Report {
-    turns: Vec<Turn>,
-    other: Vec<Vec<String>>,
-}
-
-impl Report {
-    fn parse<'a>(lines: impl Iterator<Item = &'a str>) -> Report {
-        let mut turns = Vec::new();
-        let mut other = Vec::new();
-        for l in lines {
-            match parse_turn(l) {
-                Some(t) => turns.push(t),
-                None => other.push(l.split_whitespace().map(String::from).collect()),
-            }
-        }
-        Report { turns, other }
-    }
-
-    /// A figure of one setup, round by round.
-    fn series(&self, setup: &str, key: &str) -> Vec<f64> {
-        let mut turns: Vec<&Turn> = self.turns.iter().filter(|t| t.setup == setup).collect();
-        turns.sort_by_key(|t| t.round);
-        turns
-            .iter()
-            .map(|t| t.values.get(key).copied().unwrap_or(f64::NAN))
-            .collect()
-    }
-
-    /// Word `i` (after the first two) of the line `<kind> <name> …`, as a number.
-    fn word(&self, kind: &str, name: &str, i: usize) -> f64 {
-        self.other
-            .iter()
-            .find(|w| w.len() > 1 && w[0] == kind && w[1] == name)
-            .and_then(|w| w.get(2 + i))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(f64::NAN)
-    }
-}
-
 /// Runs the nic benchmark.
 pub fn run() -> Result {
     let r = super::run_bench_scenario("nic")?;
-    let report = report_of(&r)?;
+    let report = Report::of_section(&r, "nic")?;
     print!("{}", render(&report));
     let failed = report
         .turns
@@ -168,22 +102,9 @@ pub fn run() -> Result {
     Ok(())
 }
 
-fn report_of(r: &ScenarioResult) -> Result<Report> {
-    let report = Report::parse(
-        r.reports
-            .iter()
-            .filter(|(section, _)| section == "nic")
-            .map(|(_, line)| line.as_str()),
-    );
-    if report.turns.is_empty() {
-        return Err("nic benchmark: the scenario reported no turns".into());
-    }
-    Ok(report)
-}
-
 /// The printed result.
 fn render(rep: &Report) -> String {
-    let rounds = rep.turns.iter().map(|t| t.round).max().unwrap_or(0);
+    let rounds = rep.rounds();
     let mut out = String::new();
     let mut line = |s: String| {
         out.push_str(&s);
@@ -318,13 +239,6 @@ free linuxdd 40000
             text.contains("ratio     netdd/linux-dd 0.12x (xl list)"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn rejects_lines_that_are_not_turns() {
-        assert!(parse_turn("memory netdd 16").is_none());
-        assert!(parse_turn("turn round=x setup=netdd").is_none());
-        assert!(parse_turn("turn round=1").is_none());
     }
 
     #[test]

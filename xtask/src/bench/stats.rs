@@ -27,6 +27,12 @@ pub fn min_max(v: &[f64]) -> (f64, f64) {
     }
 }
 
+/// The spread of the numbers in `v`: (largest − smallest) / median, in %; NaN if none.
+pub fn spread(v: &[f64]) -> f64 {
+    let (lo, hi) = min_max(v);
+    ratio(hi - lo, median(v)) * 100.0
+}
+
 /// The sum of the numbers in `v`.
 pub fn sum(v: &[f64]) -> f64 {
     v.iter().filter(|x| !x.is_nan()).sum()
@@ -70,6 +76,8 @@ mod tests {
         assert!(median(&[f64::NAN]).is_nan());
         assert_eq!(min_max(&[2.0, f64::NAN, -1.0, 7.0]), (-1.0, 7.0));
         assert_eq!(sum(&[1.5, f64::NAN, 2.0]), 3.5);
+        assert_eq!(spread(&[90.0, 100.0, 110.0, f64::NAN]), 20.0);
+        assert!(spread(&[f64::NAN]).is_nan());
         assert!(ratio(1.0, 0.0).is_nan());
         assert_eq!(ratio(3.0, 2.0), 1.5);
         assert_eq!(rounds(&[1.0, f64::NAN, 2.25], 1), "1.0 / fail / 2.2");
