@@ -1,5 +1,5 @@
 //! The USB host controller as the backend sees it: a trait a controller driver implements
-//! (the xHCI driver is the next step; host tests use a fake device behind it).
+//! (`xhci.rs` implements it on `minios-rt`'s xHCI driver; host tests use a fake device).
 //!
 //! The controller owns the physical bus. It reports devices as they attach and detach
 //! ([`HostEvent`]), enables a device (port reset, then an address on *its* bus: xHCI
@@ -216,4 +216,10 @@ pub trait UsbHost {
 
     /// Cancels a transfer (a no-op for an unknown tag). No completion follows for it.
     fn cancel(&mut self, device: HostDeviceId, tag: u64);
+
+    /// When [`UsbHost::poll_event`] must run next even if nothing wakes the domain (a
+    /// transfer's timeout), in the platform's nanoseconds; `None`: only on wake-ups.
+    fn next_deadline(&self) -> Option<u64> {
+        None
+    }
 }

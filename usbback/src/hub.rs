@@ -199,6 +199,12 @@ impl Hub {
         self.stale
     }
 
+    /// When the controller must be pumped next even without a wake-up (see
+    /// [`UsbHost::next_deadline`]).
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.host.next_deadline()
+    }
+
     /// Transfers in flight (all owners).
     pub fn in_flight(&self) -> usize {
         self.tags.len()
@@ -212,8 +218,12 @@ pub struct HubTask(pub SharedHub);
 
 impl<P: Platform> Task<P> for HubTask {
     fn poll(&mut self, cx: &mut Ctx<'_, P>) {
-        if self.0.borrow_mut().pump() {
+        let mut hub = self.0.borrow_mut();
+        if hub.pump() {
             cx.wake_now();
+        }
+        if let Some(deadline) = hub.next_deadline() {
+            cx.wake_at(deadline);
         }
     }
 }

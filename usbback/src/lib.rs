@@ -6,7 +6,8 @@
 //!
 //! - [`wire`]: usbif URB requests as validated representations (parse once, emit whole).
 //! - [`host`]: the host controller as a trait ([`host::UsbHost`]): attach/detach events,
-//!   enable, endpoints, asynchronous transfers, cancel. The xHCI driver is planned.
+//!   enable, endpoints, asynchronous transfers, cancel; [`xhci`] (unikernel builds):
+//!   the trait on `minios-rt`'s xHCI driver.
 //! - [`hub`]: the controller shared by all virtual controllers: claims and completions.
 //! - [`ports`]: one virtual controller's ports and the guest-address → port table.
 //! - [`guest`]: moving transfer data to and from the guest's granted segments.
@@ -28,5 +29,7 @@ pub mod stats;
 pub mod usbdd;
 pub mod vusb;
 pub mod wire;
+#[cfg(feature = "unikernel")]
+pub mod xhci;
 
 pub use vusb::{Options, UsbDriver, Vusb};

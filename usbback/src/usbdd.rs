@@ -34,8 +34,9 @@ pub struct UsbDd<P: Platform> {
 
 impl<P: Platform + Clone + 'static> DriverDomain<P> for UsbDd<P> {}
 
-/// Finds the USB host controller the domain owns (the unikernel: on its PCI devices).
-pub type HostSource<'a, P> = dyn FnOnce(&P) -> Result<Box<dyn UsbHost>, String> + 'a;
+/// Finds the USB host controller the domain owns (the unikernel: on its PCI devices, with
+/// the executor for pcifront's xenstore handshake and its task).
+pub type HostSource<'a, P> = dyn FnOnce(&mut Executor<P>) -> Result<Box<dyn UsbHost>, String> + 'a;
 
 /// The whole life of the driver domain (what `main` calls): start, serve until
 /// `control/shutdown`, stop. Returns how the domain should shut down.
@@ -69,8 +70,7 @@ fn start<P: Platform + Clone + 'static>(
     host: Box<HostSource<'_, P>>,
 ) -> Result<UsbDd<P>, StartError> {
     let config = Config::parse(cmdline)?;
-    let host = host(exec.platform())
-        .map_err(|e| StartError::new(format_args!("USB host controller: {e}")))?;
+    let host = host(exec).map_err(|e| StartError::new(format_args!("USB host controller: {e}")))?;
     let hub = Hub::new(host).shared();
     exec.spawn(HubTask(hub.clone()))
         .map_err(|e| StartError::new(format_args!("USB host controller task: {e}")))?;

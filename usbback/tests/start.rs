@@ -29,7 +29,7 @@ fn a_configuration_that_cannot_work_refuses_to_start() {
         let world = World::new();
         let dd = world.create_domain(DD, "usbdd");
         let bus = common::Bus::new();
-        let host = Box::new(move |_: &_| -> Result<Box<dyn UsbHost>, String> {
+        let host = Box::new(move |_: &mut _| -> Result<Box<dyn UsbHost>, String> {
             if host_ok {
                 Ok(bus.host())
             } else {
@@ -52,7 +52,7 @@ fn starts_serves_a_controller_and_stops() {
     let bus = common::Bus::new();
     bus.attach("1-1", Speed::High);
     let b = bus.clone();
-    let host = Box::new(move |_: &_| -> Result<Box<dyn UsbHost>, String> { Ok(b.host()) });
+    let host = Box::new(move |_: &mut _| -> Result<Box<dyn UsbHost>, String> { Ok(b.host()) });
     let mut started =
         usbback::usbdd::boot(dd.clone(), Some(dd.xenstore()), "usbback.budget=8", host).unwrap();
     assert_eq!(ready(&world).as_deref(), Some("1"));

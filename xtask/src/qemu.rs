@@ -75,13 +75,17 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
         }
         QemuDevice::Xhci => {
             let img = scratch_image(scratch, "usb-stick.img", 16)?;
+            fill_usb_stick(&img)?;
             vec![
                 "-device".into(),
-                format!("qemu-xhci,id=xhci,bus=pcie.0,{addr}"),
+                // 8 USB2 and 4 USB3 ports: QEMU port 5 is USB2 only, so the stick (which
+                // offers SuperSpeed, unsayable in usbif) comes up at high speed on root
+                // port 5 (the xHCI numbers its USB2 ports first).
+                format!("qemu-xhci,id=xhci,p2=8,p3=4,bus=pcie.0,{addr}"),
                 "-drive".into(),
                 format!("file={},if=none,id=ustick,format=raw", img.display()),
                 "-device".into(),
-                "usb-storage,bus=xhci.0,drive=ustick".into(),
+                "usb-storage,bus=xhci.0,port=5,drive=ustick".into(),
             ]
         }
         QemuDevice::Sound => vec![
@@ -93,6 +97,24 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
             "hda-duplex,bus=hda.0,audiodev=snd0".into(),
         ],
     })
+}
+
+/// The USB stick's known content: its first 4 MiB, sector by sector, hold the line
+/// `xdd usb stick sector <n>` padded with zeros; the rest is zeros. sha256 of the first
+/// 4 MiB: 39c4e87d1009693a3c80861ac7c051ec6466a08d14607ac4223049e1cb7c6468 (the
+/// usbdd scenarios check it in a guest).
+fn fill_usb_stick(img: &Path) -> Result<()> {
+    let mut data = vec![0u8; 4 << 20];
+    for (n, sector) in data.chunks_mut(512).enumerate() {
+        let line = format!("xdd usb stick sector {n}\n");
+        sector[..line.len()].copy_from_slice(line.as_bytes());
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(img)
+        .map_err(|e| format!("cannot open {}: {e}", img.display()))?;
+    f.write_all(&data)
+        .map_err(|e| format!("cannot fill {}: {e}", img.display()))
 }
 
 fn scratch_image(dir: &Path, name: &str, mib: u64) -> Result<PathBuf> {

@@ -40,6 +40,12 @@ pub const ALL: &[Unikernel] = &[
         features: &["unikernel"],
     },
     Unikernel {
+        name: "usbback",
+        package: "usbback",
+        bin: "usbback-dd",
+        features: &["unikernel"],
+    },
+    Unikernel {
         name: "audioback",
         package: "audioback",
         bin: "audioback-dd",

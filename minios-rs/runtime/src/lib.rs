@@ -39,6 +39,7 @@ pub mod time;
 pub mod virtio;
 pub mod xen;
 pub mod xenstore;
+pub mod xhci;
 
 pub use control::Shutdown;
 pub use platform::Runtime;

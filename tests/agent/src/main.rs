@@ -9,6 +9,7 @@ mod blk;
 mod hostile;
 #[allow(unsafe_code)]
 mod xendev;
+mod xsperm;
 
 use std::sync::Arc;
 use testbed_agent::events::{Kind, Log};
@@ -20,6 +21,7 @@ usage: testbed-agent run <plan>              run the scenarios listed in <plan> 
        testbed-agent xs read|rm <path>       xenstore read / remove
        testbed-agent xs write <path> <value> xenstore write
        testbed-agent xs ls <path>            xenstore directory
+       testbed-agent xs batch                writes and chmods from stdin, one transaction (dom0; xsperm.rs)
        testbed-agent mark <name>             write data/mark/<name> (a timed event)
        testbed-agent blk verify|fill|check|bench <dev> [options]   block I/O tests (blk.rs)
        testbed-agent hostile net|blk <attack> [options]   a hostile frontend (hostile/)";
@@ -47,6 +49,7 @@ fn main() {
         ["xs", "read", path] => xs().and_then(|mut x| x.read(path)).map(|v| println!("{v}")),
         ["xs", "write", path, value] => xs().and_then(|mut x| x.write(path, value)),
         ["xs", "rm", path] => xs().and_then(|mut x| x.rm(path)),
+        ["xs", "batch"] => xsperm::batch(),
         ["xs", "ls", path] => xs().and_then(|mut x| x.directory(path)).map(|v| {
             for name in v {
                 println!("{name}");

@@ -1,0 +1,216 @@
+//! A device slot: its output and input contexts (xHCI 6.2), its endpoints and their
+//! transfer rings, and the endpoints of a configuration descriptor.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::mem::{Mem, Ring};
+use super::xfer::Td;
+use super::{EndpointKind, Speed};
+
+/// One endpoint of a slot.
+pub struct Endpoint {
+    /// Its type.
+    pub kind: EndpointKind,
+    /// Its transfer ring.
+    pub ring: Ring,
+    /// wMaxPacketSize (packet bytes).
+    pub max_packet: u16,
+    /// Transfers on the ring, oldest first.
+    pub tds: VecDeque<Td>,
+}
+
+/// An enabled device slot.
+pub struct Slot {
+    /// The root port it hangs off.
+    pub port: u8,
+    /// Its speed.
+    pub speed: Speed,
+    /// The output device context (DCBAA points at it).
+    pub out: Mem,
+    /// The input context for commands.
+    pub input: Mem,
+    /// Context size (32 or 64 bytes).
+    pub csz: usize,
+    /// Endpoints by device context index (1: endpoint 0).
+    pub eps: BTreeMap<u8, Endpoint>,
+    /// bNumConfigurations from the device descriptor.
+    pub configs: u8,
+}
+
+/// The device context index of endpoint `number` in direction `is_in` (endpoint 0: 1).
+pub fn dci(number: u8, is_in: bool) -> u8 {
+    if number == 0 {
+        1
+    } else {
+        number * 2 + u8::from(is_in)
+    }
+}
+
+/// xHCI endpoint type field (6.2.3): 4 control, 1–3 iso/bulk/interrupt OUT, 5–7 IN.
+fn ep_type(kind: EndpointKind, is_in: bool) -> u32 {
+    let base = match kind {
+        EndpointKind::Control => return 4,
+        EndpointKind::Isochronous => 1,
+        EndpointKind::Bulk => 2,
+        EndpointKind::Interrupt => 3,
+    };
+    base + if is_in { 4 } else { 0 }
+}
+
+/// PSIV of a speed (the default protocol speed IDs).
+pub fn psiv(speed: Speed) -> u32 {
+    match speed {
+        Speed::Full => 1,
+        Speed::Low => 2,
+        Speed::High => 3,
+        Speed::Super => 4,
+    }
+}
+
+/// An endpoint as a configuration descriptor names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpDesc {
+    /// Endpoint number.
+    pub number: u8,
+    /// Device to host.
+    pub is_in: bool,
+    /// Transfer type.
+    pub kind: EndpointKind,
+    /// wMaxPacketSize as sent.
+    pub max_packet: u16,
+    /// bInterval.
+    pub interval: u8,
+}
+
+/// The endpoints of alternate setting 0 of every interface in a configuration descriptor
+/// (bounds-checked: a malformed descriptor is an error, not a panic).
+pub fn parse_config(desc: &[u8]) -> Result<Vec<EpDesc>, String> {
+    let mut eps = Vec::new();
+    let mut i = 0;
+    let mut alt0 = false;
+    while i + 2 <= desc.len() {
+        let len = usize::from(desc[i]);
+        if len < 2 || i + len > desc.len() {
+            return Err(alloc::format!(
+                "configuration descriptor: bad length {len} at {i}"
+            ));
+        }
+        match desc[i + 1] {
+            4 if len >= 9 => alt0 = desc[i + 3] == 0,
+            5 if len >= 7 && alt0 => {
+                let addr = desc[i + 2];
+                let kind = match desc[i + 3] & 3 {
+                    0 => EndpointKind::Control,
+                    1 => EndpointKind::Isochronous,
+                    2 => EndpointKind::Bulk,
+                    _ => EndpointKind::Interrupt,
+                };
+                let number = addr & 0x0f;
+                if number != 0 {
+                    eps.push(EpDesc {
+                        number,
+                        is_in: addr & 0x80 != 0,
+                        kind,
+                        max_packet: u16::from_le_bytes([desc[i + 4], desc[i + 5]]),
+                        interval: desc[i + 6],
+                    });
+                }
+            }
+            _ => {}
+        }
+        i += len;
+    }
+    Ok(eps)
+}
+
+/// The endpoint context's Interval field (6.2.3.6) from bInterval.
+fn interval(speed: Speed, kind: EndpointKind, b: u8) -> u32 {
+    let v = match (kind, speed) {
+        (EndpointKind::Bulk | EndpointKind::Control, _) => 0,
+        (EndpointKind::Interrupt, Speed::Low | Speed::Full) => {
+            // Frames to a power of two of microframes.
+            let frames = u32::from(b.max(1)) * 8;
+            31 - frames.leading_zeros()
+        }
+        (EndpointKind::Isochronous, Speed::Full) => u32::from(b.clamp(1, 16)) + 2,
+        _ => u32::from(b.clamp(1, 16)) - 1,
+    };
+    v.min(15)
+}
+
+impl Slot {
+    /// Zeroes the input context.
+    pub fn clear_input(&self) {
+        self.input.zero(0, self.csz * 33);
+    }
+
+    /// Offset of context `index` in the input context (0: input control, 1: slot, 2…: DCI 1…).
+    fn in_ctx(&self, index: usize) -> usize {
+        index * self.csz
+    }
+
+    /// Sets the input control context's drop and add flags.
+    pub fn set_flags(&self, drop: u32, add: u32) {
+        self.input.write32(0, drop);
+        self.input.write32(4, add);
+    }
+
+    /// Writes the slot context for a root-port device with `entries` context entries.
+    pub fn write_slot_ctx(&self, entries: u8) {
+        let s = self.in_ctx(1);
+        self.input
+            .write32(s, (psiv(self.speed) << 20) | (u32::from(entries) << 27));
+        self.input.write32(s + 4, u32::from(self.port) << 16);
+    }
+
+    /// Writes endpoint `dci`'s context in the input context for a ring at `deq` (cycle 1).
+    pub fn write_ep_ctx(
+        &self,
+        dci: u8,
+        kind: EndpointKind,
+        is_in: bool,
+        mp: u16,
+        b_interval: u8,
+        deq: u64,
+    ) {
+        let e = self.in_ctx(usize::from(dci) + 1);
+        let max_packet = u32::from(mp & 0x7ff);
+        let periodic = matches!(kind, EndpointKind::Interrupt | EndpointKind::Isochronous);
+        let burst = if periodic && self.speed == Speed::High {
+            u32::from((mp >> 11) & 3)
+        } else {
+            0
+        };
+        self.input
+            .write32(e, interval(self.speed, kind, b_interval) << 16);
+        let cerr = if kind == EndpointKind::Isochronous {
+            0
+        } else {
+            3
+        };
+        self.input.write32(
+            e + 4,
+            (cerr << 1) | (ep_type(kind, is_in) << 3) | (burst << 8) | (max_packet << 16),
+        );
+        self.input.write64(e + 8, deq | 1);
+        let esit = if periodic {
+            max_packet * (burst + 1)
+        } else {
+            0
+        };
+        let avg = match kind {
+            EndpointKind::Control => 8,
+            EndpointKind::Interrupt => 1024,
+            _ => 3072,
+        };
+        self.input.write32(e + 16, avg | (esit << 16));
+    }
+
+    /// The endpoint's TR dequeue pointer in the output context.
+    pub fn ep_dequeue(&self, dci: u8) -> u64 {
+        let e = usize::from(dci) * self.csz;
+        (u64::from(self.out.read32(e + 8)) | (u64::from(self.out.read32(e + 12)) << 32)) & !0xf
+    }
+}
