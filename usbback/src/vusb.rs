@@ -569,7 +569,7 @@ impl<P: Platform> Vusb<P> {
         let data = if urb.is_in {
             Vec::new()
         } else {
-            match guest::gather(platform, fe, urb.segs.as_slice(), usize::from(urb.length)) {
+            match guest::gather(platform, fe, urb.segs.as_slice(), urb.length) {
                 Ok(d) => d,
                 Err(why) => {
                     return refuse(&mut self.stats, ErrorClass::Grant, USBIF_STATUS_INVAL, &why)
@@ -582,11 +582,7 @@ impl<P: Platform> Vusb<P> {
             is_in: urb.is_in,
             kind,
             data,
-            in_len: if urb.is_in {
-                usize::from(urb.length)
-            } else {
-                0
-            },
+            in_len: if urb.is_in { urb.length } else { 0 },
         };
         let submitted = self.hub.borrow_mut().submit(self.owner, device, transfer);
         match submitted {
@@ -646,11 +642,11 @@ fn deliver<P: Platform>(
 ) -> (i32, usize) {
     let mut status = status_of(done.status);
     if !urb.is_in {
-        let sent = done.sent.min(usize::from(urb.length));
+        let sent = done.sent.min(urb.length);
         stats.bytes_out += sent as u64;
         return (status, sent);
     }
-    let room = usize::from(urb.length);
+    let room = urb.length;
     let data = if done.data.len() > room {
         status = USBIF_STATUS_BABBLE;
         &done.data[..room]
@@ -679,7 +675,7 @@ fn read_iso_descriptors<P: Platform>(
     fe: u16,
     desc: &Segments,
     packets: u16,
-    length: u16,
+    length: usize,
 ) -> Result<Vec<IsoDescriptor>, (ErrorClass, String)> {
     let bytes = guest::gather(
         platform,
@@ -694,7 +690,7 @@ fn read_iso_descriptors<P: Platform>(
         b.copy_from_slice(chunk);
         let d = IsoDescriptor::read(&b);
         let end = u64::from(d.offset) + u64::from(d.length);
-        if end > u64::from(length) {
+        if end > length as u64 {
             let why = format!(
                 "isochronous packet {i} ({}+{}) beyond the {length}-byte buffer",
                 d.offset, d.length
@@ -742,7 +738,7 @@ fn deliver_iso<P: Platform>(
         descs.extend_from_slice(&back.write());
     }
     if f.urb.is_in {
-        let data = &done.data[..done.data.len().min(usize::from(f.urb.length))];
+        let data = &done.data[..done.data.len().min(f.urb.length)];
         if let Err(why) = guest::scatter(platform, fe, f.urb.segs.as_slice(), data) {
             stats.error(ErrorClass::Grant, &format_args!("request {id}: {why}"));
             return response(id, USBIF_STATUS_INVAL, 0);

@@ -6,7 +6,10 @@
 //! the device's, [`crate::ports`]):
 //! - the port number is 1–31 (`USBIF_MAX_PORTNR`);
 //! - at most 16 segments in all (`USBIF_MAX_SEGMENTS_PER_REQUEST`), each within its page;
-//! - the buffer segments hold exactly `buffer_length` bytes (xen-hcd splits the buffer so);
+//! - the buffer segments hold exactly `buffer_length` bytes (xen-hcd splits the buffer so),
+//!   modulo 65536: `buffer_length` is 16 bits wide and xen-hcd writes a 64 KiB transfer's
+//!   length (16 full pages, what usb-storage's large reads are) truncated to 0, so the
+//!   transfer's length is the segments' total;
 //! - control: the setup packet's `wLength` fits the buffer and its direction is the pipe's;
 //! - isochronous: 1 ≤ `number_of_packets` ≤ what the frame descriptor segments hold, at
 //!   least one descriptor segment, descriptor segments whole descriptors.
@@ -151,8 +154,8 @@ pub struct Urb {
     pub short_not_ok: bool,
     /// What to do.
     pub kind: Kind,
-    /// Transfer length.
-    pub length: u16,
+    /// Transfer length (the buffer segments' total, at most 64 KiB).
+    pub length: usize,
     /// The buffer segments (frame descriptor segments are not included).
     pub segs: Segments,
 }
@@ -226,8 +229,8 @@ pub enum Why {
     ControlLonger {
         /// `wLength`.
         w_length: u16,
-        /// `buffer_length`.
-        length: u16,
+        /// The buffer's bytes.
+        length: usize,
     },
     /// A control request's setup direction differs from the pipe's.
     ControlDirection,
@@ -318,7 +321,9 @@ impl Request {
         for (dst, src) in segs.segs.iter_mut().zip(&raw.seg[..usize::from(segs.len)]) {
             *dst = segment(src).map_err(err)?;
         }
-        if segs.bytes() != usize::from(raw.buffer_length) {
+        // `buffer_length` holds the low 16 bits of the length (65536 arrives as 0).
+        let length = segs.bytes();
+        if length & 0xffff != usize::from(raw.buffer_length) {
             return Err(err(Why::LengthMismatch {
                 length: raw.buffer_length,
                 segments: segs.bytes(),
@@ -329,11 +334,8 @@ impl Request {
             UsbPipeType::Control => {
                 let setup = raw.setup_packet();
                 let w_length = u16::from_le_bytes([setup[6], setup[7]]);
-                if w_length > raw.buffer_length {
-                    return Err(err(Why::ControlLonger {
-                        w_length,
-                        length: raw.buffer_length,
-                    }));
+                if usize::from(w_length) > length {
+                    return Err(err(Why::ControlLonger { w_length, length }));
                 }
                 if w_length > 0 && (setup[0] & 0x80 != 0) != is_in {
                     return Err(err(Why::ControlDirection));
@@ -381,7 +383,7 @@ impl Request {
             is_in,
             short_not_ok: raw.transfer_flags & USBIF_SHORT_NOT_OK != 0,
             kind,
-            length: raw.buffer_length,
+            length,
             segs,
         }))
     }
@@ -452,6 +454,20 @@ mod tests {
         );
         assert_eq!(urb.segs.bytes(), 600);
         assert_eq!(urb.kind, Kind::Bulk);
+    }
+
+    #[test]
+    fn a_64_kib_transfer_arrives_with_buffer_length_0() {
+        // xen-hcd writes the 16-bit buffer_length of 16 full pages truncated to 0.
+        let pages: alloc::vec::Vec<(u16, u16)> = (0..16).map(|_| (0, 4096)).collect();
+        let r = req(bulk_in(), 0, &pages);
+        let Ok(Request::Submit(urb)) = Request::parse(&r) else {
+            panic!("parses")
+        };
+        assert_eq!((urb.length, urb.segs.bytes()), (65536, 65536));
+        // Anything else that does not match stays refused.
+        let r = req(bulk_in(), 0, &pages[..15]);
+        assert!(Request::parse(&r).is_err());
     }
 
     #[test]

@@ -79,8 +79,8 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
             vec![
                 "-device".into(),
                 // 8 USB2 and 4 USB3 ports: QEMU port 5 is USB2 only, so the stick (which
-                // offers SuperSpeed, unsayable in usbif) comes up at high speed on root
-                // port 5 (the xHCI numbers its USB2 ports first).
+                // offers SuperSpeed, unsayable in usbif) comes up at high speed, on xHCI
+                // root port 9 (QEMU numbers the 4 USB3 ports first: bus path 1-9).
                 format!("qemu-xhci,id=xhci,p2=8,p3=4,bus=pcie.0,{addr}"),
                 "-drive".into(),
                 format!("file={},if=none,id=ustick,format=raw", img.display()),

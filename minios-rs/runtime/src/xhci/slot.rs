@@ -214,3 +214,59 @@ impl Slot {
         (u64::from(self.out.read32(e + 8)) | (u64::from(self.out.read32(e + 12)) << 32)) & !0xf
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mass-storage configuration: interface 0 alt 0 with bulk IN 1 and OUT 2, and an
+    /// alternate setting 1 whose interrupt endpoint must not be taken.
+    const STORAGE: &[u8] = &[
+        9, 2, 46, 0, 1, 1, 0, 0x80, 50, // configuration
+        9, 4, 0, 0, 2, 8, 6, 80, 0, // interface 0 alt 0
+        7, 5, 0x81, 2, 0, 2, 0, // bulk IN 1, 512
+        7, 5, 0x02, 2, 0, 2, 0, // bulk OUT 2, 512
+        9, 4, 0, 1, 1, 3, 0, 0, 0, // interface 0 alt 1
+        7, 5, 0x83, 3, 8, 0, 4, // interrupt IN 3 (alt 1 only)
+    ];
+
+    #[test]
+    fn parses_alternate_setting_zero_endpoints() {
+        let eps = parse_config(STORAGE).unwrap();
+        assert_eq!(eps.len(), 2);
+        assert_eq!(
+            (eps[0].number, eps[0].is_in, eps[0].kind),
+            (1, true, EndpointKind::Bulk)
+        );
+        assert_eq!(eps[0].max_packet, 512);
+        assert_eq!((eps[1].number, eps[1].is_in), (2, false));
+    }
+
+    #[test]
+    fn refuses_malformed_descriptors() {
+        // A descriptor claiming more bytes than there are, and one of length 0 (a loop).
+        let mut long = STORAGE.to_vec();
+        long[18] = 40;
+        assert!(parse_config(&long).is_err());
+        let mut zero = STORAGE.to_vec();
+        zero[9] = 0;
+        assert!(parse_config(&zero).is_err());
+        assert!(parse_config(&STORAGE[..20]).is_err());
+    }
+
+    #[test]
+    fn context_indexes_and_intervals() {
+        assert_eq!(dci(0, false), 1);
+        assert_eq!(dci(0, true), 1);
+        assert_eq!(dci(1, true), 3);
+        assert_eq!(dci(2, false), 4);
+        assert_eq!(dci(15, true), 31);
+        assert_eq!(interval(Speed::High, EndpointKind::Bulk, 255), 0);
+        // Full-speed interrupt every 10 frames: 80 microframes, rounded down to 2^6.
+        assert_eq!(interval(Speed::Full, EndpointKind::Interrupt, 10), 6);
+        // High-speed interrupt bInterval 4: 2^3 microframes.
+        assert_eq!(interval(Speed::High, EndpointKind::Interrupt, 4), 3);
+        assert_eq!(interval(Speed::High, EndpointKind::Interrupt, 0), 0);
+        assert_eq!(interval(Speed::High, EndpointKind::Interrupt, 255), 15);
+    }
+}

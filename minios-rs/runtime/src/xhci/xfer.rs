@@ -236,3 +236,35 @@ pub fn status_of(code: u8) -> (Status, bool) {
         _ => (Status::IoError, false),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completion_codes_map_to_statuses() {
+        assert_eq!(status_of(1), (Status::Ok, false));
+        assert_eq!(status_of(13), (Status::Ok, false));
+        assert_eq!(status_of(6), (Status::Stall, true));
+        assert_eq!(status_of(3), (Status::Babble, true));
+        assert_eq!(status_of(4), (Status::IoError, true));
+        assert_eq!(status_of(26), (Status::Cancelled, false));
+        assert_eq!(status_of(2), (Status::IoError, false));
+        assert_eq!(status_of(255), (Status::IoError, false));
+    }
+
+    #[test]
+    fn trbs_per_transfer() {
+        // Bulk: a TRB per page (one even when empty) and the event data TRB.
+        assert_eq!(trbs_needed(0, false), 2);
+        assert_eq!(trbs_needed(4096, false), 2);
+        assert_eq!(trbs_needed(4097, false), 3);
+        // Control: setup, status, and with data a TRB per page and the event data TRB.
+        assert_eq!(trbs_needed(0, true), 2);
+        assert_eq!(trbs_needed(18, true), 4);
+        assert_eq!(trbs_needed(65536, true), 19);
+        assert_eq!(td_size(0, 512), 0);
+        assert_eq!(td_size(1024, 512), 2);
+        assert_eq!(td_size(1 << 20, 512), 31);
+    }
+}
