@@ -222,4 +222,8 @@ pub trait UsbHost {
     fn next_deadline(&self) -> Option<u64> {
         None
     }
+
+    /// The driver domain is stopping: stop the controller (no more DMA into memory that is
+    /// about to be given back). Nothing is called afterwards.
+    fn stop(&mut self) {}
 }

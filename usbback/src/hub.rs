@@ -205,6 +205,11 @@ impl Hub {
         self.host.next_deadline()
     }
 
+    /// Stops the controller (the driver domain is stopping).
+    pub fn stop(&mut self) {
+        self.host.stop();
+    }
+
     /// Transfers in flight (all owners).
     pub fn in_flight(&self) -> usize {
         self.tags.len()

@@ -32,7 +32,11 @@ pub struct UsbDd<P: Platform> {
     pub hub: SharedHub,
 }
 
-impl<P: Platform + Clone + 'static> DriverDomain<P> for UsbDd<P> {}
+impl<P: Platform + Clone + 'static> DriverDomain<P> for UsbDd<P> {
+    fn stop(&mut self, _exec: &mut Executor<P>, _reason: StopReason) {
+        self.hub.borrow_mut().stop();
+    }
+}
 
 /// Finds the USB host controller the domain owns (the unikernel: on its PCI devices, with
 /// the executor for pcifront's xenstore handshake and its task).

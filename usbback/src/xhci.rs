@@ -114,4 +114,8 @@ impl UsbHost for XhciHost {
     fn next_deadline(&self) -> Option<u64> {
         self.0.next_deadline()
     }
+
+    fn stop(&mut self) {
+        self.0.halt()
+    }
 }

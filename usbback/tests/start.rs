@@ -86,5 +86,10 @@ fn starts_serves_a_controller_and_stops() {
         .unwrap();
     settle(&world, &mut [&mut started.exec]);
     assert_eq!(started.exec.stop_requested(), Some(StopReason::Poweroff));
+    assert!(!bus.0.borrow().stopped);
     assert_eq!(started.stop(StopReason::Poweroff), StopReason::Poweroff);
+    assert!(
+        bus.0.borrow().stopped,
+        "the controller is stopped with the domain"
+    );
 }

@@ -63,6 +63,8 @@ pub struct BusState {
     pub fail_enable: bool,
     pub cancels: Vec<u64>,
     pub submitted: u64,
+    /// The driver domain stopped the controller.
+    pub stopped: bool,
     next_id: HostDeviceId,
 }
 
@@ -334,5 +336,9 @@ impl UsbHost for FakeHost {
         if let Some(d) = s.devices.get_mut(&device) {
             d.waiting.retain(|t| t.tag != tag);
         }
+    }
+
+    fn stop(&mut self) {
+        self.0 .0.borrow_mut().stopped = true;
     }
 }

@@ -46,8 +46,11 @@ const COMMAND_NS: u64 = 2_000_000_000;
 const PORT_RESET_NS: u64 = 500_000_000;
 /// How long the controller may take to halt, reset or start.
 const CONTROLLER_NS: u64 = 1_000_000_000;
-/// How long the driver's own control transfers (descriptors, SET_CONFIGURATION) may take.
-const INTERNAL_NS: u64 = 3_000_000_000;
+/// How long the driver's own control transfers (descriptors, SET_CONFIGURATION) may take
+/// (USB 2.0 9.2.6.4: standard requests with data complete within 500 ms).
+const INTERNAL_NS: u64 = 1_000_000_000;
+/// Most configurations searched for a `SET_CONFIGURATION` value (a device may claim 255).
+const MAX_CONFIGS: u8 = 8;
 /// How long a caller's control transfer may take.
 const CONTROL_NS: u64 = 5_000_000_000;
 /// How long a caller's bulk transfer may take (interrupt transfers wait for the device).
@@ -997,7 +1000,7 @@ impl Xhci {
 
     /// The endpoints of the configuration whose bConfigurationValue is `value`.
     fn config_endpoints(&mut self, slot_id: u8, value: u8) -> Result<Vec<EpDesc>, String> {
-        let configs = self.slots.get(&slot_id).map_or(0, |s| s.configs);
+        let configs = self.slots.get(&slot_id).map_or(0, |s| s.configs.min(MAX_CONFIGS));
         for index in 0..configs {
             let head = self.get_descriptor(slot_id, 2, index, 9)?;
             if head.len() < 9 || head[5] != value {
@@ -1167,6 +1170,22 @@ impl Xhci {
             .flat_map(|e| e.tds.iter())
             .filter_map(|t| t.deadline)
             .min()
+    }
+
+    /// Stops the controller (run/stop cleared, halted within a bounded wait): no DMA after
+    /// this; every later request is refused.
+    pub fn halt(&mut self) {
+        self.regs
+            .op_write(USBCMD, self.regs.op_read(USBCMD) & !(CMD_RUN | CMD_INTE));
+        let halted = self.wait_for(CONTROLLER_NS, |r| r.op_read(USBSTS) & STS_HALTED != 0);
+        info!(
+            "xhci {}: controller {}",
+            self.addr,
+            if halted { "halted" } else { "did not halt" }
+        );
+        if self.failed.is_none() {
+            self.failed = Some(String::from("stopped"));
+        }
     }
 
     /// Why the controller was given up, if it was.
