@@ -17,6 +17,8 @@ const GUEST_OPTIONAL_MODULES: &[&str] = &[
     "xen-hcd",
     "usb-storage",
     "sd_mod",
+    "usbhid",
+    "hid-generic",
     "xen-pcifront",
     "virtio_net",
     "virtio_blk",

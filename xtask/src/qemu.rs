@@ -86,6 +86,9 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
                 format!("file={},if=none,id=ustick,format=raw", img.display()),
                 "-device".into(),
                 "usb-storage,bus=xhci.0,port=5,drive=ustick".into(),
+                // A full-speed interrupt device beside it (xHCI root port 10, bus path 1-10).
+                "-device".into(),
+                "usb-tablet,usb_version=1,bus=xhci.0,port=6".into(),
             ]
         }
         QemuDevice::Sound => vec![
