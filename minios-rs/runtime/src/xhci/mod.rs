@@ -1000,7 +1000,10 @@ impl Xhci {
 
     /// The endpoints of the configuration whose bConfigurationValue is `value`.
     fn config_endpoints(&mut self, slot_id: u8, value: u8) -> Result<Vec<EpDesc>, String> {
-        let configs = self.slots.get(&slot_id).map_or(0, |s| s.configs.min(MAX_CONFIGS));
+        let configs = self
+            .slots
+            .get(&slot_id)
+            .map_or(0, |s| s.configs.min(MAX_CONFIGS));
         for index in 0..configs {
             let head = self.get_descriptor(slot_id, 2, index, 9)?;
             if head.len() < 9 || head[5] != value {
