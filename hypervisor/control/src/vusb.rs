@@ -10,6 +10,7 @@ use crate::appliance::Domain;
 use crate::devices::DeviceEntry;
 use crate::timeline::Timeline;
 use crate::toolstack::Toolstack;
+use std::collections::BTreeMap;
 use std::fmt;
 use xen_abi::xs_wire::{Perm, PermAccess};
 
@@ -40,6 +41,9 @@ pub struct UsbController {
     pub ports: u8,
     /// The driver domain serving it.
     pub backend: String,
+    /// Devices given to its ports (`[[usb]]`): port → bus path on the driver domain's host
+    /// controller.
+    pub assigned: BTreeMap<u8, String>,
 }
 
 impl UsbController {
@@ -84,6 +88,7 @@ impl UsbController {
             version,
             ports,
             backend: backend.to_string(),
+            assigned: BTreeMap::new(),
         })
     }
 
@@ -97,8 +102,8 @@ impl UsbController {
         format!("/local/domain/{fe}/device/vusb/{}", self.devid)
     }
 
-    /// Every node of the controller between guest `fe` and driver domain `be`, with no
-    /// device on any port yet.
+    /// Every node of the controller between guest `fe` and driver domain `be`, with the
+    /// assigned devices on their ports.
     pub fn nodes(&self, fe: u32, be: u32) -> Vec<Node> {
         let owned = |owner: u32, reader: u32| {
             Some(vec![
@@ -128,7 +133,8 @@ impl UsbController {
             node(format!("{back}/num-ports"), self.ports.to_string()),
         ];
         for n in 1..=self.ports {
-            out.push(node(format!("{back}/port/{n}"), String::new()));
+            let device = self.assigned.get(&n).cloned().unwrap_or_default();
+            out.push(node(format!("{back}/port/{n}"), device));
         }
         out.push(Node {
             path: front.clone(),
@@ -179,6 +185,15 @@ pub fn create_controllers(
         );
     }
     Ok(())
+}
+
+/// True for a USB bus path: `<bus>-<port>[.<port>…]`, decimal numbers (e.g. `1-2.3`).
+pub fn is_bus_path(s: &str) -> bool {
+    let number = |p: &str| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit());
+    match s.split_once('-') {
+        Some((bus, ports)) => number(bus) && ports.split('.').all(number),
+        None => false,
+    }
 }
 
 fn perm(access: PermAccess, domid: u32) -> Perm {
