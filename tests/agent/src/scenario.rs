@@ -61,17 +61,21 @@ pub enum QemuDevice {
     /// keeps: not hidden, not made assignable; dom0 bridges it to guests as `xenbr1` (the
     /// path of a classic Xen host).
     VirtioNetDom0,
+    /// An NVMe controller (QEMU's `nvme`, serial `xdd-nvme-1`) with one namespace on a
+    /// scratch image file.
+    Nvme,
 }
 
 impl QemuDevice {
     /// Every device, in PCI slot order.
-    pub const ALL: [QemuDevice; 6] = [
+    pub const ALL: [QemuDevice; 7] = [
         QemuDevice::VirtioNet,
         QemuDevice::VirtioBlk,
         QemuDevice::Xhci,
         QemuDevice::Sound,
         QemuDevice::VirtioNet2,
         QemuDevice::VirtioNetDom0,
+        QemuDevice::Nvme,
     ];
 
     /// The name used in scenario files and as `@name` in xl.cfg text.
@@ -83,6 +87,7 @@ impl QemuDevice {
             QemuDevice::Sound => "sound",
             QemuDevice::VirtioNet2 => "virtio-net-2",
             QemuDevice::VirtioNetDom0 => "virtio-net-dom0",
+            QemuDevice::Nvme => "nvme",
         }
     }
 
@@ -95,6 +100,7 @@ impl QemuDevice {
             QemuDevice::Sound => 0x13,
             QemuDevice::VirtioNet2 => 0x14,
             QemuDevice::VirtioNetDom0 => 0x15,
+            QemuDevice::Nvme => 0x16,
         }
     }
 

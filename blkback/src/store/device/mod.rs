@@ -643,6 +643,15 @@ impl DeviceStore {
         core::mem::take(&mut self.progress)
     }
 
+    /// When the device wants its completions taken even without an interrupt (its next
+    /// request timeout), if it does and has not failed.
+    pub fn device_deadline(&self) -> Option<u64> {
+        if self.failed.is_some() {
+            return None;
+        }
+        self.dev.next_deadline()
+    }
+
     /// Whether a connected device has completions to collect.
     pub fn has_queued(&self) -> bool {
         self.handles.values().any(|st| !st.done.is_empty())
