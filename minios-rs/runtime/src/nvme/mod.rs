@@ -21,6 +21,7 @@
 
 pub mod cmd;
 pub mod queue;
+pub mod slots;
 
 use alloc::format;
 use alloc::rc::Rc;
@@ -36,6 +37,7 @@ use minios::pci::PciAddress;
 
 use self::cmd::{Command, ControllerId, NamespaceId, PAGE};
 use self::queue::QueuePair;
+use self::slots::{Answer, Slots};
 use crate::dma::{machine_addr, DmaPages};
 use crate::mmio::Mmio;
 use crate::pci::{enable_device, enable_interrupts, DeviceIrqs, PciBus};
@@ -92,9 +94,6 @@ struct Pending {
     kind: Kind,
     pages: Vec<u16>,
     len: usize,
-    deadline: u64,
-    /// Its request was already failed; the slot waits for the late answer.
-    timed_out: bool,
 }
 
 /// An NVMe controller owned by this domain (namespace 1, one I/O queue pair).
@@ -108,10 +107,10 @@ pub struct Nvme {
     _admin: QueuePair,
     io: QueuePair,
     slots_mem: DmaPages,
-    free_slots: Vec<u16>,
+    /// Commands in flight by command id (= slot in `slots_mem`).
+    slots: Slots<Pending>,
     data: DmaPages,
     free_pages: Vec<u16>,
-    pending: Vec<Option<Pending>>,
     lba_shift: u32,
     info: BlockInfo,
     rang: bool,
@@ -352,10 +351,9 @@ impl Nvme {
             _admin: aq,
             io,
             slots_mem: alloc((slots * SLOT_BYTES).div_ceil(PAGE))?,
-            free_slots: (0..slots as u16).rev().collect(),
+            slots: Slots::new(slots as u16, IO_TIMEOUT_NS),
             data: alloc(DATA_PAGES)?,
             free_pages: (0..DATA_PAGES as u16).rev().collect(),
-            pending: vec![None; slots],
             lba_shift: ns.lba_shift,
             info,
             rang: false,
@@ -425,38 +423,28 @@ impl Nvme {
         BlockError::Device(why)
     }
 
+    /// Gives back a command that was never sent.
     fn release(&mut self, slot: u16) {
-        if let Some(p) = self
-            .pending
-            .get_mut(usize::from(slot))
-            .and_then(Option::take)
-        {
+        if let Some(p) = self.slots.abandon(slot) {
             self.free_pages.extend(p.pages);
         }
-        self.free_slots.push(slot);
     }
 
     /// Fails the requests whose time is up; fails the controller if it is gone or every
     /// slot waits for an answer.
     fn expire(&mut self, each: &mut OnComplete<'_>) -> Result<usize, BlockError> {
-        let t = now();
-        let mut n = 0;
-        for (cid, p) in self.pending.iter_mut().enumerate() {
-            let Some(p) = p.as_mut().filter(|p| !p.timed_out && p.deadline <= t) else {
-                continue;
-            };
-            p.timed_out = true;
-            self.timeouts += 1;
-            n += 1;
+        let host = self.host;
+        let timeouts = &mut self.timeouts;
+        let n = self.slots.expire(now(), |cid, p| {
+            *timeouts += 1;
             log::warn!(
-                "nvme {}: {:?} command {cid} unanswered after {} s: its request fails ({} timeouts so far)",
-                self.host,
+                "nvme {host}: {:?} command {cid} unanswered after {} s: its request fails ({} timeouts so far)",
                 p.kind,
                 IO_TIMEOUT_NS / 1_000_000_000,
-                self.timeouts
+                timeouts
             );
             each(p.id, BlockStatus::Timeout, &[]);
-        }
+        });
         if n > 0 {
             let csts = self.regs.read32(CSTS);
             if csts == u32::MAX {
@@ -465,10 +453,10 @@ impl Nvme {
             if csts & CSTS_CFS != 0 {
                 return Err(self.fail(String::from("controller fatal status (CSTS.CFS)")));
             }
-            if self.free_slots.is_empty() && self.pending.iter().flatten().all(|p| p.timed_out) {
+            if self.slots.all_unanswered() {
                 return Err(self.fail(format!(
                     "all {} commands unanswered: the controller stopped answering",
-                    self.pending.len()
+                    self.slots.len()
                 )));
             }
         }
@@ -487,7 +475,7 @@ impl BlockDevice for Nvme {
 
     fn has_room(&self, ops: &[BlockOp]) -> bool {
         let pages: usize = ops.iter().map(|o| o.data_len().div_ceil(PAGE)).sum();
-        ops.len() <= self.free_slots.len() && pages <= self.free_pages.len()
+        ops.len() <= self.slots.free() && pages <= self.free_pages.len()
     }
 
     fn submit(
@@ -528,18 +516,19 @@ impl BlockDevice for Nvme {
         if !self.has_room(&[op]) {
             return Err(BlockError::Full);
         }
-        let slot = self.free_slots.pop().ok_or(BlockError::Full)?;
         let pages: Vec<u16> = (0..len.div_ceil(PAGE))
             .filter_map(|_| self.free_pages.pop())
             .collect();
-        self.pending[usize::from(slot)] = Some(Pending {
+        let p = Pending {
             id,
             kind,
             pages: pages.clone(),
             len,
-            deadline: now().saturating_add(IO_TIMEOUT_NS),
-            timed_out: false,
-        });
+        };
+        let Some(slot) = self.slots.take(now(), p) else {
+            self.free_pages.extend(pages);
+            return Err(BlockError::Full);
+        };
         if kind == Kind::Write {
             let mut bufs = self.buffers(&pages, len);
             if !fill(&mut bufs) {
@@ -625,55 +614,58 @@ impl BlockDevice for Nvme {
         let mut popped = false;
         while let Some(c) = self.io.pop() {
             popped = true;
-            let known = self
-                .pending
-                .get(usize::from(c.cid))
-                .is_some_and(Option::is_some);
-            if c.sq_id != self.io.qid() || !known {
+            let answer = if c.sq_id == self.io.qid() {
+                self.slots.answer(c.cid)
+            } else {
+                None
+            };
+            let Some(answer) = answer else {
+                self.io.release(&self.regs);
                 return Err(self.fail(format!(
                     "completion for command {} of queue {} that is not in flight",
                     c.cid, c.sq_id
                 )));
-            }
-            let Some(p) = self.pending[usize::from(c.cid)].clone() else {
-                continue;
             };
-            if p.timed_out {
-                log::info!(
-                    "nvme {}: command {} answered after its timeout (status {:#x})",
-                    self.host,
-                    c.cid,
-                    c.status
-                );
+            let p = match answer {
+                Answer::Late(p) => {
+                    log::info!(
+                        "nvme {}: command {} answered after its timeout (status {:#x})",
+                        self.host,
+                        c.cid,
+                        c.status
+                    );
+                    self.free_pages.extend(p.pages);
+                    continue;
+                }
+                Answer::Live(p) => p,
+            };
+            let status = if c.ok() {
+                BlockStatus::Ok
+            } else if c.unsupported() {
+                BlockStatus::Unsupported
             } else {
-                let status = if c.ok() {
-                    BlockStatus::Ok
-                } else if c.unsupported() {
-                    BlockStatus::Unsupported
-                } else {
-                    BlockStatus::IoError
-                };
-                if !c.ok() {
-                    self.errors += 1;
-                    if self.errors == 1 {
-                        log::warn!(
-                            "nvme {}: {:?} failed with status {:#x} (the first error; later ones are counted)",
-                            self.host,
-                            p.kind,
-                            c.status
-                        );
-                    }
+                BlockStatus::IoError
+            };
+            if !c.ok() {
+                self.errors += 1;
+                if self.errors == 1 {
+                    log::warn!(
+                        "nvme {}: {:?} failed with status {:#x} (the first error; later ones are counted)",
+                        self.host,
+                        p.kind,
+                        c.status
+                    );
                 }
-                if p.kind == Kind::Read && status == BlockStatus::Ok {
-                    let data = self.buffers(&p.pages, p.len);
-                    let refs: Vec<&[u8]> = data.iter().map(|b| &**b).collect();
-                    each(p.id, status, &refs);
-                } else {
-                    each(p.id, status, &[]);
-                }
-                n += 1;
             }
-            self.release(c.cid);
+            if p.kind == Kind::Read && status == BlockStatus::Ok {
+                let data = self.buffers(&p.pages, p.len);
+                let refs: Vec<&[u8]> = data.iter().map(|b| &**b).collect();
+                each(p.id, status, &refs);
+            } else {
+                each(p.id, status, &[]);
+            }
+            n += 1;
+            self.free_pages.extend(p.pages);
         }
         if popped {
             self.io.release(&self.regs);
@@ -683,11 +675,6 @@ impl BlockDevice for Nvme {
     }
 
     fn next_deadline(&self) -> Option<u64> {
-        self.pending
-            .iter()
-            .flatten()
-            .filter(|p| !p.timed_out)
-            .map(|p| p.deadline)
-            .min()
+        self.slots.next_deadline()
     }
 }
