@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use blkback::backend::{Catalog, Options, VolumeSource};
+use blkback::config::DeviceKind;
 use blkback::store::device::{DeviceStore, DeviceTask, Shared};
 use common::*;
 use minios::blockdev::{
@@ -572,6 +573,56 @@ fn device_configurations_that_cannot_work_are_refused() {
         .err()
         .expect("refused");
     assert_eq!(err.0, "virtio device: this build has no device drivers");
+}
+
+#[test]
+fn nvme_volumes_ask_main_for_an_nvme_controller() {
+    let world = World::new();
+    let dd = world.create_domain(DD, "blkdd");
+    world.create_domain(5, "guest");
+    let asked = Rc::new(RefCell::new(Vec::new()));
+    let log = asked.clone();
+    let mut started = blkback::blkdd::boot_with_device(
+        dd.clone(),
+        Some(dd.xenstore()),
+        "blkback.vol=a:nvme:0+16M blkback.vol=b:nvme:16M+16M:4k",
+        Box::new(move |_, kind| {
+            log.borrow_mut().push(kind);
+            Ok(Box::new(FakeDevice {
+                ctl: Rc::new(RefCell::new(Ctl {
+                    data: vec![0; 64 * MIB as usize],
+                    ..Ctl::default()
+                })),
+                info: device_info(true),
+            }) as Box<dyn BlockDevice>)
+        }),
+    )
+    .unwrap();
+    assert_eq!(*asked.borrow(), [DeviceKind::Nvme]);
+    let vbd = DeviceSpec::new("vbd", DD, 5, 51712).backend_key("params", "b");
+    world.add_device(&vbd);
+    settle(&world, &mut [&mut started.exec]);
+    let key = |k: &str| world.read_str(&format!("{}/{k}", vbd.backend_path()));
+    assert_eq!(key("sectors"), Some((16 * MIB / 512).to_string()));
+    assert_eq!(key("sector-size").as_deref(), Some("4096"));
+
+    // Without a controller the start is refused, naming the kind.
+    let world = World::new();
+    let dd = world.create_domain(DD, "blkdd");
+    let err = blkback::blkdd::boot_with_device(
+        dd.clone(),
+        Some(dd.xenstore()),
+        "blkback.vol=a:nvme:all",
+        Box::new(|_, _| {
+            Err("none of the 1 PCI function(s) given to this domain is an NVMe controller".into())
+        }),
+    )
+    .err()
+    .expect("refused");
+    assert_eq!(
+        err.0,
+        "nvme device: none of the 1 PCI function(s) given to this domain is an NVMe controller"
+    );
 }
 
 #[test]
