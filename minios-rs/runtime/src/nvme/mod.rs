@@ -398,8 +398,8 @@ impl Nvme {
                 left -= n;
                 let at = self.data.va() as usize + usize::from(p) * PAGE;
                 // SAFETY: page `p` (< DATA_PAGES) lies inside the data pages, owned by this
-                // request alone until it completes or times out and is answered late (the
-                // free list says which).
+                // request alone until the controller answers it, even late (the slot table
+                // and the page free list say which).
                 unsafe { core::slice::from_raw_parts_mut(at as *mut u8, n) }
             })
             .collect()
