@@ -25,7 +25,7 @@ use minios::xenbus::Backend;
 use minios::xenstore::Xenstore;
 
 use crate::backend::{BlkDriver, Catalog};
-use crate::config::{Backing, Config};
+use crate::config::{Backing, Config, DeviceKind};
 use crate::store::device::{self, DeviceStore, DeviceTask};
 use crate::store::disk::{self, DiskStore, DiskTask};
 use crate::store::ram::RamVolume;
@@ -45,13 +45,15 @@ pub struct BlkDd<P: Platform> {
     pub backend: Rc<RefCell<Backend<P, BlkDriver>>>,
     /// The backing disk of `disk` slices, if any volume is one.
     pub disk: Option<disk::Shared<P>>,
-    /// The passed-through device of `virtio` volumes, if any volume is one.
+    /// The passed-through controller of `virtio` or `nvme` volumes, if any volume is one.
     pub device: Option<device::Shared>,
 }
 
-/// Opens the passed-through block device (called only when a volume lives on one): the
-/// platform-specific part, given by `main`. An error is one line (why there is no device).
-pub type OpenDevice<P> = dyn FnOnce(&mut Executor<P>) -> Result<Box<dyn BlockDevice>, String>;
+/// Opens the passed-through block controller of the kind the volumes name (called only when
+/// a volume lives on one): the platform-specific part, given by `main`. An error is one line
+/// (why there is no device).
+pub type OpenDevice<P> =
+    dyn FnOnce(&mut Executor<P>, DeviceKind) -> Result<Box<dyn BlockDevice>, String>;
 
 impl<P: Platform + Clone + 'static> DriverDomain<P> for BlkDd<P> {
     fn stop(&mut self, exec: &mut Executor<P>, _reason: StopReason) {
@@ -87,7 +89,10 @@ pub fn run_with_device<P: Platform + Clone + 'static>(
     driver_domain::run(NAME, platform, xs, cmdline, |e, c| start(e, c, open))
 }
 
-fn no_device<P: Platform>(_: &mut Executor<P>) -> Result<Box<dyn BlockDevice>, String> {
+fn no_device<P: Platform>(
+    _: &mut Executor<P>,
+    _: DeviceKind,
+) -> Result<Box<dyn BlockDevice>, String> {
     Err("this build has no device drivers".into())
 }
 
@@ -139,8 +144,9 @@ fn start<P: Platform + Clone + 'static>(
     } else {
         None
     };
-    let device = if config.needs_device() {
-        let dev = open(exec).map_err(|e| StartError::new(format_args!("virtio device: {e}")))?;
+    let device = if let Some(kind) = config.device_kind() {
+        let dev =
+            open(exec, kind).map_err(|e| StartError::new(format_args!("{kind} device: {e}")))?;
         let store = DeviceStore::new(dev);
         let (bytes, block, what) = {
             let s = store.borrow();
@@ -213,15 +219,15 @@ fn volumes<P: Platform + Clone + 'static>(
                 catalog.add(&v.name, Box::new(slice));
                 format!("disk {}+{}", Size(offset), Size(v.size))
             }
-            Backing::Virtio { offset, .. } => {
+            Backing::Device { kind, offset, .. } => {
                 let store =
-                    device.ok_or_else(|| StartError::new("virtio volume without a device"))?;
+                    device.ok_or_else(|| StartError::new("device volume without a device"))?;
                 let slice =
                     DeviceStore::slice(store, &v.name, offset, v.size, v.sector_size, v.read_only);
                 let ro = slice.info().read_only && !v.read_only;
                 catalog.add(&v.name, Box::new(slice));
                 format!(
-                    "virtio {}+{}{}",
+                    "{kind} {}+{}{}",
                     Size(offset),
                     Size(v.size),
                     if ro { " (the device is read-only)" } else { "" }

@@ -5,6 +5,8 @@
 //! blkback.vol=<name>:disk:<offset>+<size>[:ro][:4k]   a slice of the backing disk
 //! blkback.vol=<name>:virtio:<offset>+<size>[:ro][:4k] a slice of the passed-through virtio-blk
 //! blkback.vol=<name>:virtio:all[:ro][:4k]             the whole passed-through virtio-blk
+//! blkback.vol=<name>:nvme:<offset>+<size>[:ro][:4k]   a slice of the passed-through NVMe
+//! blkback.vol=<name>:nvme:all[:ro][:4k]               the whole passed-through NVMe (namespace 1)
 //! blkback.disk=<devid>        which of our own xen disks backs `disk` slices (default: first)
 //! blkback.queues=<n>          multi-queue-max-queues (1..=16, default 4)
 //! blkback.ring-order=<n>      max-ring-page-order (0..=4, default 4)
@@ -41,14 +43,49 @@ pub enum Backing {
         /// Byte offset on the disk.
         offset: u64,
     },
-    /// Bytes `offset..offset + size` of the passed-through virtio-blk device; `whole`: all
-    /// of it (offset 0, the size known once the device is open: [`Config::fit_device`]).
-    Virtio {
+    /// Bytes `offset..offset + size` of the passed-through controller; `whole`: all of it
+    /// (offset 0, the size known once the device is open: [`Config::fit_device`]).
+    Device {
+        /// Which kind of controller.
+        kind: DeviceKind,
         /// Byte offset on the device.
         offset: u64,
         /// The whole device.
         whole: bool,
     },
+}
+
+/// The kinds of passed-through block controller a domain can own (one per domain).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// A virtio-blk PCI function.
+    Virtio,
+    /// An NVMe controller (its namespace 1).
+    Nvme,
+}
+
+impl DeviceKind {
+    /// The store's name on the command line (`virtio`, `nvme`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Virtio => "virtio",
+            DeviceKind::Nvme => "nvme",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "virtio" => Some(DeviceKind::Virtio),
+            "nvme" => Some(DeviceKind::Nvme),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// One configured volume.
@@ -143,11 +180,18 @@ impl Config {
             .any(|v| matches!(v.backing, Backing::Disk { .. }))
     }
 
-    /// Whether any volume lives on the passed-through virtio-blk device.
+    /// Whether any volume lives on a passed-through controller.
     pub fn needs_device(&self) -> bool {
-        self.volumes
-            .iter()
-            .any(|v| matches!(v.backing, Backing::Virtio { .. }))
+        self.device_kind().is_some()
+    }
+
+    /// The kind of passed-through controller the volumes live on, if any (the check at
+    /// parse time makes it one kind).
+    pub fn device_kind(&self) -> Option<DeviceKind> {
+        self.volumes.iter().find_map(|v| match v.backing {
+            Backing::Device { kind, .. } => Some(kind),
+            _ => None,
+        })
     }
 
     /// Bytes of RAM volumes.
@@ -185,6 +229,17 @@ impl Config {
             })
             .collect();
         no_overlap("disk", disk)?;
+        let mut kinds = self.volumes.iter().filter_map(|v| match v.backing {
+            Backing::Device { kind, .. } => Some((kind, v.name.as_str())),
+            _ => None,
+        });
+        if let Some((first, a)) = kinds.next() {
+            if let Some((other, b)) = kinds.find(|(k, _)| *k != first) {
+                return Err(ConfigError(format!(
+                    "volumes {a:?} ({first}) and {b:?} ({other}): a domain owns one controller"
+                )));
+            }
+        }
         self.device_overlap()
     }
 
@@ -195,7 +250,7 @@ impl Config {
             .volumes
             .iter()
             .filter_map(|v| match v.backing {
-                Backing::Virtio { offset, .. } => Some((offset, v.size.max(1), v.name.as_str())),
+                Backing::Device { offset, .. } => Some((offset, v.size.max(1), v.name.as_str())),
                 _ => None,
             })
             .collect();
@@ -206,7 +261,7 @@ impl Config {
     /// (`device_bytes` long, `block_size` bytes per logical block).
     pub fn fit_device(&mut self, device_bytes: u64, block_size: u32) -> Result<(), ConfigError> {
         for v in &mut self.volumes {
-            let Backing::Virtio { offset, whole } = v.backing else {
+            let Backing::Device { offset, whole, .. } = v.backing else {
                 continue;
             };
             if whole {
@@ -299,7 +354,7 @@ fn parse_volume(token: &str, value: &str) -> Result<VolumeSpec, ConfigError> {
     let geometry = parts.next().ok_or_else(|| {
         err(
             token,
-            "expected <name>:ram:<size>, <name>:disk:<offset>+<size> or <name>:virtio:<offset>+<size>",
+            "expected <name>:ram:<size>, <name>:disk:<offset>+<size>, <name>:virtio:<offset>+<size> or <name>:nvme:<offset>+<size>",
         )
     })?;
     let mut spec = VolumeSpec {
@@ -313,13 +368,14 @@ fn parse_volume(token: &str, value: &str) -> Result<VolumeSpec, ConfigError> {
         "ram" => {
             spec.size = parse_size(geometry).ok_or_else(|| err(token, "bad size"))?;
         }
-        "virtio" if geometry == "all" => {
-            spec.backing = Backing::Virtio {
+        "virtio" | "nvme" if geometry == "all" => {
+            spec.backing = Backing::Device {
+                kind: DeviceKind::from_name(store).unwrap_or(DeviceKind::Virtio),
                 offset: 0,
                 whole: true,
             };
         }
-        "disk" | "virtio" => {
+        "disk" | "virtio" | "nvme" => {
             let (off, size) = geometry
                 .split_once('+')
                 .ok_or_else(|| err(token, format_args!("a {store} slice is <offset>+<size>")))?;
@@ -331,19 +387,19 @@ fn parse_volume(token: &str, value: &str) -> Result<VolumeSpec, ConfigError> {
             if offset.checked_add(spec.size).is_none() {
                 return Err(err(token, "slice ends beyond 2^64"));
             }
-            spec.backing = if store == "disk" {
-                Backing::Disk { offset }
-            } else {
-                Backing::Virtio {
+            spec.backing = match DeviceKind::from_name(store) {
+                None => Backing::Disk { offset },
+                Some(kind) => Backing::Device {
+                    kind,
                     offset,
                     whole: false,
-                }
+                },
             };
         }
         other => {
             return Err(err(
                 token,
-                format_args!("unknown store {other:?} (ram, disk, virtio)"),
+                format_args!("unknown store {other:?} (ram, disk, virtio, nvme)"),
             ))
         }
     }
@@ -356,7 +412,7 @@ fn parse_volume(token: &str, value: &str) -> Result<VolumeSpec, ConfigError> {
             other => return Err(err(token, format_args!("unknown flag {other:?} (ro, 4k)"))),
         }
     }
-    let whole = matches!(spec.backing, Backing::Virtio { whole: true, .. });
+    let whole = matches!(spec.backing, Backing::Device { whole: true, .. });
     if !whole && (spec.size == 0 || spec.size % u64::from(spec.sector_size) != 0) {
         return Err(err(
             token,
@@ -418,11 +474,13 @@ mod tests {
         assert!(cfg.needs_device() && !cfg.needs_disk());
         assert_eq!(
             cfg.volumes[1].backing,
-            Backing::Virtio {
+            Backing::Device {
+                kind: DeviceKind::Virtio,
                 offset: 16 << 20,
                 whole: false
             }
         );
+        assert_eq!(cfg.device_kind(), Some(DeviceKind::Virtio));
         assert!(cfg.volumes[1].read_only);
         assert!(cfg.clone().fit_device(64 << 20, 512).is_ok());
         assert_eq!(
@@ -441,6 +499,43 @@ mod tests {
         assert_eq!(
             two.fit_device(64 << 20, 512).unwrap_err().0,
             "device slices overlap: a (0+64M) and b (32M+1M)"
+        );
+    }
+
+    #[test]
+    fn nvme_volumes_are_parsed_like_virtio_ones() {
+        let mut cfg = Config::parse(
+            "blkback.vol=a:nvme:0+24M blkback.vol=b:nvme:24M+24M:4k blkback.vol=c:nvme:48M+8M:ro",
+        )
+        .unwrap();
+        assert_eq!(cfg.device_kind(), Some(DeviceKind::Nvme));
+        assert_eq!(
+            cfg.volumes[1].backing,
+            Backing::Device {
+                kind: DeviceKind::Nvme,
+                offset: 24 << 20,
+                whole: false
+            }
+        );
+        assert_eq!(cfg.volumes[1].sector_size, 4096);
+        assert!(cfg.volumes[2].read_only && !cfg.volumes[0].read_only);
+        cfg.fit_device(64 << 20, 512).unwrap();
+        let mut whole = Config::parse("blkback.vol=all:nvme:all:ro").unwrap();
+        assert_eq!(
+            whole.volumes[0].backing,
+            Backing::Device {
+                kind: DeviceKind::Nvme,
+                offset: 0,
+                whole: true
+            }
+        );
+        whole.fit_device(64 << 20, 4096).unwrap_err();
+        let mut whole = Config::parse("blkback.vol=all:nvme:all:4k").unwrap();
+        whole.fit_device(64 << 20, 4096).unwrap();
+        assert_eq!(whole.volumes[0].size, 64 << 20);
+        assert_eq!(
+            Config::parse("blkback.vol=r:ram:1M").unwrap().device_kind(),
+            None
         );
     }
 
@@ -473,7 +568,23 @@ mod tests {
             ),
             (
                 "blkback.vol=a:tape:1M",
-                "blkback.vol=a:tape:1M: unknown store \"tape\" (ram, disk, virtio)",
+                "blkback.vol=a:tape:1M: unknown store \"tape\" (ram, disk, virtio, nvme)",
+            ),
+            (
+                "blkback.vol=a:nvme:0+2M blkback.vol=b:nvme:1M+1M",
+                "device slices overlap: a (0+2M) and b (1M+1M)",
+            ),
+            (
+                "blkback.vol=a:nvme:1M",
+                "blkback.vol=a:nvme:1M: a nvme slice is <offset>+<size>",
+            ),
+            (
+                "blkback.vol=a:nvme:2K+1M",
+                "blkback.vol=a:nvme:2K+1M: slice offset and size must be multiples of 4K",
+            ),
+            (
+                "blkback.vol=a:virtio:0+1M blkback.vol=b:nvme:1M+1M",
+                "volumes \"a\" (virtio) and \"b\" (nvme): a domain owns one controller",
             ),
             (
                 "blkback.vol=a:disk:512+1M",
@@ -522,7 +633,7 @@ mod tests {
             ),
             (
                 "blkback.vol=a:ram",
-                "blkback.vol=a:ram: expected <name>:ram:<size>, <name>:disk:<offset>+<size> or <name>:virtio:<offset>+<size>",
+                "blkback.vol=a:ram: expected <name>:ram:<size>, <name>:disk:<offset>+<size>, <name>:virtio:<offset>+<size> or <name>:nvme:<offset>+<size>",
             ),
             (
                 "blkback.vol=a:disk:0+1M blkback.bounce=100",

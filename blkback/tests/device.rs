@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use blkback::backend::{Catalog, Options, VolumeSource};
+use blkback::config::DeviceKind;
 use blkback::store::device::{DeviceStore, DeviceTask, Shared};
 use common::*;
 use minios::blockdev::{
@@ -37,6 +38,10 @@ struct Ctl {
     log: Vec<String>,
     max_in_flight: usize,
     flushes: u64,
+    /// While completions are held: the time at which the driver gives up on what is queued
+    /// (reported by `next_deadline`; at or after it, `complete` answers it `Timeout`), and
+    /// the clock it reads.
+    timeout_at: Option<(u64, World)>,
 }
 
 struct FakeDevice {
@@ -98,7 +103,19 @@ impl BlockDevice for FakeDevice {
             ));
         }
         if c.hold {
-            return Ok(0);
+            let expired = c
+                .timeout_at
+                .as_ref()
+                .is_some_and(|(at, world)| world.now_ns() >= *at);
+            if !expired {
+                return Ok(0);
+            }
+            let queued = std::mem::take(&mut c.queued);
+            for (id, op, _) in &queued {
+                c.log.push(format!("timeout {op:?}"));
+                each(*id, BlockStatus::Timeout, &[]);
+            }
+            return Ok(queued.len());
         }
         let queued = std::mem::take(&mut c.queued);
         let n = queued.len();
@@ -143,6 +160,13 @@ impl BlockDevice for FakeDevice {
         }
         Ok(n)
     }
+    fn next_deadline(&self) -> Option<u64> {
+        let c = self.ctl.borrow();
+        match &c.timeout_at {
+            Some((at, _)) if c.hold && !c.queued.is_empty() => Some(*at),
+            _ => None,
+        }
+    }
 }
 
 fn device_info(discard: bool) -> BlockInfo {
@@ -163,6 +187,11 @@ fn device_info(discard: bool) -> BlockInfo {
 /// The driver domain with slices `a` (0+16M), `b` (16M+16M, 4 KiB sectors) and `c`
 /// (32M+8M, read-only) of a 64 MiB simulated device.
 fn setup(discard: bool) -> (Env, Rc<RefCell<Ctl>>, Shared) {
+    setup_with(discard, Options::default())
+}
+
+/// [`setup`] with the backend's `options`.
+fn setup_with(discard: bool, options: Options) -> (Env, Rc<RefCell<Ctl>>, Shared) {
     let ctl = Rc::new(RefCell::new(Ctl {
         data: vec![0; 64 * MIB as usize],
         ..Ctl::default()
@@ -180,7 +209,7 @@ fn setup(discard: bool) -> (Env, Rc<RefCell<Ctl>>, Shared) {
         let slice = DeviceStore::slice(&store, name, off, size, sector, ro);
         catalog.add(name, Box::new(slice) as Box<dyn VolumeSource>);
     }
-    let mut env = Env::with_catalog(catalog, Options::default());
+    let mut env = Env::with_catalog(catalog, options);
     env.exec.spawn(DeviceTask::new(store.clone())).unwrap();
     env.settle();
     (env, ctl, store)
@@ -296,6 +325,49 @@ fn writes_and_flushes_are_acknowledged_only_after_the_device_completed_them() {
     let rsp = f.responses(0);
     assert_eq!((rsp[0].id, rsp[0].status), (77, BLKIF_RSP_OKAY));
     assert_eq!(ctl.borrow().flushes, 1);
+}
+
+#[test]
+fn a_request_the_device_never_answers_fails_at_its_timeout_without_an_interrupt() {
+    // No counters: nothing else asks the executor to wake up.
+    let options = Options {
+        stats_ms: 0,
+        ..Options::default()
+    };
+    let (mut env, ctl, store) = setup_with(true, options);
+    let mut fa = Front::attach(&mut env, 5, 51712, "a", FrontOpts::default());
+    let mut fb = Front::attach(&mut env, 6, 51712, "b", FrontOpts::default());
+    let at = env.world.now_ns() + 30_000_000_000;
+    {
+        let mut c = ctl.borrow_mut();
+        c.hold = true;
+        c.timeout_at = Some((at, env.world.clone()));
+    }
+    let id = start_write(&mut fa, 64, &pattern(4096, 1));
+    env.settle();
+    assert!(fa.responses(0).is_empty());
+    // The executor is told to come back at the timeout (nothing else would wake it: the
+    // device raises no interrupt).
+    let wake = env.exec.run_once();
+    assert_eq!(
+        wake,
+        Some(at),
+        "the device task asks to be woken at the timeout"
+    );
+    env.advance(29_000_000_000);
+    assert!(fa.responses(0).is_empty(), "not before the timeout");
+    env.advance(1_000_000_000);
+    let rsp = fa.responses(0);
+    assert_eq!(
+        (rsp.len(), rsp[0].id, rsp[0].status),
+        (1, id, BLKIF_RSP_ERROR),
+        "the request fails at its timeout"
+    );
+    assert_eq!(store.borrow().stats.errors, 1);
+    // The device goes on: the next requests (the other guest's too) are served.
+    ctl.borrow_mut().hold = false;
+    fb.verified_io(&mut env, 8, 7);
+    fa.verified_io(&mut env, 128, 8);
 }
 
 #[test]
@@ -437,7 +509,7 @@ fn the_driver_domain_boots_with_a_device_and_flushes_it_at_the_stop() {
         dd.clone(),
         Some(dd.xenstore()),
         "blkback.vol=all:virtio:all",
-        Box::new(move |_| {
+        Box::new(move |_, _| {
             Ok(Box::new(FakeDevice {
                 ctl: dev_ctl,
                 info: device_info(true),
@@ -484,7 +556,7 @@ fn device_configurations_that_cannot_work_are_refused() {
             dd.clone(),
             Some(dd.xenstore()),
             cmdline,
-            Box::new(|_| {
+            Box::new(|_, _| {
                 Ok(Box::new(FakeDevice {
                     ctl: Rc::new(RefCell::new(Ctl::default())),
                     info: device_info(false),
@@ -501,6 +573,56 @@ fn device_configurations_that_cannot_work_are_refused() {
         .err()
         .expect("refused");
     assert_eq!(err.0, "virtio device: this build has no device drivers");
+}
+
+#[test]
+fn nvme_volumes_ask_main_for_an_nvme_controller() {
+    let world = World::new();
+    let dd = world.create_domain(DD, "blkdd");
+    world.create_domain(5, "guest");
+    let asked = Rc::new(RefCell::new(Vec::new()));
+    let log = asked.clone();
+    let mut started = blkback::blkdd::boot_with_device(
+        dd.clone(),
+        Some(dd.xenstore()),
+        "blkback.vol=a:nvme:0+16M blkback.vol=b:nvme:16M+16M:4k",
+        Box::new(move |_, kind| {
+            log.borrow_mut().push(kind);
+            Ok(Box::new(FakeDevice {
+                ctl: Rc::new(RefCell::new(Ctl {
+                    data: vec![0; 64 * MIB as usize],
+                    ..Ctl::default()
+                })),
+                info: device_info(true),
+            }) as Box<dyn BlockDevice>)
+        }),
+    )
+    .unwrap();
+    assert_eq!(*asked.borrow(), [DeviceKind::Nvme]);
+    let vbd = DeviceSpec::new("vbd", DD, 5, 51712).backend_key("params", "b");
+    world.add_device(&vbd);
+    settle(&world, &mut [&mut started.exec]);
+    let key = |k: &str| world.read_str(&format!("{}/{k}", vbd.backend_path()));
+    assert_eq!(key("sectors"), Some((16 * MIB / 512).to_string()));
+    assert_eq!(key("sector-size").as_deref(), Some("4096"));
+
+    // Without a controller the start is refused, naming the kind.
+    let world = World::new();
+    let dd = world.create_domain(DD, "blkdd");
+    let err = blkback::blkdd::boot_with_device(
+        dd.clone(),
+        Some(dd.xenstore()),
+        "blkback.vol=a:nvme:all",
+        Box::new(|_, _| {
+            Err("none of the 1 PCI function(s) given to this domain is an NVMe controller".into())
+        }),
+    )
+    .err()
+    .expect("refused");
+    assert_eq!(
+        err.0,
+        "nvme device: none of the 1 PCI function(s) given to this domain is an NVMe controller"
+    );
 }
 
 #[test]

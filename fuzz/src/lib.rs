@@ -10,6 +10,7 @@ pub mod harness;
 pub mod input;
 
 pub mod appliance;
+pub mod audioback_stream;
 pub mod blkback_request;
 pub mod blkback_vbd;
 pub mod netback_frame;
@@ -18,6 +19,7 @@ pub mod netback_vif;
 pub mod options;
 pub mod ring_indices;
 pub mod seeds;
+pub mod usbback_vusb;
 pub mod xenbus_frontend;
 pub mod xenstore_client;
 pub mod xlcfg;
@@ -29,6 +31,7 @@ pub type Target = (&'static str, fn(&[u8]));
 /// Every target.
 pub const TARGETS: &[Target] = &[
     ("appliance", appliance::run),
+    ("audioback_stream", audioback_stream::run),
     ("blkback_request", blkback_request::run),
     ("blkback_vbd", blkback_vbd::run),
     ("netback_frame", netback_frame::run),
@@ -36,6 +39,7 @@ pub const TARGETS: &[Target] = &[
     ("netback_vif", netback_vif::run),
     ("options", options::run),
     ("ring_indices", ring_indices::run),
+    ("usbback_vusb", usbback_vusb::run),
     ("xenbus_frontend", xenbus_frontend::run),
     ("xenstore_client", xenstore_client::run),
     ("xlcfg", xlcfg::run),

@@ -17,6 +17,7 @@ pub type Seed = (&'static str, Vec<u8>);
 pub fn seeds(target: &str) -> Vec<Seed> {
     match target {
         "appliance" => appliance(),
+        "audioback_stream" => audioback_stream(),
         "blkback_request" => blkback_request(),
         "blkback_vbd" => blkback_vbd(),
         "netback_frame" => netback_frame(),
@@ -24,6 +25,7 @@ pub fn seeds(target: &str) -> Vec<Seed> {
         "netback_vif" => netback_vif(),
         "options" => options(),
         "ring_indices" => ring_indices(),
+        "usbback_vusb" => usbback_vusb(),
         "xenbus_frontend" => xenbus_frontend(),
         "xenstore_client" => xenstore_client(),
         "xlcfg" => xlcfg(),
@@ -552,6 +554,249 @@ pci += [ '0000:00:05.0' ]
     vec![
         ("guest", text.as_bytes().to_vec()),
         ("error", b"name = web1\n".to_vec()),
+    ]
+}
+
+fn usbback_vusb() -> Vec<Seed> {
+    use xen_abi::usbif::*;
+    let g = crate::usbback_vusb::page_grefs();
+    let seg = |gref: u32, length: u16| UsbifRequestSegment {
+        gref,
+        offset: 0,
+        length,
+    };
+    let urb = |id: u16, pipe: UsbifPipe, u: [u8; 8], segs: &[UsbifRequestSegment]| {
+        let mut r = UsbifUrbRequest {
+            id,
+            pipe: pipe.0,
+            nr_buffer_segs: segs.len() as u16,
+            buffer_length: segs.iter().map(|s| s.length).sum(),
+            u,
+            ..Default::default()
+        };
+        r.seg[..segs.len()].copy_from_slice(segs);
+        wire(&r)
+    };
+    let get_device = [0x80, 6, 0, 1, 0, 0, 18, 0];
+    let control_in = UsbifPipe::new(1, 5, 0, true, UsbPipeType::Control);
+    let bulk_out = UsbifPipe::new(1, 5, 2, false, UsbPipeType::Bulk);
+    let bulk_in = UsbifPipe::new(1, 5, 1, true, UsbPipeType::Bulk);
+    let int_in = UsbifPipe::new(1, 5, 3, true, UsbPipeType::Interrupt);
+    let iso_out = UsbifPipe::new(1, 5, 4, false, UsbPipeType::Isochronous);
+    let seed = |flags: u8, reqs: &[Vec<u8>], page: &[u8]| {
+        let mut out = vec![flags, reqs.len() as u8];
+        reqs.iter().for_each(|r| out.extend_from_slice(r));
+        out.extend_from_slice(page);
+        out
+    };
+    let mut iso = {
+        let mut r = UsbifUrbRequest {
+            id: 30,
+            pipe: iso_out.0,
+            nr_buffer_segs: 1,
+            buffer_length: 64,
+            u: [1, 0, 0, 0, 2, 0, 1, 0],
+            ..Default::default()
+        };
+        r.seg[0] = seg(g[0], 64);
+        r.seg[1] = seg(g[2], 32);
+        r
+    };
+    let descriptors: Vec<u8> = [(0u32, 32u32), (32, 32)]
+        .iter()
+        .flat_map(|&(offset, length)| {
+            usbback::wire::IsoDescriptor {
+                offset,
+                length,
+                ..Default::default()
+            }
+            .write()
+        })
+        .collect();
+    let iso_ok = wire(&iso);
+    iso.u[4] = 200;
+    let iso_too_many = wire(&iso);
+    let mut unlink = UsbifUrbRequest {
+        id: 41,
+        pipe: int_in.with_unlink().0,
+        ..Default::default()
+    };
+    unlink.u[..2].copy_from_slice(&40u16.to_le_bytes());
+    vec![
+        (
+            "control-get-descriptor",
+            seed(0, &[urb(1, control_in, get_device, &[seg(g[0], 18)])], &[]),
+        ),
+        (
+            "bulk-loopback",
+            seed(
+                0,
+                &[
+                    urb(10, bulk_out, [0; 8], &[seg(g[0], 100)]),
+                    urb(11, bulk_in, [0; 8], &[seg(g[1], 100)]),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "iso-out",
+            seed(0, std::slice::from_ref(&iso_ok), &descriptors),
+        ),
+        (
+            "interrupt-then-unlink",
+            seed(
+                0,
+                &[
+                    urb(40, int_in, [0, 0, 0, 0, 0, 0, 0, 0], &[seg(g[1], 8)]),
+                    wire(&unlink),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "faulty-device",
+            seed(
+                0x1f,
+                &[
+                    urb(50, bulk_in, [0; 8], &[seg(g[1], 512)]),
+                    urb(51, int_in, [0; 8], &[seg(g[1], 8)]),
+                    urb(
+                        52,
+                        control_in,
+                        [0x80, 6, 0, 1, 0, 0, 0xff, 0xff],
+                        &[seg(g[0], 18)],
+                    ),
+                    iso_too_many,
+                ],
+                &descriptors,
+            ),
+        ),
+    ]
+}
+
+fn audioback_stream() -> Vec<Seed> {
+    use xen_abi::sndif::*;
+    let (dir, buffer, hostile) = crate::audioback_stream::grefs();
+    let req = |id: u16, op: u8, payload: &dyn Fn() -> XensndReq| {
+        let mut r = payload();
+        r.id = id;
+        r.operation = op;
+        wire(&r)
+    };
+    let open = |dir: u32| {
+        move || {
+            XensndReq::new(
+                0,
+                XENSND_OP_OPEN,
+                &XensndOpenReq {
+                    pcm_rate: 48_000,
+                    pcm_format: XENSND_PCM_FORMAT_S16_LE,
+                    pcm_channels: 2,
+                    reserved: 0,
+                    buffer_sz: 16384,
+                    gref_directory: dir,
+                    period_sz: 4096,
+                },
+            )
+            .expect("fits")
+        }
+    };
+    let rw = |offset: u32, length: u32| {
+        move || XensndReq::new(0, 0, &XensndRwReq { offset, length }).expect("fits")
+    };
+    let trigger =
+        |t: u8| move || XensndReq::new(0, 0, &XensndTriggerReq { type_: t }).expect("fits");
+    let query = || XensndReq::new(0, 0, &XensndQueryHwParam::default()).expect("fits");
+    let seed = |reqs: &[(u8, u8, Vec<u8>)], page: &[u8]| {
+        let mut out = vec![reqs.len() as u8];
+        for (stream, delay, r) in reqs {
+            out.push(*stream);
+            out.push(*delay);
+            out.extend_from_slice(r);
+        }
+        out.extend_from_slice(page);
+        out
+    };
+    // A directory page whose `next` names itself (a loop), then the buffer pages.
+    let mut looping = hostile.to_le_bytes().to_vec();
+    for g in &buffer {
+        looping.extend_from_slice(&g.to_le_bytes());
+    }
+    vec![
+        (
+            "play",
+            seed(
+                &[
+                    (0, 0, req(1, XENSND_OP_OPEN, &open(dir))),
+                    (0, 0, req(2, XENSND_OP_WRITE, &rw(0, 8192))),
+                    (
+                        0,
+                        5,
+                        req(3, XENSND_OP_TRIGGER, &trigger(XENSND_OP_TRIGGER_START)),
+                    ),
+                    (0, 20, req(4, XENSND_OP_WRITE, &rw(8192, 8192))),
+                    (
+                        0,
+                        20,
+                        req(5, XENSND_OP_TRIGGER, &trigger(XENSND_OP_TRIGGER_PAUSE)),
+                    ),
+                    (
+                        0,
+                        5,
+                        req(6, XENSND_OP_TRIGGER, &trigger(XENSND_OP_TRIGGER_RESUME)),
+                    ),
+                    (
+                        0,
+                        5,
+                        req(7, XENSND_OP_TRIGGER, &trigger(XENSND_OP_TRIGGER_STOP)),
+                    ),
+                    (0, 0, req(8, XENSND_OP_CLOSE, &rw(0, 0))),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "query-volume-mute",
+            seed(
+                &[
+                    (0, 0, req(1, XENSND_OP_HW_PARAM_QUERY, &query)),
+                    (0, 0, req(2, XENSND_OP_OPEN, &open(dir))),
+                    (0, 0, req(3, XENSND_OP_SET_VOLUME, &rw(0, 8))),
+                    (0, 0, req(4, XENSND_OP_GET_VOLUME, &rw(0, 8))),
+                    (0, 0, req(5, XENSND_OP_MUTE, &rw(0, 2))),
+                    (0, 0, req(6, XENSND_OP_UNMUTE, &rw(0, 2))),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "capture",
+            seed(
+                &[
+                    (1, 0, req(1, XENSND_OP_OPEN, &open(dir))),
+                    (
+                        1,
+                        0,
+                        req(2, XENSND_OP_TRIGGER, &trigger(XENSND_OP_TRIGGER_START)),
+                    ),
+                    (1, 20, req(3, XENSND_OP_READ, &rw(0, 4096))),
+                    (1, 0, req(4, XENSND_OP_CLOSE, &rw(0, 0))),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "looping-directory",
+            seed(
+                &[
+                    (0, 0, req(1, XENSND_OP_OPEN, &open(hostile))),
+                    (0, 0, req(2, XENSND_OP_WRITE, &rw(16000, 4096))),
+                    (0, 0, req(3, XENSND_OP_TRIGGER, &trigger(9))),
+                    (1, 0, req(4, 77, &rw(0, 0))),
+                ],
+                &looping,
+            ),
+        ),
     ]
 }
 

@@ -32,6 +32,15 @@ pub fn ensure_fuzz(install: bool) -> Result {
     ensure_tools(FUZZ_TOOLS, &[], install)
 }
 
+/// `(program, Debian package)` `cargo xtask profile` runs.
+const PROFILE_TOOLS: &[(&str, &str)] =
+    &[("valgrind", "valgrind"), ("callgrind_annotate", "valgrind")];
+
+/// Checks what `cargo xtask profile` needs; installs it with apt when `install` and root.
+pub fn ensure_profile(install: bool) -> Result {
+    ensure_tools(PROFILE_TOOLS, &[], install)
+}
+
 /// Checks `tools` (and, when installing, `packages`); installs what is missing as root.
 fn ensure_tools(tools: &[(&str, &str)], packages: &[&str], install: bool) -> Result {
     let missing: Vec<(&str, &str)> = tools

@@ -8,6 +8,7 @@ mod fileserver;
 mod fuzz;
 mod hosttools;
 mod images;
+mod profile;
 mod qemu;
 mod release;
 mod results;
@@ -30,6 +31,9 @@ commands:
   fuzz [<target>|all] [--seconds N]
                                list the fuzz targets, or fuzz one or all (see fuzz/README.md)
   bench net|blk|nic            our driver domains next to Linux's, in one testbed boot
+  profile net [mtu|small|gso] [--packets N]
+                               instructions per packet in netback's data path (host
+                               platform, callgrind), grouped, with the costliest functions
   testbed fetch                download and unpack the release's Debian packages (cached)
   testbed run <scenario>...    boot Xen under QEMU and run scenarios (`all` for every one)
   testbed list                 list the scenarios in tests/scenarios
@@ -64,6 +68,7 @@ fn dispatch(args: &[&str]) -> Result {
         ["test"] => suite::test(),
         ["fuzz", rest @ ..] => fuzz::command(rest),
         ["bench", what] => bench::run(what),
+        ["profile", rest @ ..] => profile::command(rest),
         ["demo"] => suite::demo(),
         ["testbed", "run", names @ ..] => testbed::run(names).map(|_| ()),
         [] | ["help"] | ["--help"] | ["-h"] => {

@@ -73,6 +73,34 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
                 format!("virtio-blk-pci,drive=vblk,bus=pcie.0,{addr}"),
             ]
         }
+        QemuDevice::Nvme => {
+            let img = scratch_image(scratch, "nvme.img", 64)?;
+            vec![
+                "-drive".into(),
+                // discard=unmap: Dataset Management (deallocate) punches a hole in the image.
+                format!(
+                    "file={},if=none,id=nvm,format=raw,discard=unmap",
+                    img.display()
+                ),
+                "-device".into(),
+                format!("nvme,serial=xdd-nvme-1,drive=nvm,bus=pcie.0,{addr}"),
+            ]
+        }
+        QemuDevice::Nvme4k => {
+            let img = scratch_image(scratch, "nvme-4k.img", 32)?;
+            vec![
+                "-drive".into(),
+                format!(
+                    "file={},if=none,id=nvm4k,format=raw,discard=unmap",
+                    img.display()
+                ),
+                "-device".into(),
+                format!(
+                    "nvme,serial=xdd-nvme-2,drive=nvm4k,logical_block_size=4096,\
+                     physical_block_size=4096,mdts=2,bus=pcie.0,{addr}"
+                ),
+            ]
+        }
         QemuDevice::Xhci => {
             let img = scratch_image(scratch, "usb-stick.img", 16)?;
             fill_usb_stick(&img)?;

@@ -2,8 +2,8 @@
 //!
 //! A [`Volume`] is what one virtual disk reads and writes: a RAM volume ([`ram`]), a slice
 //! of a disk that dom0 hands the driver domain ([`disk`]) or a slice of a disk controller
-//! the driver domain owns ([`device`]: a passed-through virtio-blk). The backend never sees how a store
-//! keeps its bytes. Data moves between the guest's granted pages and the store through a
+//! the driver domain owns ([`device`]: a passed-through virtio-blk or NVMe controller). The
+//! backend never sees how a store keeps its bytes. Data moves between the guest's granted pages and the store through a
 //! [`DataPort`] the backend supplies, so a store decides where its local copy lives: a RAM
 //! volume lets the port copy straight into its memory, the disk store into pages it shares
 //! with dom0.

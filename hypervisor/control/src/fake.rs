@@ -32,6 +32,8 @@ pub struct State {
     pub crashed: BTreeSet<String>,
     /// PCI functions bound to pciback (assigned to a domain or not).
     pub assignable: BTreeSet<Bdf>,
+    /// Transactions of `write_nodes` fail with this message.
+    pub fail_xs_write: Option<String>,
 }
 
 impl State {
@@ -295,6 +297,24 @@ impl Toolstack for Fake {
         s.calls.push(format!("rm {path}"));
         let prefix = format!("{path}/");
         s.xs.retain(|k, _| k != path && !k.starts_with(&prefix));
+        Ok(())
+    }
+
+    fn write_nodes(&self, nodes: &[crate::vusb::Node]) -> Result<(), String> {
+        let mut s = self.state();
+        if let Some(first) = nodes.first() {
+            s.calls
+                .push(format!("xs-write {} ({} nodes)", first.path, nodes.len()));
+        }
+        if let Some(e) = s.fail_xs_write.clone() {
+            return Err(e);
+        }
+        for n in nodes {
+            // The guest's frontend connects at once (as `attach` has it).
+            let frontend_state = n.path.contains("/device/") && n.path.ends_with("/state");
+            let value = if frontend_state { "4" } else { &n.value };
+            s.xs.insert(n.path.clone(), value.to_string());
+        }
         Ok(())
     }
 

@@ -24,6 +24,8 @@ pub mod supervise;
 pub mod timeline;
 pub mod toolstack;
 pub mod up;
+pub mod usb;
+pub mod vusb;
 pub mod xenstore;
 pub mod xl;
 pub mod xlcfg;

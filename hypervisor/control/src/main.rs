@@ -9,7 +9,7 @@ use xdd_control::down::Devices;
 use xdd_control::pci::Sysfs;
 use xdd_control::timeline::Timeline;
 use xdd_control::xl::Xl;
-use xdd_control::{check, down, install, logger, passthrough, status, supervise, up};
+use xdd_control::{check, down, install, logger, passthrough, status, supervise, up, usb};
 
 /// Starts Xen driver domains before the guests that need them, and stops them afterwards.
 #[derive(Parser)]
@@ -43,6 +43,11 @@ enum Command {
     Status,
     /// `up`, then stay up: restart driver domains that die and re-attach their devices.
     Run,
+    /// USB devices on guests' PVUSB controllers served by driver domains.
+    Usb {
+        #[command(subcommand)]
+        command: UsbCommand,
+    },
     /// Install the images, the appliance file, xddctl and the systemd unit.
     Install {
         /// Directory holding the images (`<name>.elf` or `<name>`); default: already in place.
@@ -54,6 +59,33 @@ enum Command {
         /// Do not copy this xddctl to /usr/sbin/xddctl.
         #[arg(long)]
         no_binary: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsbCommand {
+    /// Every port of every controller a driver domain serves, and the device on it.
+    List,
+    /// Give a device (its bus path on the driver domain's host controller, e.g. 1-2) to a
+    /// guest's controller (hot: the guest sees it plugged in).
+    Attach {
+        /// The guest.
+        guest: String,
+        /// The device's bus path.
+        device: String,
+        /// The controller's devid (default: the guest's lowest).
+        #[arg(long)]
+        controller: Option<u32>,
+        /// The port (default: the first free one).
+        #[arg(long)]
+        port: Option<u8>,
+    },
+    /// Take a device back from a guest (hot: the guest sees it unplugged).
+    Detach {
+        /// The guest.
+        guest: String,
+        /// The device's bus path.
+        device: String,
     },
 }
 
@@ -118,6 +150,22 @@ fn execute(cli: &Cli) -> Result<(), String> {
             let app = load(cli)?;
             let xl = Xl::new()?;
             supervise::run(&claim(app, &xl)?, &xl, &Timeline::stdout())
+        }
+        Command::Usb { command } => {
+            let xl = Xl::new()?;
+            match command {
+                UsbCommand::List => print!("{}", usb::render(&usb::list(&xl)?)),
+                UsbCommand::Attach {
+                    guest,
+                    device,
+                    controller,
+                    port,
+                } => println!("{}", usb::attach(&xl, guest, device, *controller, *port)?),
+                UsbCommand::Detach { guest, device } => {
+                    println!("{}", usb::detach(&xl, guest, device)?)
+                }
+            }
+            Ok(())
         }
         Command::Install {
             images,

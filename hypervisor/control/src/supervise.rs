@@ -13,6 +13,7 @@ use crate::status::state_name;
 use crate::timeline::{secs, Timeline};
 use crate::toolstack::{xenstore_alive, Change, DomainInfo, RunState, Toolstack};
 use crate::up::{make_assignable, up};
+use crate::vusb::UsbController;
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -81,6 +82,8 @@ pub struct Reattach {
     pub frontend: Frontend,
     /// Arguments for `xl <kind>-attach <domain> …`, or why it cannot be re-created.
     pub args: Result<Vec<String>, String>,
+    /// A PVUSB controller xddctl created itself (xl cannot): written again instead.
+    pub usb: Option<UsbController>,
 }
 
 /// Decides how to re-attach the devices that were on driver domain `dd`: from the xl.cfg
@@ -115,9 +118,18 @@ pub fn plan_reattach(app: &Appliance, dd: &str, fronts: &[Frontend]) -> Vec<Reat
                     f.domain
                 )),
             };
+            let usb = app.domain(&f.domain).and_then(|d| {
+                d.usb_controllers
+                    .iter()
+                    .find(|c| {
+                        f.kind == DeviceKind::Usbctrl && c.devid == f.devid && c.backend == dd
+                    })
+                    .cloned()
+            });
             Reattach {
                 frontend: f.clone(),
                 args,
+                usb,
             }
         })
         .collect()
@@ -390,10 +402,19 @@ fn reattach(
                 return Some(format!("{} {} skipped", f.domain, f.kind));
             }
         };
-        if let Err(e) = ts.attach(&f.domain, f.kind, &args) {
-            tl.event(&f.domain, "failed", &format!("re-attach: {e}"));
-            return Some(format!("{} {} not re-attached", f.domain, f.kind));
-        }
+        let attached = match &r.usb {
+            Some(c) => ts
+                .write_nodes(&c.nodes(f.domid, domid))
+                .map(|()| vec![format!("(xenstore nodes written by xddctl: {c})")]),
+            None => ts.attach(&f.domain, f.kind, &args).map(|()| args.clone()),
+        };
+        let args = match attached {
+            Ok(a) => a,
+            Err(e) => {
+                tl.event(&f.domain, "failed", &format!("re-attach: {e}"));
+                return Some(format!("{} {} not re-attached", f.domain, f.kind));
+            }
+        };
         let at = Instant::now();
         tl.event(
             &f.domain,
@@ -513,7 +534,7 @@ pub fn run(app: &Appliance, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::appliance::tests::{files, load, owning_a_nic, APPLIANCE};
+    use crate::appliance::tests::{files, load, owning_a_nic, usb_files, APPLIANCE, USB_APPLIANCE};
     use crate::fake::Fake;
     use crate::passthrough::resolve;
     use crate::pci::tests::bus;
@@ -636,6 +657,59 @@ mod tests {
         let n = fake.calls().len();
         sup.check().unwrap();
         assert_eq!(fake.calls().len(), n);
+    }
+
+    #[test]
+    fn usb_controllers_xddctl_created_are_written_again_on_a_restarted_usbdd() {
+        let dir = std::env::temp_dir().join(format!("xddctl-run-{}-usb", std::process::id()));
+        let text = USB_APPLIANCE
+            .replace(
+                "state_dir = \"/run/xdd\"",
+                &format!("state_dir = {:?}", dir),
+            )
+            .replace(
+                "ready_timeout_s = 20",
+                "ready_timeout_s = 2\nreconnect_timeout_s = 1",
+            );
+        let a = load(&text, &usb_files()).unwrap();
+        let fake = Fake::new();
+        let tl = Timeline::new(Box::new(std::io::sink()), None);
+        up(&a, &fake, &tl).unwrap();
+        // desk's xen-hcd connected to both controllers on usbdd (domid 1).
+        for devid in [0, 7] {
+            fake.state().xs.insert(
+                format!("/local/domain/2/device/vusb/{devid}/state"),
+                "4".into(),
+            );
+        }
+        let mut sup = Supervisor::new(&a, &fake, &tl);
+        sup.check().unwrap();
+        let before = fake.calls().len();
+        fake.kill("usbdd");
+        sup.check().unwrap();
+        let mut calls = fake.calls()[before..].to_vec();
+        calls.sort();
+        assert_eq!(
+            calls,
+            [
+                "create usbdd",
+                "detach desk usbctrl 0",
+                "detach desk usbctrl 7",
+                "xs-write /local/domain/3/backend/vusb/2/0 (16 nodes)",
+                "xs-write /local/domain/3/backend/vusb/2/7 (20 nodes)",
+            ],
+            "no `xl usbctrl-attach` (it cannot name usbdd): the nodes are written again"
+        );
+        assert_eq!(
+            fake.read("/local/domain/2/device/vusb/7/backend-id")
+                .as_deref(),
+            Some("3")
+        );
+        let lines = tl.lines().join("\n");
+        assert!(
+            lines.contains("desk         reconnected usbctrl/0 Connected on usbdd (domid 3)"),
+            "{lines}"
+        );
     }
 
     #[test]

@@ -167,6 +167,8 @@ pub trait Toolstack: Sync {
     fn directory(&self, path: &str) -> Vec<String>;
     /// Removes a xenstore node and its children.
     fn remove(&self, path: &str) -> Result<(), String>;
+    /// Writes xenstore nodes (with their permissions) in one transaction.
+    fn write_nodes(&self, nodes: &[crate::vusb::Node]) -> Result<(), String>;
     /// Calls `on_change` (from another thread) for every change under /local/domain and when
     /// a domain is released; without it callers fall back to polling.
     fn watch(&self, on_change: Box<dyn Fn(Change) + Send>) -> Result<(), String>;

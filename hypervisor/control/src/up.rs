@@ -376,7 +376,9 @@ pub fn up(app: &Appliance, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), Stri
             tl.event(&d.name, "create", &create_detail(app, i));
             let tx = tx.clone();
             scope.spawn(move || {
-                let r = make_assignable(d, ts, tl).and_then(|_| ts.create(&d.name, &d.config_path));
+                let r = make_assignable(d, ts, tl)
+                    .and_then(|_| ts.create(&d.name, &d.config_path))
+                    .and_then(|domid| with_usb_controllers(d, domid, ts, tl));
                 let _ = tx.send(Msg::Created(i, r));
             });
             created_at.insert(i, Instant::now());
@@ -461,6 +463,23 @@ pub fn up(app: &Appliance, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), Stri
     }
 }
 
+/// Creates a just-created domain's PVUSB controllers served by driver domains; a domain
+/// whose controller cannot be created is destroyed (it would run without its devices).
+fn with_usb_controllers(
+    d: &Domain,
+    domid: u32,
+    ts: &dyn Toolstack,
+    tl: &Timeline,
+) -> Result<u32, String> {
+    match crate::vusb::create_controllers(d, domid, ts, tl) {
+        Ok(()) => Ok(domid),
+        Err(e) => {
+            let _ = ts.destroy(&d.name);
+            Err(format!("{e}; destroyed domid {domid}"))
+        }
+    }
+}
+
 /// Makes the PCI devices a driver domain owns assignable (dom0's drivers let go of them)
 /// before its `xl create` passes them through; logs each.
 pub fn make_assignable(d: &Domain, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), String> {
@@ -532,7 +551,7 @@ fn rollback(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::appliance::tests::{files, load, owning_a_nic, APPLIANCE};
+    use crate::appliance::tests::{files, load, owning_a_nic, usb_files, APPLIANCE, USB_APPLIANCE};
     use crate::fake::Fake;
     use crate::passthrough::resolve;
     use crate::pci::tests::bus;
@@ -558,6 +577,69 @@ mod tests {
             .iter()
             .position(|x| x == c)
             .unwrap_or_else(|| panic!("{c} not in {calls:?}"))
+    }
+
+    fn with_usbdd(tag: &str) -> Appliance {
+        load(&temp_state(USB_APPLIANCE, tag), &usb_files()).unwrap()
+    }
+
+    #[test]
+    fn usb_controllers_on_a_driver_domain_are_created_by_xddctl_after_the_guest() {
+        let a = with_usbdd("usb");
+        let fake = Fake::new();
+        let tl = quiet();
+        up(&a, &fake, &tl).unwrap();
+        let calls = fake.calls();
+        // usbdd is domid 1, desk domid 2: the controllers follow desk's creation.
+        assert_eq!(
+            calls,
+            [
+                "create usbdd",
+                "create desk",
+                "xs-write /local/domain/1/backend/vusb/2/0 (16 nodes)",
+                "xs-write /local/domain/1/backend/vusb/2/7 (20 nodes)",
+            ]
+        );
+        let s = fake.state();
+        assert_eq!(
+            s.xs.get("/local/domain/1/backend/vusb/2/0/num-ports")
+                .map(String::as_str),
+            Some("4")
+        );
+        assert_eq!(
+            s.xs.get("/local/domain/2/device/vusb/7/backend-id")
+                .map(String::as_str),
+            Some("1")
+        );
+        // xl gets desk's config without the driver domain's controllers, dom0's kept.
+        let cfg = std::fs::read_to_string(&a.domain("desk").unwrap().config_path).unwrap();
+        let parsed = crate::xlcfg::XlConfig::parse(&cfg, "desk.cfg").unwrap();
+        let left: Vec<String> = parsed
+            .get_list("usbctrl")
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(left, ["type=pv,ports=2,backend=0"]);
+        assert!(tl
+            .lines()
+            .iter()
+            .any(|l| l.contains("usbctrl 0 (USB 2, 4 ports) served by usbdd (domid 1)")));
+    }
+
+    #[test]
+    fn a_guest_whose_usb_controller_cannot_be_created_is_destroyed_and_up_fails() {
+        let a = with_usbdd("usb-fail");
+        let fake = Fake::new();
+        fake.state().fail_xs_write = Some("EACCES".into());
+        let err = up(&a, &fake, &quiet()).unwrap_err();
+        assert_eq!(
+            err,
+            "cannot create `desk`: usbctrl 0 (USB 2, 4 ports) served by usbdd: EACCES; \
+             destroyed domid 2; rolled back: destroyed usbdd"
+        );
+        assert!(fake.calls().contains(&"destroy desk".to_string()));
+        assert!(!fake.state().domains.contains_key("desk"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A blocking xenstore client over xenstored's unix socket (dom0) or /dev/xen/xenbus (guests
 //! and driver domains), using xen-abi's wire format.
 
+use crate::vusb::Node;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -64,6 +65,17 @@ impl Xenstore {
 
     /// Sends a request and returns the reply payload; an `XS_ERROR` reply becomes its name.
     fn request(&mut self, ty: XsMsgType, strings: &[&str], tail: &[u8]) -> Result<Vec<u8>, String> {
+        self.request_in(0, ty, strings, tail)
+    }
+
+    /// [`Xenstore::request`] inside transaction `tx` (0: none).
+    fn request_in(
+        &mut self,
+        tx: u32,
+        ty: XsMsgType,
+        strings: &[&str],
+        tail: &[u8],
+    ) -> Result<Vec<u8>, String> {
         let req_id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let mut parts: Vec<Vec<u8>> = strings
@@ -73,7 +85,7 @@ impl Xenstore {
         parts.push(tail.to_vec());
         let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         let mut buf = vec![0u8; XS_HEADER_LEN + xs_wire::XENSTORE_PAYLOAD_MAX];
-        let n = xs_wire::encode(ty, req_id, 0, &slices, &mut buf).map_err(|e| format!("{e}"))?;
+        let n = xs_wire::encode(ty, req_id, tx, &slices, &mut buf).map_err(|e| format!("{e}"))?;
         self.conn
             .write_all(&buf[..n])
             .map_err(|e| format!("xenstore write: {e}"))?;
@@ -142,6 +154,48 @@ impl Xenstore {
             .collect())
     }
 
+    /// Writes `nodes` (and their permissions) in one transaction, started again while
+    /// xenstored answers EAGAIN (another writer committed first).
+    pub fn write_nodes(&mut self, nodes: &[Node]) -> Result<(), String> {
+        const ATTEMPTS: usize = 20;
+        for _ in 0..ATTEMPTS {
+            let reply = self.request(XsMsgType::TransactionStart, &[""], &[])?;
+            let tx: u32 = String::from_utf8_lossy(&reply)
+                .trim_end_matches('\0')
+                .parse()
+                .map_err(|_| "xenstore: bad transaction id".to_string())?;
+            let written = nodes.iter().try_for_each(|n| self.write_node(tx, n));
+            if let Err(e) = written {
+                let _ = self.request_in(tx, XsMsgType::TransactionEnd, &["F"], &[]);
+                return Err(e);
+            }
+            match self.request_in(tx, XsMsgType::TransactionEnd, &["T"], &[]) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.contains("EAGAIN") => continue,
+                Err(e) => return Err(format!("xenstore: committing the transaction: {e}")),
+            }
+        }
+        Err(format!(
+            "xenstore: the transaction met a concurrent writer {ATTEMPTS} times (EAGAIN)"
+        ))
+    }
+
+    fn write_node(&mut self, tx: u32, n: &Node) -> Result<(), String> {
+        self.request_in(tx, XsMsgType::Write, &[&n.path], n.value.as_bytes())
+            .map_err(|e| format!("xenstore: writing {}: {e}", n.path))?;
+        if let Some(perms) = &n.perms {
+            let list: Vec<String> = perms
+                .iter()
+                .map(|p| format!("{}{}", p.access.letter() as char, p.domid))
+                .collect();
+            let mut args: Vec<&str> = vec![&n.path];
+            args.extend(list.iter().map(String::as_str));
+            self.request_in(tx, XsMsgType::SetPerms, &args, &[])
+                .map_err(|e| format!("xenstore: permissions of {}: {e}", n.path))?;
+        }
+        Ok(())
+    }
+
     /// Registers a watch; events arrive through [`Xenstore::next_event`].
     pub fn watch(&mut self, path: &str, token: &str) -> Result<(), String> {
         self.request(XsMsgType::Watch, &[path, token], &[])
@@ -159,5 +213,106 @@ impl Xenstore {
                 self.queue_event(&payload);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xen_abi::xs_wire::{encode_error, encode_strings, Perm, PermAccess};
+    use xen_abi::XenErrno;
+
+    /// A xenstored on the other end of a socket pair that answers a transaction's first
+    /// commit with EAGAIN and records every request as (type, tx id, payload).
+    fn xenstored(mut s: UnixStream) -> std::thread::JoinHandle<Vec<(XsMsgType, u32, String)>> {
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut next_tx = 9;
+            let mut commits = 0;
+            loop {
+                let mut h = [0u8; XS_HEADER_LEN];
+                if s.read_exact(&mut h).is_err() {
+                    return seen;
+                }
+                let h = Header::parse(&h).unwrap();
+                let mut p = vec![0u8; h.len as usize];
+                s.read_exact(&mut p).unwrap();
+                seen.push((
+                    h.msg_type,
+                    h.tx_id,
+                    String::from_utf8_lossy(&p).into_owned(),
+                ));
+                let mut out = [0u8; 64];
+                let n = match h.msg_type {
+                    XsMsgType::TransactionStart => {
+                        next_tx += 1;
+                        let id = (next_tx - 1).to_string();
+                        encode_strings(h.msg_type, h.req_id, 0, &[&id], &mut out).unwrap()
+                    }
+                    XsMsgType::TransactionEnd if commits == 0 => {
+                        commits += 1;
+                        encode_error(h.req_id, h.tx_id, XenErrno::EAGAIN, &mut out).unwrap()
+                    }
+                    _ => encode_strings(h.msg_type, h.req_id, h.tx_id, &["OK"], &mut out).unwrap(),
+                };
+                s.write_all(&out[..n]).unwrap();
+            }
+        })
+    }
+
+    #[test]
+    fn nodes_are_written_with_permissions_in_a_transaction_retried_on_eagain() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let server = xenstored(b);
+        let mut xs = Xenstore {
+            conn: Conn::Socket(a),
+            next_id: 1,
+            events: VecDeque::new(),
+        };
+        let perms = vec![
+            Perm {
+                access: PermAccess::NoAccess,
+                domid: 3,
+            },
+            Perm {
+                access: PermAccess::Read,
+                domid: 7,
+            },
+        ];
+        xs.write_nodes(&[
+            Node {
+                path: "/a".into(),
+                value: String::new(),
+                perms: Some(perms),
+            },
+            Node {
+                path: "/a/state".into(),
+                value: "1".into(),
+                perms: None,
+            },
+        ])
+        .unwrap();
+        drop(xs);
+        let seen: Vec<String> = server
+            .join()
+            .unwrap()
+            .into_iter()
+            .map(|(t, tx, p)| format!("{t:?} tx={tx} {:?}", p))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                "TransactionStart tx=0 \"\\0\"",
+                "Write tx=9 \"/a\\0\"",
+                "SetPerms tx=9 \"/a\\0n3\\0r7\\0\"",
+                "Write tx=9 \"/a/state\\01\"",
+                "TransactionEnd tx=9 \"T\\0\"",
+                "TransactionStart tx=0 \"\\0\"",
+                "Write tx=10 \"/a\\0\"",
+                "SetPerms tx=10 \"/a\\0n3\\0r7\\0\"",
+                "Write tx=10 \"/a/state\\01\"",
+                "TransactionEnd tx=10 \"T\\0\"",
+            ]
+        );
     }
 }

@@ -196,6 +196,10 @@ impl Toolstack for Xl {
         self.xs(|x| x.rm(path))
     }
 
+    fn write_nodes(&self, nodes: &[crate::vusb::Node]) -> Result<(), String> {
+        self.xs(|x| x.write_nodes(nodes))
+    }
+
     fn watch(&self, on_change: Box<dyn Fn(Change) + Send>) -> Result<(), String> {
         let mut w = Xenstore::open()?;
         w.watch("/local/domain", "domains")?;

@@ -91,6 +91,8 @@ pub enum BlockStatus {
     IoError,
     /// The device does not support the request.
     Unsupported,
+    /// The device did not answer in time (the driver gave up on the request).
+    Timeout,
     /// Any other status byte.
     Other(u8),
 }
@@ -101,6 +103,7 @@ impl fmt::Display for BlockStatus {
             BlockStatus::Ok => f.write_str("ok"),
             BlockStatus::IoError => f.write_str("I/O error"),
             BlockStatus::Unsupported => f.write_str("unsupported"),
+            BlockStatus::Timeout => f.write_str("no answer in time"),
             BlockStatus::Other(s) => write!(f, "status {s}"),
         }
     }
@@ -165,4 +168,10 @@ pub trait BlockDevice {
     /// successful read, its data in order) and frees it; returns how many finished. After an
     /// error the device is unusable: requests still in flight never complete.
     fn complete(&mut self, each: &mut OnComplete<'_>) -> Result<usize, BlockError>;
+
+    /// When [`complete`](Self::complete) should run next even without an interrupt (a
+    /// request's timeout), in the platform clock's nanoseconds; `None`: only on interrupts.
+    fn next_deadline(&self) -> Option<u64> {
+        None
+    }
 }

@@ -26,6 +26,7 @@ pub mod grants;
 pub mod irq;
 pub mod mm;
 pub mod mmio;
+pub mod nvme;
 pub mod page_ring;
 pub mod pci;
 pub mod platform;

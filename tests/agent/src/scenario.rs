@@ -61,17 +61,26 @@ pub enum QemuDevice {
     /// keeps: not hidden, not made assignable; dom0 bridges it to guests as `xenbr1` (the
     /// path of a classic Xen host).
     VirtioNetDom0,
+    /// An NVMe controller (QEMU's `nvme`, serial `xdd-nvme-1`) with one namespace of
+    /// 512-byte blocks on a scratch image file.
+    Nvme,
+    /// A second NVMe controller (serial `xdd-nvme-2`): 4096-byte logical blocks and MDTS 2
+    /// (16 KiB per command), on a scratch image file of its own.
+    #[serde(rename = "nvme-4k")]
+    Nvme4k,
 }
 
 impl QemuDevice {
     /// Every device, in PCI slot order.
-    pub const ALL: [QemuDevice; 6] = [
+    pub const ALL: [QemuDevice; 8] = [
         QemuDevice::VirtioNet,
         QemuDevice::VirtioBlk,
         QemuDevice::Xhci,
         QemuDevice::Sound,
         QemuDevice::VirtioNet2,
         QemuDevice::VirtioNetDom0,
+        QemuDevice::Nvme,
+        QemuDevice::Nvme4k,
     ];
 
     /// The name used in scenario files and as `@name` in xl.cfg text.
@@ -83,6 +92,8 @@ impl QemuDevice {
             QemuDevice::Sound => "sound",
             QemuDevice::VirtioNet2 => "virtio-net-2",
             QemuDevice::VirtioNetDom0 => "virtio-net-dom0",
+            QemuDevice::Nvme => "nvme",
+            QemuDevice::Nvme4k => "nvme-4k",
         }
     }
 
@@ -95,6 +106,8 @@ impl QemuDevice {
             QemuDevice::Sound => 0x13,
             QemuDevice::VirtioNet2 => 0x14,
             QemuDevice::VirtioNetDom0 => 0x15,
+            QemuDevice::Nvme => 0x16,
+            QemuDevice::Nvme4k => 0x17,
         }
     }
 

@@ -1,6 +1,6 @@
-//! Slices of a disk controller the driver domain owns (a passed-through virtio-blk): the
-//! device is a [`BlockDevice`] (the driver lives in `minios-rt`), and byte ranges of it are
-//! volumes. dom0 is not on the data path.
+//! Slices of a disk controller the driver domain owns (a passed-through virtio-blk or NVMe
+//! controller): the device is a [`BlockDevice`] (the drivers live in `minios-rt`), and byte
+//! ranges of it are volumes. dom0 is not on the data path.
 //!
 //! Data is copied: a write is gathered from the guest's grants straight into the driver's
 //! DMA pages (no staging copy) and queued; a read lands in the DMA pages, is copied out when
@@ -9,7 +9,7 @@
 //! parts have, failed if any part failed.
 //!
 //! Durability: a write is acknowledged only when the device completed it; a guest flush
-//! becomes the device's flush (`VIRTIO_BLK_F_FLUSH`) and is acknowledged only after it
+//! becomes the device's flush (virtio `FLUSH`, NVMe Flush) and is acknowledged only after it
 //! completed. A device without a volatile cache has nothing to flush: its completed writes
 //! are durable. Discard is the device's discard when it offers one (else not advertised).
 //!
@@ -641,6 +641,15 @@ impl DeviceStore {
     /// Whether I/Os finished (room was freed) since the last call.
     pub fn take_progress(&mut self) -> bool {
         core::mem::take(&mut self.progress)
+    }
+
+    /// When the device wants its completions taken even without an interrupt (its next
+    /// request timeout), if it does and has not failed.
+    pub fn device_deadline(&self) -> Option<u64> {
+        if self.failed.is_some() {
+            return None;
+        }
+        self.dev.next_deadline()
     }
 
     /// Whether a connected device has completions to collect.

@@ -1,6 +1,6 @@
 //! The owned device on the executor: the task that takes its completions whenever it
-//! interrupts (every pass: the device's event wakes the domain), and the final flush at the
-//! stop.
+//! interrupts (every pass: the device's event wakes the domain) or a request of it is due to
+//! time out, and the final flush at the stop.
 
 use minios::executor::{Ctx, Task};
 use minios::platform::Platform;
@@ -29,6 +29,11 @@ impl<P: Platform> Task<P> for DeviceTask {
         // freed room a waiting device needs: both are handled in another pass.
         if s.take_progress() || s.has_queued() {
             cx.wake_now();
+        }
+        // A device that stops answering raises no interrupt: its request timeouts must
+        // still fire.
+        if let Some(deadline) = s.device_deadline() {
+            cx.wake_at(deadline);
         }
     }
 }

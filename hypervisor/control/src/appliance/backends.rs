@@ -6,6 +6,7 @@
 use super::load::{Draft, Loader};
 use super::model::Role;
 use crate::devices::{is_dom0, DeviceKind};
+use crate::vusb::UsbController;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -83,6 +84,8 @@ impl Loader<'_> {
     ) -> Result<(), String> {
         let mut needs: BTreeSet<String> = BTreeSet::new();
         let mut amended: BTreeSet<DeviceKind> = BTreeSet::new();
+        // usbctrl entries a driver domain serves: xddctl creates them, xl must not see them.
+        let mut served_usb: BTreeSet<usize> = BTreeSet::new();
         let is_guest = d.domain.role == Role::Guest;
         for dev in &mut d.domain.devices {
             let at = format!("{}:{}", d.cfg.source, dev.line);
@@ -130,6 +133,20 @@ impl Loader<'_> {
                     ));
                 }
                 Some(_) => {
+                    if dev.kind == DeviceKind::Usbctrl {
+                        let c = UsbController::from_entry(dev, &backend, &at)?;
+                        if let Some(other) =
+                            d.domain.usb_controllers.iter().find(|o| o.devid == c.devid)
+                        {
+                            return Err(format!(
+                                "{at}: usbctrl devid {} is also the devid of `{other}`",
+                                c.devid
+                            ));
+                        }
+                        d.domain.usb_controllers.push(c);
+                        served_usb.insert(dev.index);
+                        amended.insert(DeviceKind::Usbctrl);
+                    }
                     needs.insert(backend);
                 }
             }
@@ -157,12 +174,19 @@ impl Loader<'_> {
                 "{base}\n# added by xddctl: default backends from {}\n",
                 self.shown
             );
+            if !served_usb.is_empty() {
+                text.push_str(
+                    "# usbctrl entries a driver domain serves are left out: xddctl creates \
+                     them after `xl create` (xl cannot)\n",
+                );
+            }
             for kind in amended {
                 let items: Vec<String> = d
                     .domain
                     .devices
                     .iter()
                     .filter(|e| e.kind == kind)
+                    .filter(|e| !(kind == DeviceKind::Usbctrl && served_usb.contains(&e.index)))
                     .map(|e| e.value.to_xl())
                     .collect();
                 text.push_str(&format!("{} = [ {} ]\n", kind.key(), items.join(", ")));

@@ -196,6 +196,7 @@ impl Loader<'_> {
                 restart: d.restart.unwrap_or(true),
                 owns,
                 pci: Vec::new(),
+                usb_controllers: Vec::new(),
             },
             cfg,
             uses: d.uses,

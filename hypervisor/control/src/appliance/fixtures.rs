@@ -102,3 +102,38 @@ pub(super) fn err_with(text: &str, path: &str, content: &str) -> String {
     f.0.insert(PathBuf::from(path), content.to_string());
     load(text, &f).unwrap_err()
 }
+
+/// An appliance with a USB driver domain `usbdd` (the default usbctrl backend) and a guest
+/// `desk` whose xl.cfg asks usbdd for a 4-port controller, dom0 for a 2-port one, and names
+/// no backend for a third (devid 7, so usbdd's by default).
+pub(crate) const USB_APPLIANCE: &str = r#"
+[settings]
+state_dir = "/run/xdd"
+ready_timeout_s = 20
+
+[defaults]
+usbctrl = "usbdd"
+
+[[driver_domain]]
+config = "/etc/xdd/usbdd.cfg"
+serves = ["usbctrl"]
+
+[[guest]]
+config = "/etc/xen/desk.cfg"
+"#;
+
+/// [`files`] plus the xl.cfg files of [`USB_APPLIANCE`].
+pub(crate) fn usb_files() -> MemFiles {
+    let mut f = files();
+    f.0.insert(
+        "/etc/xdd/usbdd.cfg".into(),
+        "name = \"usbdd\"\ntype = \"pv\"\ndriver_domain = 1\n".into(),
+    );
+    f.0.insert(
+        "/etc/xen/desk.cfg".into(),
+        "name = \"desk\"\nusbctrl = [ 'version=2,ports=4,backend=usbdd',\n  \
+         'type=pv,ports=2,backend=0', 'devid=7' ]\n"
+            .into(),
+    );
+    f
+}

@@ -36,6 +36,7 @@ impl Loader<'_> {
                 restart: false,
                 owns: Vec::new(),
                 pci: Vec::new(),
+                usb_controllers: Vec::new(),
             },
             cfg,
             uses: g.uses,

@@ -95,6 +95,7 @@ impl Loader<'_> {
         }
 
         self.resolve_backends(&mut drafts, &defaults, &settings.state_dir)?;
+        self.assign_usb(&mut drafts, file.usb)?;
 
         let nodes: Vec<(String, Vec<String>)> = drafts
             .iter()

@@ -20,6 +20,7 @@
 //!   copy with the name added.
 //! - `backends.rs`: which driver domain serves which device: `[defaults]`, backends checked,
 //!   `needs`, the amended xl.cfg of guests that got a default backend.
+//! - `usb.rs`: `[[usb]]`: USB devices given to guests' PVUSB controllers on driver domains.
 //! - `checks.rs`: checks made in several places: domain names, timeouts.
 //! - `fixtures.rs` (tests only): files in memory and the example appliance, for tests
 //!   across the crate.
@@ -33,6 +34,7 @@ mod load;
 mod model;
 mod own_cfg;
 mod schema;
+mod usb;
 
 #[cfg(test)]
 pub(crate) mod fixtures;

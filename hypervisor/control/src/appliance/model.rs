@@ -5,6 +5,7 @@
 use crate::devices::{DeviceEntry, DeviceKind};
 use crate::graph::Graph;
 use crate::pci::{Bdf, DeviceSpec};
+use crate::vusb::UsbController;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -87,6 +88,9 @@ pub struct Domain {
     pub owns: Vec<DeviceSpec>,
     /// Their addresses, once [`crate::passthrough`] resolved them in dom0 (same order).
     pub pci: Vec<Bdf>,
+    /// Its PVUSB controllers served by driver domains, which xddctl creates itself after
+    /// `xl create` (stock xl cannot; they are left out of the xl.cfg it gets).
+    pub usb_controllers: Vec<UsbController>,
 }
 
 /// A checked appliance.

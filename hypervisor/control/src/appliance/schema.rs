@@ -30,6 +30,8 @@ pub(super) struct FileToml {
     pub(super) driver_domains: Vec<DriverToml>,
     #[serde(default, rename = "guest")]
     pub(super) guests: Vec<GuestToml>,
+    #[serde(default)]
+    pub(super) usb: Vec<UsbToml>,
 }
 
 /// `[settings]`.
@@ -75,6 +77,16 @@ pub(super) struct GuestToml {
     pub(super) config: PathBuf,
     #[serde(default)]
     pub(super) uses: Vec<String>,
+}
+
+/// One `[[usb]]`: a USB device of a driver domain's host controller given to a guest.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UsbToml {
+    pub(super) guest: String,
+    pub(super) device: String,
+    pub(super) controller: Option<u32>,
+    pub(super) port: Option<u8>,
 }
 
 /// One line for a TOML error: `file:line:column: message`.

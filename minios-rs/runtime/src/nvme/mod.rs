@@ -1,0 +1,680 @@
+//! An NVMe controller on a passed-through function, as a [`BlockDevice`] (our own driver on
+//! the runtime's PCI layer: see blkback/README.md for why not the `nvme-driver` crate).
+//!
+//! Bring-up ([`Nvme::open`]): BAR 0's registers and the first doorbells mapped uncached,
+//! the controller disabled, the admin queue programmed (AQA/ASQ/ACQ), enabled with 4 KiB
+//! pages and 64/16-byte entries, then — admin commands polled, with a deadline — Identify
+//! Controller (MDTS, ONCS, VWC), Identify Namespace 1 (size, LBA format: 512 or 4096 bytes,
+//! no metadata), Number of Queues, and one I/O completion + submission queue pair whose
+//! completions interrupt on the function's first MSI-X (else MSI, else INTx) vector.
+//!
+//! I/O: each request takes a command id (its slot), data pages from a pool of single DMA
+//! pages and, for more than two pages, a PRP list in its slot (so no buffer needs machine
+//! contiguity); READ/WRITE, FLUSH, and Dataset Management (deallocate) for discard when
+//! ONCS offers it. Data is copied between the guest and the pool, as for virtio-blk.
+//!
+//! Hostile or dead hardware: every completion is checked (queue id, a command id that is in
+//! flight); a command unanswered after [`IO_TIMEOUT_NS`] fails its request
+//! ([`BlockStatus::Timeout`], logged) and its slot and pages stay reserved until the
+//! controller answers it (it may still DMA into them); a controller whose status reads
+//! all ones (gone) or fatal, or that leaves every slot unanswered, is failed as a whole.
+
+pub mod cmd;
+pub mod queue;
+pub mod slots;
+
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use minios::blockdev::{
+    BlockDevice, BlockError, BlockInfo, BlockOp, BlockStatus, DiscardLimits, OnComplete, SECTOR,
+};
+use minios::pci::config::{read_bars, Bar};
+use minios::pci::PciAddress;
+
+use self::cmd::{Command, ControllerId, NamespaceId, PAGE};
+use self::queue::QueuePair;
+use self::slots::{Answer, Slots};
+use crate::dma::{machine_addr, DmaPages};
+use crate::mmio::Mmio;
+use crate::pci::{enable_device, enable_interrupts, DeviceIrqs, PciBus};
+
+/// A command unanswered this long fails its request (Linux's default I/O timeout).
+pub const IO_TIMEOUT_NS: u64 = 30_000_000_000;
+/// Admin commands at bring-up.
+const ADMIN_TIMEOUT_NS: u64 = 10_000_000_000;
+/// Queue entries we ask for (one page of submission entries).
+const DEPTH: u16 = 64;
+/// Pages of data buffers (1 MiB).
+const DATA_PAGES: usize = 256;
+/// Data pages one request may carry (128 KiB; the PRP list of 31 entries fits a slot).
+const MAX_PAGES: usize = 32;
+/// Bytes per slot in the slot pages: the PRP list (256), the DSM range (16).
+const SLOT_BYTES: usize = 512;
+const DSM_AT: usize = 256;
+const _: () = assert!(PAGE % SLOT_BYTES == 0 && (MAX_PAGES - 1) * 8 <= DSM_AT);
+/// The namespace we serve.
+const NSID: u32 = 1;
+/// Most sectors one discard covers (a multiple of every block size).
+const DISCARD_MAX_SECTORS: u32 = 1 << 22;
+
+/// Register offsets.
+const CAP: usize = 0x00;
+const VS: usize = 0x08;
+const CC: usize = 0x14;
+const CSTS: usize = 0x1c;
+const AQA: usize = 0x24;
+const ASQ: usize = 0x28;
+const ACQ: usize = 0x30;
+/// CC: enable, 64-byte submission and 16-byte completion entries, 4 KiB pages, NVM set.
+const CC_EN: u32 = 1;
+const CC_ENTRIES: u32 = (6 << 16) | (4 << 20);
+/// CSTS bits.
+const CSTS_RDY: u32 = 1;
+const CSTS_CFS: u32 = 1 << 1;
+/// NVMe's PCI class code (mass storage, non-volatile memory, NVM Express).
+const CLASS_NVME: u32 = 0x01_08_02;
+
+/// What a request is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Read,
+    Write,
+    Flush,
+    Discard,
+}
+
+/// One command with the controller.
+#[derive(Clone, Debug)]
+struct Pending {
+    id: u64,
+    kind: Kind,
+    pages: Vec<u16>,
+    len: usize,
+}
+
+/// An NVMe controller owned by this domain (namespace 1, one I/O queue pair).
+pub struct Nvme {
+    addr: PciAddress,
+    host: PciAddress,
+    bus: Rc<PciBus>,
+    regs: Mmio,
+    irqs: DeviceIrqs,
+    /// Idle after bring-up, but the controller keeps its addresses: never freed.
+    _admin: QueuePair,
+    io: QueuePair,
+    slots_mem: DmaPages,
+    /// Commands in flight by command id (= slot in `slots_mem`).
+    slots: Slots<Pending>,
+    data: DmaPages,
+    free_pages: Vec<u16>,
+    lba_shift: u32,
+    info: BlockInfo,
+    rang: bool,
+    failed: Option<String>,
+    errors: u64,
+    timeouts: u64,
+}
+
+fn dev_err(what: impl core::fmt::Display) -> BlockError {
+    BlockError::Device(format!("{what}"))
+}
+
+fn now() -> u64 {
+    crate::time::now_ns()
+}
+
+/// Waits until `CSTS & mask == want` (or fatal status, or the deadline).
+fn wait_ready(regs: &Mmio, want: u32, timeout_ns: u64) -> Result<(), BlockError> {
+    let deadline = now().saturating_add(timeout_ns);
+    loop {
+        let csts = regs.read32(CSTS);
+        if csts == u32::MAX {
+            return Err(dev_err("controller status reads all ones (gone)"));
+        }
+        if csts & CSTS_CFS != 0 && want == CSTS_RDY {
+            return Err(dev_err("controller fatal status while enabling"));
+        }
+        if csts & CSTS_RDY == want {
+            return Ok(());
+        }
+        if now() > deadline {
+            return Err(dev_err(format_args!(
+                "CSTS.RDY did not become {want} within {} ms",
+                timeout_ns / 1_000_000
+            )));
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Runs one admin command to completion (polled).
+fn admin(regs: &Mmio, q: &mut QueuePair, cid: &mut u16, cmd: &Command) -> Result<u32, BlockError> {
+    *cid = cid.wrapping_add(1);
+    q.push(cmd, *cid);
+    q.ring(regs);
+    let deadline = now().saturating_add(ADMIN_TIMEOUT_NS);
+    loop {
+        if let Some(c) = q.pop() {
+            q.release(regs);
+            if c.cid != *cid || c.sq_id != 0 {
+                return Err(dev_err(format_args!(
+                    "admin completion for command {} of queue {} (expected {} of 0)",
+                    c.cid, c.sq_id, cid
+                )));
+            }
+            if !c.ok() {
+                return Err(dev_err(format_args!(
+                    "admin command {:#x} failed with status {:#x}",
+                    cmd.opcode, c.status
+                )));
+            }
+            return Ok(c.result);
+        }
+        if now() > deadline {
+            return Err(dev_err(format_args!(
+                "admin command {:#x} unanswered after {} s",
+                cmd.opcode,
+                ADMIN_TIMEOUT_NS / 1_000_000_000
+            )));
+        }
+        core::hint::spin_loop();
+    }
+}
+
+impl Nvme {
+    /// Whether this driver drives a function of class `class` (NVM Express).
+    pub fn drives(class: u32) -> bool {
+        class & 0xff_ff_ff == CLASS_NVME
+    }
+
+    /// Brings up the controller at `addr` and its namespace 1.
+    pub fn open(bus: &Rc<PciBus>, addr: PciAddress) -> Result<Self, BlockError> {
+        let pci = |e: minios::pci::PciError| dev_err(e);
+        let host = bus
+            .functions()
+            .iter()
+            .find(|f| f.addr == addr)
+            .map(|f| f.host)
+            .ok_or_else(|| dev_err(format_args!("no function {addr}")))?;
+        enable_device(bus, addr).map_err(pci)?;
+        let bars = read_bars(&bus.config(addr).map_err(pci)?).map_err(pci)?;
+        let Some(&(_, Bar::Memory { base, size, .. })) = bars.iter().find(|(i, _)| *i == 0) else {
+            return Err(dev_err("BAR 0 is not a memory BAR"));
+        };
+        // Registers and the first doorbells; the MSI-X table (which Xen keeps read-only)
+        // lies beyond them.
+        let window = (size as usize).min(0x2000);
+        if window < 0x1010 {
+            return Err(dev_err(format_args!("BAR 0 of {size:#x} bytes")));
+        }
+        let regs =
+            Mmio::map(base, window).map_err(|e| dev_err(format_args!("mapping BAR 0: {e:?}")))?;
+        let cap = u64::from(regs.read32(CAP)) | (u64::from(regs.read32(CAP + 4)) << 32);
+        if cap == u64::MAX {
+            return Err(dev_err("CAP reads all ones"));
+        }
+        let mqes = (cap & 0xffff) as u16;
+        let timeout_ns = ((cap >> 24) & 0xff).max(1) * 500_000_000;
+        let stride = 4usize << ((cap >> 32) & 0xf);
+        let css_nvm = cap & (1 << 37) != 0;
+        let mps_min = (cap >> 48) & 0xf;
+        if !css_nvm || mps_min != 0 {
+            return Err(dev_err(format_args!(
+                "CAP {cap:#x}: needs the NVM command set and 4 KiB pages"
+            )));
+        }
+        let depth = DEPTH.min(mqes.saturating_add(1)).max(2);
+        let vs = regs.read32(VS);
+
+        // Reset: disable, program the admin queue, enable.
+        if regs.read32(CC) & CC_EN != 0 {
+            regs.write32(CC, regs.read32(CC) & !CC_EN);
+        }
+        wait_ready(&regs, 0, timeout_ns)?;
+        let mut aq = QueuePair::new(0, depth, stride).map_err(dev_err)?;
+        let io = QueuePair::new(1, depth, stride).map_err(dev_err)?;
+        if io.bells_end() > window {
+            return Err(dev_err(format_args!(
+                "doorbell stride {stride} puts the doorbells outside BAR 0"
+            )));
+        }
+        let d = u32::from(aq.depth() - 1);
+        regs.write32(AQA, d | (d << 16));
+        regs.write32(ASQ, aq.sq_maddr() as u32);
+        regs.write32(ASQ + 4, (aq.sq_maddr() >> 32) as u32);
+        regs.write32(ACQ, aq.cq_maddr() as u32);
+        regs.write32(ACQ + 4, (aq.cq_maddr() >> 32) as u32);
+        regs.write32(CC, CC_ENTRIES | CC_EN);
+        wait_ready(&regs, CSTS_RDY, timeout_ns)?;
+
+        // Identify into a scratch page.
+        let scratch = DmaPages::alloc(1).map_err(|e| dev_err(format_args!("{e:?}")))?;
+        let scratch_ma = machine_addr(scratch.va()).ok_or_else(|| dev_err("no machine address"))?;
+        let read_scratch = || {
+            let mut buf = vec![0u8; PAGE];
+            for (i, b) in buf.iter_mut().enumerate() {
+                // SAFETY: byte `i` (< 4096) of our scratch page; the controller finished
+                // writing it (its command completed).
+                *b = unsafe { core::ptr::read_volatile((scratch.va() as usize + i) as *const u8) };
+            }
+            buf
+        };
+        let mut cid = 0u16;
+        admin(
+            &regs,
+            &mut aq,
+            &mut cid,
+            &Command::identify(1, 0, scratch_ma),
+        )?;
+        let ctrl = ControllerId::parse(&read_scratch())
+            .ok_or_else(|| dev_err("short Identify Controller"))?;
+        if !ctrl.entry_sizes_ok() {
+            return Err(dev_err(format_args!(
+                "entry sizes SQES {:#x} CQES {:#x} exclude 64/16 bytes",
+                ctrl.sqes, ctrl.cqes
+            )));
+        }
+        if ctrl.nn < NSID {
+            return Err(dev_err("the controller has no namespace"));
+        }
+        admin(
+            &regs,
+            &mut aq,
+            &mut cid,
+            &Command::identify(0, NSID, scratch_ma),
+        )?;
+        let ns = NamespaceId::parse(&read_scratch())
+            .ok_or_else(|| dev_err("namespace 1 is inactive or its format invalid"))?;
+        if ns.lba_shift != 9 && ns.lba_shift != 12 {
+            return Err(dev_err(format_args!(
+                "logical block size {} (512 and 4096 are supported)",
+                1u64 << ns.lba_shift.min(63)
+            )));
+        }
+        if ns.metadata != 0 {
+            return Err(dev_err("LBA format with metadata"));
+        }
+        admin(&regs, &mut aq, &mut cid, &Command::set_queue_count(1))?;
+
+        // Interrupts before the I/O completion queue that raises them.
+        let irqs = enable_interrupts(bus, addr, 1).map_err(pci)?;
+        // MSI-X/MSI vector 0, or the INTx line (which ignores the vector).
+        let vector = Some(0);
+        admin(
+            &regs,
+            &mut aq,
+            &mut cid,
+            &Command::create_cq(1, io.depth(), io.cq_maddr(), vector),
+        )?;
+        admin(
+            &regs,
+            &mut aq,
+            &mut cid,
+            &Command::create_sq(1, io.depth(), io.sq_maddr(), 1),
+        )?;
+
+        let mdts_bytes = match ctrl.mdts {
+            0 => usize::MAX,
+            m if m >= 20 => usize::MAX,
+            m => PAGE << m,
+        };
+        let max_transfer = (MAX_PAGES * PAGE).min(mdts_bytes);
+        if max_transfer < PAGE {
+            return Err(dev_err("MDTS below one page"));
+        }
+        let block = 1u32 << ns.lba_shift;
+        let info = BlockInfo {
+            sectors: ns.blocks << (ns.lba_shift - 9),
+            block_size: block,
+            read_only: false,
+            flush: ctrl.vwc,
+            discard: ctrl.dsm().then_some(DiscardLimits {
+                max_sectors: DISCARD_MAX_SECTORS,
+                alignment_sectors: block / SECTOR as u32,
+            }),
+            max_transfer,
+        };
+        let slots = usize::from(io.depth() - 1);
+        let alloc = |pages: usize| {
+            DmaPages::alloc(pages as u64).map_err(|e| dev_err(format_args!("buffer memory: {e:?}")))
+        };
+        let dev = Self {
+            addr,
+            host,
+            bus: bus.clone(),
+            regs,
+            irqs,
+            _admin: aq,
+            io,
+            slots_mem: alloc((slots * SLOT_BYTES).div_ceil(PAGE))?,
+            slots: Slots::new(slots as u16, IO_TIMEOUT_NS),
+            data: alloc(DATA_PAGES)?,
+            free_pages: (0..DATA_PAGES as u16).rev().collect(),
+            lba_shift: ns.lba_shift,
+            info,
+            rang: false,
+            failed: None,
+            errors: 0,
+            timeouts: 0,
+        };
+        log::info!(
+            "nvme {} (as {}): NVMe {}.{}, {} sectors, {}-byte blocks, queue depth {}, MDTS {}, volatile cache {}, DSM {}, interrupts {:?} (pirq {})",
+            host,
+            addr,
+            vs >> 16,
+            (vs >> 8) & 0xff,
+            dev.info.sectors,
+            block,
+            depth,
+            ctrl.mdts,
+            ctrl.vwc,
+            ctrl.dsm(),
+            dev.irqs.mode,
+            dev.irqs.pirqs.first().map_or(0, |p| p.pirq()),
+        );
+        Ok(dev)
+    }
+
+    /// The function's address.
+    pub fn address(&self) -> PciAddress {
+        self.addr
+    }
+
+    fn slot_va(&self, slot: u16) -> usize {
+        self.slots_mem.va() as usize + usize::from(slot) * SLOT_BYTES
+    }
+
+    /// The data buffers of a request of `len` bytes in `pages`.
+    fn buffers(&self, pages: &[u16], len: usize) -> Vec<&'static mut [u8]> {
+        let mut left = len;
+        pages
+            .iter()
+            .map(|&p| {
+                let n = left.min(PAGE);
+                left -= n;
+                let at = self.data.va() as usize + usize::from(p) * PAGE;
+                // SAFETY: page `p` (< DATA_PAGES) lies inside the data pages, owned by this
+                // request alone until the controller answers it, even late (the slot table
+                // and the page free list say which).
+                unsafe { core::slice::from_raw_parts_mut(at as *mut u8, n) }
+            })
+            .collect()
+    }
+
+    fn check(&mut self) -> Result<(), BlockError> {
+        if self.failed.is_none() && self.bus.is_removed(self.addr) {
+            self.failed = Some(String::from("the toolstack removed the device"));
+        }
+        match &self.failed {
+            Some(why) => Err(BlockError::Device(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, why: String) -> BlockError {
+        if self.failed.is_none() {
+            log::warn!("nvme {}: {why}; the device is no longer used", self.host);
+            self.failed = Some(why.clone());
+        }
+        BlockError::Device(why)
+    }
+
+    /// Gives back a command that was never sent.
+    fn release(&mut self, slot: u16) {
+        if let Some(p) = self.slots.abandon(slot) {
+            self.free_pages.extend(p.pages);
+        }
+    }
+
+    /// Fails the requests whose time is up; fails the controller if it is gone or every
+    /// slot waits for an answer.
+    fn expire(&mut self, each: &mut OnComplete<'_>) -> Result<usize, BlockError> {
+        let host = self.host;
+        let timeouts = &mut self.timeouts;
+        let n = self.slots.expire(now(), |cid, p| {
+            *timeouts += 1;
+            log::warn!(
+                "nvme {host}: {:?} command {cid} unanswered after {} s: its request fails ({} timeouts so far)",
+                p.kind,
+                IO_TIMEOUT_NS / 1_000_000_000,
+                timeouts
+            );
+            each(p.id, BlockStatus::Timeout, &[]);
+        });
+        if n > 0 {
+            let csts = self.regs.read32(CSTS);
+            if csts == u32::MAX {
+                return Err(self.fail(String::from("controller status reads all ones (gone)")));
+            }
+            if csts & CSTS_CFS != 0 {
+                return Err(self.fail(String::from("controller fatal status (CSTS.CFS)")));
+            }
+            if self.slots.all_unanswered() {
+                return Err(self.fail(format!(
+                    "all {} commands unanswered: the controller stopped answering",
+                    self.slots.len()
+                )));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl BlockDevice for Nvme {
+    fn describe(&self) -> String {
+        format!("nvme {}, {} MiB", self.host, self.info.sectors / 2048)
+    }
+
+    fn info(&self) -> BlockInfo {
+        self.info
+    }
+
+    fn has_room(&self, ops: &[BlockOp]) -> bool {
+        let pages: usize = ops.iter().map(|o| o.data_len().div_ceil(PAGE)).sum();
+        ops.len() <= self.slots.free() && pages <= self.free_pages.len()
+    }
+
+    fn submit(
+        &mut self,
+        id: u64,
+        op: BlockOp,
+        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+    ) -> Result<(), BlockError> {
+        self.check()?;
+        let block_sectors = u64::from(self.info.block_size) / SECTOR;
+        let (kind, sector, len) = match op {
+            BlockOp::Read { sector, len } => (Kind::Read, sector, len),
+            BlockOp::Write { sector, len } => (Kind::Write, sector, len),
+            BlockOp::Flush => (Kind::Flush, 0, 0),
+            BlockOp::Discard { .. } if self.info.discard.is_none() => {
+                return Err(BlockError::Refused(String::from("no Dataset Management")))
+            }
+            BlockOp::Discard { sector, sectors } => {
+                if u64::from(sectors) % block_sectors != 0 || sectors == 0 {
+                    return Err(BlockError::Refused(format!("discard of {sectors} sectors")));
+                }
+                (Kind::Discard, sector, 0)
+            }
+        };
+        let rw = matches!(kind, Kind::Read | Kind::Write);
+        if rw
+            && (len == 0
+                || len > self.info.max_transfer
+                || len % self.info.block_size as usize != 0)
+        {
+            return Err(BlockError::Refused(format!("transfer of {len} bytes")));
+        }
+        if sector % block_sectors != 0 {
+            return Err(BlockError::Refused(format!(
+                "sector {sector} not block-aligned"
+            )));
+        }
+        if !self.has_room(&[op]) {
+            return Err(BlockError::Full);
+        }
+        let pages: Vec<u16> = (0..len.div_ceil(PAGE))
+            .filter_map(|_| self.free_pages.pop())
+            .collect();
+        let p = Pending {
+            id,
+            kind,
+            pages: pages.clone(),
+            len,
+        };
+        let Some(slot) = self.slots.take(now(), p) else {
+            self.free_pages.extend(pages);
+            return Err(BlockError::Full);
+        };
+        if kind == Kind::Write {
+            let mut bufs = self.buffers(&pages, len);
+            if !fill(&mut bufs) {
+                self.release(slot);
+                return Err(BlockError::Aborted);
+            }
+        }
+        let lba = sector >> (self.lba_shift - 9);
+        let slot_va = self.slot_va(slot);
+        let Some(slot_ma) = machine_addr(slot_va as u64) else {
+            self.release(slot);
+            return Err(self.fail(String::from("slot page has no machine address")));
+        };
+        let cmd = match op {
+            BlockOp::Read { .. } | BlockOp::Write { .. } => {
+                let mut maddrs = Vec::with_capacity(pages.len());
+                for &p in &pages {
+                    match machine_addr(self.data.va() + u64::from(p) * PAGE as u64) {
+                        Some(m) => maddrs.push(m),
+                        None => {
+                            self.release(slot);
+                            return Err(self.fail(String::from("data page has no machine address")));
+                        }
+                    }
+                }
+                let mut list = Vec::new();
+                let Some(prp) = cmd::prp(&maddrs, slot_ma, &mut list) else {
+                    self.release(slot);
+                    return Err(BlockError::Refused(String::from("no data pages")));
+                };
+                for (i, e) in list.iter().enumerate() {
+                    // SAFETY: entry `i` (< MAX_PAGES - 1, so inside the slot's 256-byte PRP
+                    // list) of this request's slot, owned by it until it is answered.
+                    unsafe { core::ptr::write_volatile((slot_va + 8 * i) as *mut u64, *e) };
+                }
+                let blocks = (len >> self.lba_shift) as u16;
+                Command::rw(kind == Kind::Write, NSID, lba, blocks, prp)
+            }
+            BlockOp::Flush => Command::flush(NSID),
+            BlockOp::Discard { sectors, .. } => {
+                let range = cmd::dsm_range(lba, sectors >> (self.lba_shift - 9));
+                let at = slot_va + DSM_AT;
+                for (i, chunk) in range.chunks_exact(8).enumerate() {
+                    let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+                    // SAFETY: the slot's 16-byte DSM range (bytes 256..272 of a 512-byte
+                    // slot), owned by this request until it is answered.
+                    unsafe { core::ptr::write_volatile((at + 8 * i) as *mut u64, word) };
+                }
+                Command::deallocate(NSID, slot_ma + DSM_AT as u64)
+            }
+        };
+        self.io.push(&cmd, slot);
+        self.rang = true;
+        Ok(())
+    }
+
+    fn kick(&mut self) -> Result<(), BlockError> {
+        self.check()?;
+        if core::mem::take(&mut self.rang) {
+            self.io.ring(&self.regs);
+        }
+        Ok(())
+    }
+
+    fn take_interrupt(&mut self) -> bool {
+        let mut fired = false;
+        for p in &self.irqs.pirqs {
+            fired |= p.take();
+        }
+        if fired {
+            for p in &self.irqs.pirqs {
+                if let Err(e) = p.eoi() {
+                    log::warn!("nvme: EOI of pirq {}: {e:?}", p.pirq());
+                }
+            }
+        }
+        fired
+    }
+
+    fn complete(&mut self, each: &mut OnComplete<'_>) -> Result<usize, BlockError> {
+        self.check()?;
+        let mut n = 0;
+        let mut popped = false;
+        while let Some(c) = self.io.pop() {
+            popped = true;
+            let answer = if c.sq_id == self.io.qid() {
+                self.slots.answer(c.cid)
+            } else {
+                None
+            };
+            let Some(answer) = answer else {
+                self.io.release(&self.regs);
+                return Err(self.fail(format!(
+                    "completion for command {} of queue {} that is not in flight",
+                    c.cid, c.sq_id
+                )));
+            };
+            let p = match answer {
+                Answer::Late(p) => {
+                    log::info!(
+                        "nvme {}: command {} answered after its timeout (status {:#x})",
+                        self.host,
+                        c.cid,
+                        c.status
+                    );
+                    self.free_pages.extend(p.pages);
+                    continue;
+                }
+                Answer::Live(p) => p,
+            };
+            let status = if c.ok() {
+                BlockStatus::Ok
+            } else if c.unsupported() {
+                BlockStatus::Unsupported
+            } else {
+                BlockStatus::IoError
+            };
+            if !c.ok() {
+                self.errors += 1;
+                if self.errors == 1 {
+                    log::warn!(
+                        "nvme {}: {:?} failed with status {:#x} (the first error; later ones are counted)",
+                        self.host,
+                        p.kind,
+                        c.status
+                    );
+                }
+            }
+            if p.kind == Kind::Read && status == BlockStatus::Ok {
+                let data = self.buffers(&p.pages, p.len);
+                let refs: Vec<&[u8]> = data.iter().map(|b| &**b).collect();
+                each(p.id, status, &refs);
+            } else {
+                each(p.id, status, &[]);
+            }
+            n += 1;
+            self.free_pages.extend(p.pages);
+        }
+        if popped {
+            self.io.release(&self.regs);
+        }
+        n += self.expire(each)?;
+        Ok(n)
+    }
+
+    fn next_deadline(&self) -> Option<u64> {
+        self.slots.next_deadline()
+    }
+}
