@@ -67,7 +67,15 @@ pub fn page_grefs() -> Vec<u32> {
 /// The most bytes a response to `r` may report: its buffer, or for an isochronous request
 /// each packet's (packets lie within the buffer but may overlap, as on a real bus).
 fn bound(r: &UsbifUrbRequest) -> i64 {
-    let buffer = i64::from(r.buffer_length);
+    // `buffer_length` holds the low 16 bits of the length (xen-hcd sends 64 KiB as 0): the
+    // buffer is what the segments hold when those bits agree.
+    let segs = usize::from(r.nr_buffer_segs).min(r.seg.len());
+    let held: i64 = r.seg[..segs].iter().map(|s| i64::from(s.length)).sum();
+    let buffer = if held & 0xffff == i64::from(r.buffer_length) {
+        held
+    } else {
+        i64::from(r.buffer_length)
+    };
     match UsbifPipe(r.pipe).transfer_type() {
         UsbPipeType::Isochronous => buffer * i64::from(r.isoc_number_of_packets()),
         _ => buffer,
