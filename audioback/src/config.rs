@@ -1,8 +1,10 @@
 //! The driver domain's configuration, from its command line (xl.cfg `cmdline=`).
 //!
 //! ```text
-//! audioback.device=null        the sound device: `null` (clock-paced, plays into nothing;
-//!                              the only one until the HDA driver exists)
+//! audioback.device=auto        the sound device: `hda` (the Intel HDA controller passed
+//!                              through to the domain: an error if there is none), `null`
+//!                              (clock-paced, plays into nothing), `auto` (default: `hda`
+//!                              when a PCI function was passed through, else `null`)
 //! audioback.rate=<hz>          device rate (8000..=192000, default 48000)
 //! audioback.channels=<n>       device channels (1..=8, default 2)
 //! audioback.period=<frames>    device period (64..=16384, default 1024)
@@ -30,8 +32,12 @@ use crate::device::DeviceParams;
 /// Which sound device plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceKind {
+    /// The HDA controller if the domain was given PCI functions, else [`DeviceKind::Null`].
+    Auto,
     /// The clock-paced device that plays into nothing.
     Null,
+    /// The passed-through Intel HDA controller (required).
+    Hda,
 }
 
 /// The whole configuration.
@@ -52,7 +58,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            device: DeviceKind::Null,
+            device: DeviceKind::Auto,
             params: DeviceParams {
                 rate: 48_000,
                 channels: 2,
@@ -90,7 +96,12 @@ impl Config {
             let o = &mut cfg.options;
             match opt.key {
                 "device" => {
-                    cfg.device = opt.parse("null", |v| (v == "null").then_some(DeviceKind::Null))?
+                    cfg.device = opt.parse("auto, null or hda", |v| match v {
+                        "auto" => Some(DeviceKind::Auto),
+                        "null" => Some(DeviceKind::Null),
+                        "hda" => Some(DeviceKind::Hda),
+                        _ => None,
+                    })?
                 }
                 "rate" => cfg.params.rate = opt.uint(8000, 192_000)? as u32,
                 "channels" => cfg.params.channels = opt.uint(1, 8)? as u8,
@@ -124,14 +135,18 @@ mod tests {
         assert_eq!(c.params.rate, 44100);
         assert_eq!(c.options.max_buffer, 65536);
         assert_eq!(Config::parse("").unwrap(), Config::default());
+        assert_eq!(
+            Config::parse("audioback.device=hda").unwrap().device,
+            DeviceKind::Hda
+        );
         for (line, want) in [
             (
                 "audioback.rate=7",
                 "audioback.rate=7: expected a number in 8000..=192000",
             ),
             (
-                "audioback.device=hda",
-                "audioback.device=hda: expected null",
+                "audioback.device=virtio",
+                "audioback.device=virtio: expected auto, null or hda",
             ),
             (
                 "audioback.buffer=1G",

@@ -104,8 +104,7 @@ fn find(widgets: &[Widget], nid: u16) -> Option<&Widget> {
 fn path_from(widgets: &[Widget], pin: &Widget) -> Option<Vec<Hop>> {
     // Breadth-first over paths (bounded: depth and widget count), each a list of node ids
     // with the connection index taken out of each.
-    let mut frontier: Vec<Vec<(u16, u8)>> = Vec::new();
-    frontier.push(Vec::new());
+    let mut frontier: Vec<Vec<(u16, u8)>> = alloc::vec![Vec::new()];
     let mut ends: Vec<u16> = alloc::vec![pin.nid];
     for _depth in 1..MAX_DEPTH {
         let mut next_paths = Vec::new();

@@ -402,7 +402,7 @@ impl Hda {
     /// (codec, converter node, the path as node ids from pin to converter).
     fn setup_output_path(&mut self, format: u16, tag: u8) -> Result<(u8, u16, Vec<u16>), HdaError> {
         let (codec, afg) = self.audio_function()?;
-        self.verb(codec, afg, (VERB_SET_POWER_STATE << 8) | 0)?;
+        self.verb(codec, afg, VERB_SET_POWER_STATE << 8)?;
         let widgets = self.widgets(codec, afg)?;
         let path = graph::output_path(&widgets).ok_or_else(|| {
             err(format!(
@@ -417,7 +417,7 @@ impl Hda {
                 .cloned()
                 .ok_or_else(|| err("path names an unknown widget"))?;
             if w.caps & WCAP_POWER_CNTRL != 0 {
-                self.verb(codec, w.nid, (VERB_SET_POWER_STATE << 8) | 0)?;
+                self.verb(codec, w.nid, VERB_SET_POWER_STATE << 8)?;
             }
             self.unmute(codec, afg, &w, true, 0)?;
             if let Some(index) = hop.index {
