@@ -85,14 +85,36 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
             ]
         }
         QemuDevice::Sound => vec![
+            // What the card plays lands in the scratch directory (48 kHz stereo S16, no
+            // resampling by QEMU); scenarios check it on the host ([[wav_check]]). The wav
+            // driver has no input: the codec's capture voice is not created (harmless).
             "-audiodev".into(),
-            "none,id=snd0".into(),
+            format!(
+                "wav,id=snd0,path={},out.frequency=48000,out.channels=2,out.format=s16",
+                sound_wav(scratch)?.display()
+            ),
             "-device".into(),
             format!("ich9-intel-hda,id=hda,bus=pcie.0,{addr}"),
             "-device".into(),
             "hda-duplex,bus=hda.0,audiodev=snd0".into(),
         ],
     })
+}
+
+/// QEMU's sound card output file in the scratch directory.
+pub const SOUND_WAV: &str = "hda-out.wav";
+
+/// The sound output file, removed (each run writes its own).
+fn sound_wav(dir: &Path) -> Result<PathBuf> {
+    util::mkdirs(dir)?;
+    let p = dir.join(SOUND_WAV);
+    if p.exists() {
+        std::fs::remove_file(&p).map_err(|e| format!("cannot remove {}: {e}", p.display()))?;
+    }
+    if p.to_string_lossy().contains(',') {
+        return Err(format!("{}: QEMU options cannot hold a comma", p.display()).into());
+    }
+    Ok(p)
 }
 
 fn scratch_image(dir: &Path, name: &str, mib: u64) -> Result<PathBuf> {

@@ -1,0 +1,215 @@
+//! `testbed-agent snd tone <pcm> --freq F --secs S [--rate R] [--channels C] [--amp A]`:
+//! plays a sine tone on an ALSA playback device (`/dev/snd/pcmC0D0p`) through the kernel's
+//! PCM ioctls, without alsa-lib: hardware parameters (interleaved S16_LE, the rate and
+//! channels asked, 1024-frame periods, 8 of them), prepare, write every period, drain.
+//! Underruns (`EPIPE`) are counted and recovered (prepare again), and reported.
+//!
+//! The agent's second `unsafe` module: the ioctl boundary, as in `xendev`. Numbers and
+//! layouts from Linux `include/uapi/sound/asound.h` (x86-64).
+
+use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
+
+use testbed_agent::wav::tone;
+
+extern "C" {
+    fn ioctl(fd: i32, request: u64, ...) -> i32;
+}
+
+/// `struct snd_mask`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Mask {
+    bits: [u32; 8],
+}
+
+/// `struct snd_interval` (`flags`: openmin 1, openmax 2, integer 4, empty 8).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Interval {
+    min: u32,
+    max: u32,
+    flags: u32,
+}
+
+/// `struct snd_pcm_hw_params` (608 bytes).
+#[repr(C)]
+struct HwParams {
+    flags: u32,
+    masks: [Mask; 3],
+    mres: [Mask; 5],
+    intervals: [Interval; 12],
+    ires: [Interval; 9],
+    rmask: u32,
+    cmask: u32,
+    info: u32,
+    msbits: u32,
+    rate_num: u32,
+    rate_den: u32,
+    fifo_size: u64,
+    reserved: [u8; 64],
+}
+
+const _: () = assert!(std::mem::size_of::<HwParams>() == 608);
+
+/// `struct snd_xferi`.
+#[repr(C)]
+struct Xferi {
+    result: i64,
+    buf: *const i16,
+    frames: u64,
+}
+
+const SNDRV_PCM_IOCTL_HW_PARAMS: u64 = 0xc260_4111;
+const SNDRV_PCM_IOCTL_PREPARE: u64 = 0x4140;
+const SNDRV_PCM_IOCTL_DRAIN: u64 = 0x4144;
+const SNDRV_PCM_IOCTL_WRITEI_FRAMES: u64 = 0x4018_4150;
+const ACCESS_RW_INTERLEAVED: u32 = 3;
+const FORMAT_S16_LE: u32 = 2;
+/// Interval indexes (parameter − `SNDRV_PCM_HW_PARAM_FIRST_INTERVAL`).
+const I_SAMPLE_BITS: usize = 0;
+const I_FRAME_BITS: usize = 1;
+const I_CHANNELS: usize = 2;
+const I_RATE: usize = 3;
+const I_PERIOD_SIZE: usize = 5;
+const I_PERIODS: usize = 7;
+const I_BUFFER_SIZE: usize = 9;
+const EPIPE: i32 = 32;
+
+const PERIOD: u32 = 1024;
+const PERIODS: u32 = 8;
+
+fn hw_params(rate: u32, channels: u32) -> HwParams {
+    let any = Interval {
+        min: 0,
+        max: u32::MAX,
+        flags: 0,
+    };
+    let mut p = HwParams {
+        flags: 0,
+        masks: [Mask {
+            bits: [u32::MAX; 8],
+        }; 3],
+        mres: [Mask { bits: [0; 8] }; 5],
+        intervals: [any; 12],
+        ires: [any; 9],
+        rmask: u32::MAX,
+        cmask: 0,
+        info: u32::MAX,
+        msbits: 0,
+        rate_num: 0,
+        rate_den: 0,
+        fifo_size: 0,
+        reserved: [0; 64],
+    };
+    let one = |bit: u32| {
+        let mut m = Mask { bits: [0; 8] };
+        m.bits[(bit / 32) as usize] = 1 << (bit % 32);
+        m
+    };
+    p.masks[0] = one(ACCESS_RW_INTERLEAVED);
+    p.masks[1] = one(FORMAT_S16_LE);
+    p.masks[2] = one(0);
+    let exact = |v: u32| Interval {
+        min: v,
+        max: v,
+        flags: 4,
+    };
+    p.intervals[I_SAMPLE_BITS] = exact(16);
+    p.intervals[I_FRAME_BITS] = exact(16 * channels);
+    p.intervals[I_CHANNELS] = exact(channels);
+    p.intervals[I_RATE] = exact(rate);
+    p.intervals[I_PERIOD_SIZE] = exact(PERIOD);
+    p.intervals[I_PERIODS] = exact(PERIODS);
+    p.intervals[I_BUFFER_SIZE] = exact(PERIOD * PERIODS);
+    p
+}
+
+fn arg<T: std::str::FromStr>(args: &[&str], name: &str, default: Option<T>) -> Result<T, String> {
+    match args.iter().position(|a| *a == name) {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{name}: bad or missing value")),
+        None => default.ok_or_else(|| format!("{name} is required")),
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// `snd …` subcommands.
+pub fn main(args: &[&str]) -> Result<(), String> {
+    let ["tone", dev, rest @ ..] = args else {
+        return Err(
+            "usage: snd tone <pcm> --freq F --secs S [--rate R] [--channels C] [--amp A]".into(),
+        );
+    };
+    let freq: f64 = arg(rest, "--freq", None)?;
+    let secs: f64 = arg(rest, "--secs", None)?;
+    let rate: u32 = arg(rest, "--rate", Some(48_000))?;
+    let channels: u16 = arg(rest, "--channels", Some(2))?;
+    let amp: f64 = arg(rest, "--amp", Some(0.5))?;
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dev)
+        .map_err(|e| format!("{dev}: {e}"))?;
+    let fd = f.as_raw_fd();
+    let mut p = hw_params(rate, channels.into());
+    // SAFETY: `p` is a live `snd_pcm_hw_params` of the size the request number encodes.
+    if unsafe { ioctl(fd, SNDRV_PCM_IOCTL_HW_PARAMS, &mut p as *mut HwParams) } < 0 {
+        return Err(format!(
+            "{dev}: HW_PARAMS {rate} Hz, {channels} ch, S16_LE: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: a request without argument.
+    if unsafe { ioctl(fd, SNDRV_PCM_IOCTL_PREPARE) } < 0 {
+        return Err(format!(
+            "{dev}: PREPARE: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let total = (secs * f64::from(rate)).round() as u64;
+    let mut done = 0u64;
+    let mut underruns = 0u32;
+    while done < total {
+        let n = (total - done).min(u64::from(PERIOD)) as usize;
+        let chunk = tone(freq, rate, channels, amp, done, n);
+        let mut off = 0usize;
+        while off < n {
+            let mut x = Xferi {
+                result: 0,
+                buf: chunk[off * usize::from(channels)..].as_ptr(),
+                frames: (n - off) as u64,
+            };
+            // SAFETY: `x` names `frames` frames inside `chunk`, which outlives the call.
+            if unsafe { ioctl(fd, SNDRV_PCM_IOCTL_WRITEI_FRAMES, &mut x as *mut Xferi) } < 0 {
+                let e = errno();
+                if e == EPIPE {
+                    underruns += 1;
+                    // SAFETY: a request without argument.
+                    unsafe { ioctl(fd, SNDRV_PCM_IOCTL_PREPARE) };
+                    continue;
+                }
+                return Err(format!(
+                    "{dev}: WRITEI: {}",
+                    std::io::Error::from_raw_os_error(e)
+                ));
+            }
+            off += x.result.max(0) as usize;
+        }
+        done += n as u64;
+    }
+    // SAFETY: a request without argument.
+    if unsafe { ioctl(fd, SNDRV_PCM_IOCTL_DRAIN) } < 0 {
+        return Err(format!("{dev}: DRAIN: {}", std::io::Error::last_os_error()));
+    }
+    println!(
+        "played {done} frames ({:.3} s) of {freq} Hz at {rate} Hz, {channels} ch, {underruns} underruns",
+        done as f64 / f64::from(rate)
+    );
+    Ok(())
+}
