@@ -1,7 +1,8 @@
 //! `testbed-agent snd tone <pcm> --freq F --secs S [--rate R] [--channels C] [--amp A]`:
 //! plays a sine tone on an ALSA playback device (`/dev/snd/pcmC0D0p`) through the kernel's
 //! PCM ioctls, without alsa-lib: hardware parameters (interleaved S16_LE, the rate and
-//! channels asked, 1024-frame periods, 8 of them), prepare, write every period, drain.
+//! channels asked, 1024-frame periods, 8 of them), software parameters (start when the
+//! buffer is full, as aplay does), prepare, write every period, drain.
 //! Underruns (`EPIPE`) are counted and recovered (prepare again), and reported.
 //!
 //! The agent's second `unsafe` module: the ioctl boundary, as in `xendev`. Numbers and
@@ -52,6 +53,26 @@ struct HwParams {
 
 const _: () = assert!(std::mem::size_of::<HwParams>() == 608);
 
+/// `struct snd_pcm_sw_params` (136 bytes).
+#[repr(C)]
+struct SwParams {
+    tstamp_mode: i32,
+    period_step: u32,
+    sleep_min: u32,
+    avail_min: u64,
+    xfer_align: u64,
+    start_threshold: u64,
+    stop_threshold: u64,
+    silence_threshold: u64,
+    silence_size: u64,
+    boundary: u64,
+    proto: u32,
+    tstamp_type: u32,
+    reserved: [u8; 56],
+}
+
+const _: () = assert!(std::mem::size_of::<SwParams>() == 136);
+
 /// `struct snd_xferi`.
 #[repr(C)]
 struct Xferi {
@@ -61,6 +82,7 @@ struct Xferi {
 }
 
 const SNDRV_PCM_IOCTL_HW_PARAMS: u64 = 0xc260_4111;
+const SNDRV_PCM_IOCTL_SW_PARAMS: u64 = 0xc088_4113;
 const SNDRV_PCM_IOCTL_PREPARE: u64 = 0x4140;
 const SNDRV_PCM_IOCTL_DRAIN: u64 = 0x4144;
 const SNDRV_PCM_IOCTL_WRITEI_FRAMES: u64 = 0x4018_4150;
@@ -162,6 +184,31 @@ pub fn main(args: &[&str]) -> Result<(), String> {
     if unsafe { ioctl(fd, SNDRV_PCM_IOCTL_HW_PARAMS, &mut p as *mut HwParams) } < 0 {
         return Err(format!(
             "{dev}: HW_PARAMS {rate} Hz, {channels} ch, S16_LE: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // Start once the buffer is full, as aplay does (ALSA's default starts at the first
+    // frame, and a guest on an emulated CPU then underruns right away).
+    let buffer = u64::from(PERIOD * PERIODS);
+    let mut sw = SwParams {
+        tstamp_mode: 0,
+        period_step: 1,
+        sleep_min: 0,
+        avail_min: u64::from(PERIOD),
+        xfer_align: 1,
+        start_threshold: buffer,
+        stop_threshold: buffer,
+        silence_threshold: 0,
+        silence_size: 0,
+        boundary: 0,
+        proto: 0,
+        tstamp_type: 0,
+        reserved: [0; 56],
+    };
+    // SAFETY: `sw` is a live `snd_pcm_sw_params` of the size the request number encodes.
+    if unsafe { ioctl(fd, SNDRV_PCM_IOCTL_SW_PARAMS, &mut sw as *mut SwParams) } < 0 {
+        return Err(format!(
+            "{dev}: SW_PARAMS: {}",
             std::io::Error::last_os_error()
         ));
     }
