@@ -112,7 +112,7 @@ fn sound_wav(dir: &Path) -> Result<PathBuf> {
         std::fs::remove_file(&p).map_err(|e| format!("cannot remove {}: {e}", p.display()))?;
     }
     if p.to_string_lossy().contains(',') {
-        return Err(format!("{}: QEMU options cannot hold a comma", p.display()).into());
+        return Err(format!("{}: QEMU options cannot hold a comma", p.display()));
     }
     Ok(p)
 }

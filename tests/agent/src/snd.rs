@@ -2,7 +2,7 @@
 //! plays a sine tone on an ALSA playback device (`/dev/snd/pcmC0D0p`) through the kernel's
 //! PCM ioctls, without alsa-lib: hardware parameters (interleaved S16_LE, the rate and
 //! channels asked, 1024-frame periods, 8 of them), software parameters (start when the
-//! buffer is full, as aplay does), prepare, write every period, drain.
+//! buffer is full, as aplay does), prepare, write every period, a buffer of silence, drop.
 //! Underruns (`EPIPE`) are counted and recovered (prepare again), and reported.
 //!
 //! The agent's second `unsafe` module: the ioctl boundary, as in `xendev`. Numbers and
@@ -84,7 +84,7 @@ struct Xferi {
 const SNDRV_PCM_IOCTL_HW_PARAMS: u64 = 0xc260_4111;
 const SNDRV_PCM_IOCTL_SW_PARAMS: u64 = 0xc088_4113;
 const SNDRV_PCM_IOCTL_PREPARE: u64 = 0x4140;
-const SNDRV_PCM_IOCTL_DRAIN: u64 = 0x4144;
+const SNDRV_PCM_IOCTL_DROP: u64 = 0x4143;
 const SNDRV_PCM_IOCTL_WRITEI_FRAMES: u64 = 0x4018_4150;
 const ACCESS_RW_INTERLEAVED: u32 = 3;
 const FORMAT_S16_LE: u32 = 2;
@@ -220,11 +220,28 @@ pub fn main(args: &[&str]) -> Result<(), String> {
         ));
     }
     let total = (secs * f64::from(rate)).round() as u64;
+    // After the tone, a buffer of silence: once it is accepted the backend has taken every
+    // frame of the tone, and the stream is dropped (not drained: snd_xen_front signals a
+    // period only when more than a period's frames were reported since the last one, so a
+    // drain may wait for a wakeup that never comes and fail with EIO).
+    let tail = u64::from(PERIOD * PERIODS);
     let mut done = 0u64;
     let mut underruns = 0u32;
-    while done < total {
-        let n = (total - done).min(u64::from(PERIOD)) as usize;
-        let chunk = tone(freq, rate, channels, amp, done, n);
+    while done < total + tail {
+        let n = (total + tail - done).min(u64::from(PERIOD)) as usize;
+        let chunk = if done < total {
+            tone(
+                freq,
+                rate,
+                channels,
+                amp,
+                done,
+                n.min((total - done) as usize),
+            )
+        } else {
+            vec![0; n * usize::from(channels)]
+        };
+        let n = chunk.len() / usize::from(channels);
         let mut off = 0usize;
         while off < n {
             let mut x = Xferi {
@@ -251,12 +268,12 @@ pub fn main(args: &[&str]) -> Result<(), String> {
         done += n as u64;
     }
     // SAFETY: a request without argument.
-    if unsafe { ioctl(fd, SNDRV_PCM_IOCTL_DRAIN) } < 0 {
-        return Err(format!("{dev}: DRAIN: {}", std::io::Error::last_os_error()));
+    if unsafe { ioctl(fd, SNDRV_PCM_IOCTL_DROP) } < 0 {
+        return Err(format!("{dev}: DROP: {}", std::io::Error::last_os_error()));
     }
     println!(
-        "played {done} frames ({:.3} s) of {freq} Hz at {rate} Hz, {channels} ch, {underruns} underruns",
-        done as f64 / f64::from(rate)
+        "played {total} frames ({:.3} s) of {freq} Hz and {tail} of silence at {rate} Hz, {channels} ch, {underruns} underruns",
+        total as f64 / f64::from(rate)
     );
     Ok(())
 }
