@@ -10,6 +10,8 @@
 //! audioback.period=<frames>    device period (64..=16384, default 1024)
 //! audioback.queue=<periods>    periods queued in the device (2..=16, default 2): with the
 //!                              period, the bound on mixing latency
+//! audioback.linger=<ms>       silence played after the last stream stops, before the
+//!                              device stops (0..=10000, default 500)
 //! audioback.voices=<n>         open streams over all guests (1..=256, default 32)
 //! audioback.streams=<n>        streams per card (1..=64, default 16)
 //! audioback.buffer=<size>      largest stream buffer (4K..=4M, default 256K)
@@ -51,6 +53,8 @@ pub struct Config {
     pub queue_periods: usize,
     /// Mixer voices.
     pub voices: usize,
+    /// Silence after the last stream stops, before the device stops (ms).
+    pub linger_ms: u64,
     /// Backend limits.
     pub options: Options,
 }
@@ -66,6 +70,7 @@ impl Default for Config {
             },
             queue_periods: 2,
             voices: 32,
+            linger_ms: 500,
             options: Options::default(),
         }
     }
@@ -108,6 +113,7 @@ impl Config {
                 "period" => cfg.params.period_frames = opt.uint(64, 16384)? as usize,
                 "queue" => cfg.queue_periods = opt.uint(2, 16)? as usize,
                 "voices" => cfg.voices = opt.uint(1, 256)? as usize,
+                "linger" => cfg.linger_ms = opt.uint(0, 10_000)?,
                 "streams" => o.max_streams = opt.uint(1, 64)? as usize,
                 "buffer" => {
                     let size = opt.size()?;

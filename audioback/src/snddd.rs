@@ -122,7 +122,9 @@ fn start<P: Platform + Clone + 'static>(
         Some(sink) => sink,
         None => Box::new(ClockDevice::new(p, q, None)),
     };
-    let engine = Engine::new(sink, Box::new(ClockDevice::new(p, q, None)), config.voices).shared();
+    let engine = Engine::new(sink, Box::new(ClockDevice::new(p, q, None)), config.voices)
+        .with_linger(config.linger_ms * 1_000_000)
+        .shared();
     info!(
         "device: {what}, {} Hz, {} channels, period {} frames, {} queued",
         p.rate, p.channels, p.period_frames, q

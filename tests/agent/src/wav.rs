@@ -206,6 +206,10 @@ pub fn peaks(pcm: &Pcm, range: (usize, usize), max_hz: f64, rel: f64) -> Vec<(f6
 /// on QEMU's `-audiodev wav` file once QEMU has exited: the sound lasts `secs` (±
 /// `tolerance_pct` %), every tone of `tones_hz` is among its strongest frequencies (±
 /// `tolerance_hz`), and no run of digital silence of `gap_ms` or more interrupts it.
+///
+/// With `part`, the file is first cut into parts at quiet stretches of `split_ms` or more
+/// (one boot writes one file; a scenario that plays several times separates them with
+/// silence) and the check looks at part `part` (0 first) only.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WavCheck {
@@ -224,6 +228,46 @@ pub struct WavCheck {
     /// Shortest silence inside the sound that counts as a gap, milliseconds.
     #[serde(default = "default_gap_ms")]
     pub gap_ms: f64,
+    /// Which part of the file (see above); `None`: the whole file.
+    #[serde(default)]
+    pub part: Option<usize>,
+    /// Quiet stretches that separate parts, milliseconds.
+    #[serde(default = "default_split_ms")]
+    pub split_ms: f64,
+}
+
+fn default_split_ms() -> f64 {
+    100.0
+}
+
+/// The parts of `pcm`: frame ranges of sound separated by at least `split` quiet frames.
+pub fn parts(pcm: &Pcm, split: usize) -> Vec<(usize, usize)> {
+    let ch = usize::from(pcm.channels.max(1));
+    let frames = pcm.samples.len() / ch;
+    let mut out = Vec::new();
+    let mut start = None;
+    let mut last_loud = 0;
+    for f in 0..frames {
+        let loud = pcm.samples[f * ch..f * ch + ch]
+            .iter()
+            .any(|s| s.unsigned_abs() > QUIET.unsigned_abs());
+        if !loud {
+            continue;
+        }
+        match start {
+            None => start = Some(f),
+            Some(s) if f - last_loud > split => {
+                out.push((s, last_loud + 1));
+                start = Some(f);
+            }
+            _ => {}
+        }
+        last_loud = f;
+    }
+    if let Some(s) = start {
+        out.push((s, last_loud + 1));
+    }
+    out
 }
 
 fn default_tolerance_hz() -> f64 {
@@ -248,6 +292,22 @@ impl WavCheck {
         let pcm = match file.and_then(|b| parse(&b)) {
             Ok(p) => p,
             Err(e) => return names.into_iter().map(|n| (n, false, e.clone())).collect(),
+        };
+        let pcm = match self.part {
+            None => pcm,
+            Some(k) => {
+                let split = ((self.split_ms / 1000.0) * f64::from(pcm.rate)) as usize;
+                let found = parts(&pcm, split.max(1));
+                let Some(&(a, b)) = found.get(k) else {
+                    let why = format!("no part {k}: the file has {} part(s)", found.len());
+                    return names.into_iter().map(|n| (n, false, why.clone())).collect();
+                };
+                let ch = usize::from(pcm.channels.max(1));
+                Pcm {
+                    samples: pcm.samples[a * ch..b * ch].to_vec(),
+                    ..pcm
+                }
+            }
         };
         let min_gap = ((self.gap_ms / 1000.0) * f64::from(pcm.rate)).max(1.0) as usize;
         let a = analyze(&pcm, QUIET, min_gap);
@@ -391,6 +451,8 @@ mod tests {
             tolerance_hz: 2.0,
             tolerance_pct: 5.0,
             gap_ms: 2.0,
+            part: None,
+            split_ms: 100.0,
         };
         let mut samples = vec![0i16; 2 * 2400];
         samples.extend(tone(440.0, 48_000, 2, 0.5, 0, 48_000));
@@ -415,6 +477,45 @@ mod tests {
         // No file.
         let r = check.run(Err("no such file".into()));
         assert!(r.iter().all(|c| !c.1 && c.2 == "no such file"));
+    }
+
+    #[test]
+    fn parts_are_cut_at_silence_and_checked_alone() {
+        let mut samples = tone(440.0, 48_000, 1, 0.5, 0, 24_000);
+        samples.extend(vec![0; 9600]); // 200 ms
+        let mix: Vec<i16> = tone(440.0, 48_000, 1, 0.3, 0, 48_000)
+            .iter()
+            .zip(tone(660.0, 48_000, 1, 0.3, 0, 48_000))
+            .map(|(a, b)| a + b)
+            .collect();
+        samples.extend(mix);
+        samples.extend(vec![0; 2400]); // 50 ms: not a split
+        samples.extend(tone(1000.0, 48_000, 1, 0.5, 0, 4800));
+        let pcm = Pcm {
+            rate: 48_000,
+            channels: 1,
+            samples,
+        };
+        let p = parts(&pcm, 4800);
+        assert_eq!(p.len(), 2, "{p:?}");
+        let mut check = WavCheck {
+            name: "mix".into(),
+            tones_hz: vec![440.0, 660.0],
+            secs: 1.15,
+            tolerance_hz: 2.0,
+            tolerance_pct: 5.0,
+            gap_ms: 100.0,
+            part: Some(1),
+            split_ms: 100.0,
+        };
+        let r = check.run(Ok(wav(&pcm, None)));
+        assert!(r.iter().all(|c| c.1), "{r:?}");
+        check.part = Some(0);
+        let r = check.run(Ok(wav(&pcm, None)));
+        assert!(!r[1].1, "part 0 has no 660 Hz: {r:?}");
+        check.part = Some(2);
+        let r = check.run(Ok(wav(&pcm, None)));
+        assert!(r.iter().all(|c| !c.1 && c.2.contains("2 part(s)")), "{r:?}");
     }
 
     #[test]
