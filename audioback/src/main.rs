@@ -13,11 +13,12 @@ use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
 
-use audioback::device::ring::{ring_bytes, RingDma, RingSink};
-use audioback::device::{DeviceParams, PcmSink};
+use audioback::device::ring::{ring_bytes, RingDma, RingSink, RingSource};
+use audioback::device::DeviceParams;
+use audioback::snddd::Card;
 use minios::executor::Executor;
 use minios::pci::{PciError, PciFrontTask};
-use minios_rt::hda::stream::OutputStream;
+use minios_rt::hda::stream::Stream;
 use minios_rt::hda::{self, Hda};
 use minios_rt::Runtime;
 
@@ -32,8 +33,8 @@ fn main(rt: Runtime) {
     rt.shutdown(reason.into());
 }
 
-/// The HDA output stream as the ring a [`RingSink`] fills.
-struct HdaRing(OutputStream);
+/// An HDA stream as the ring a [`RingSink`] fills or a [`RingSource`] reads.
+struct HdaRing(Stream);
 
 impl RingDma for HdaRing {
     fn ring_bytes(&self) -> usize {
@@ -41,6 +42,9 @@ impl RingDma for HdaRing {
     }
     fn write_samples(&mut self, offset: usize, samples: &[i16]) {
         self.0.write_samples(offset, samples)
+    }
+    fn read_samples(&mut self, offset: usize, out: &mut [i16]) {
+        self.0.read_samples(offset, out)
     }
     fn zero(&mut self, offset: usize, len: usize) {
         self.0.zero(offset, len)
@@ -57,12 +61,13 @@ impl RingDma for HdaRing {
 }
 
 /// Connects pcifront (no PCI function at all: `None`), takes the first HDA controller and
-/// opens its output path and stream for `params`.
+/// opens its output path and stream for `params`, and its input path and stream if it has
+/// one.
 fn open(
     exec: &mut Executor<Runtime>,
     params: DeviceParams,
     queue: usize,
-) -> Result<Option<Box<dyn PcmSink>>, String> {
+) -> Result<Option<Card>, String> {
     let rt = *exec.platform();
     let bus = match minios_rt::pci::connect(&rt, exec.xenstore(), PCI_CONNECT_NS) {
         Ok(bus) => bus,
@@ -91,14 +96,22 @@ fn open(
         controller.codecs()
     );
     let period_bytes = params.period_frames * 2 * usize::from(params.channels);
-    let stream = controller
-        .open_output(
+    let (out, inp) = controller
+        .open_streams(
             params.rate,
             params.channels,
             ring_bytes(params, queue),
             period_bytes,
+            true,
         )
         .map_err(|e| format!("hda {}: {e}", f.host))?;
-    let sink = RingSink::new(HdaRing(stream), params, queue)?;
-    Ok(Some(Box::new(sink)))
+    let sink = RingSink::new(HdaRing(out), params, queue)?;
+    let source = match inp {
+        Some(s) => Some(Box::new(RingSource::new(HdaRing(s), params, queue)?) as _),
+        None => None,
+    };
+    Ok(Some(Card {
+        sink: Box::new(sink),
+        source,
+    }))
 }

@@ -19,7 +19,7 @@ use minios::xenstore::Xenstore;
 use crate::backend::SndDriver;
 use crate::config::{Config, DeviceKind};
 use crate::device::clock::ClockDevice;
-use crate::device::{DeviceParams, PcmSink};
+use crate::device::{DeviceParams, PcmSink, PcmSource};
 use crate::mixer::{Engine, EngineTask, SharedEngine};
 
 /// The log name.
@@ -37,11 +37,19 @@ impl<P: Platform + Clone + 'static> DriverDomain<P> for SndDd<P> {
     fn stop(&mut self, _exec: &mut Executor<P>, _reason: StopReason) {}
 }
 
-/// Opens the passed-through sound card for playback at `params` with `queue` periods in
-/// flight: `Ok(None)` when the domain was given no PCI function at all, an error (one
-/// line) when it was and none can play.
+/// A passed-through sound card: its playback device, and its capture device if it has one.
+pub struct Card {
+    /// Playback.
+    pub sink: Box<dyn PcmSink>,
+    /// Capture (`None`: recording guests get silence from the null device).
+    pub source: Option<Box<dyn PcmSource>>,
+}
+
+/// Opens the passed-through sound card at `params` with `queue` periods in flight:
+/// `Ok(None)` when the domain was given no PCI function at all, an error (one line) when it
+/// was and none can play.
 pub type OpenDevice<P> =
-    dyn FnOnce(&mut Executor<P>, DeviceParams, usize) -> Result<Option<Box<dyn PcmSink>>, String>;
+    dyn FnOnce(&mut Executor<P>, DeviceParams, usize) -> Result<Option<Card>, String>;
 
 /// The whole life of a driver domain without device drivers: start, serve until
 /// `control/shutdown`, stop. Returns how the domain should shut down.
@@ -68,7 +76,7 @@ fn no_device<P: Platform>(
     _: &mut Executor<P>,
     _: DeviceParams,
     _: usize,
-) -> Result<Option<Box<dyn PcmSink>>, String> {
+) -> Result<Option<Card>, String> {
     Ok(None)
 }
 
@@ -113,16 +121,24 @@ fn start<P: Platform + Clone + 'static>(
             opened
         }
     };
-    let what = if card.is_some() {
-        "hda (the passed-through card; capture: null)"
-    } else {
-        "null (plays into nothing)"
+    let what = match &card {
+        Some(Card {
+            source: Some(_), ..
+        }) => "hda (the passed-through card; capture: hda)",
+        Some(_) => "hda (the passed-through card; capture: null)",
+        None => "null (plays into nothing)",
     };
-    let sink: Box<dyn PcmSink> = match card {
-        Some(sink) => sink,
-        None => Box::new(ClockDevice::new(p, q, None)),
+    let (sink, source): (Box<dyn PcmSink>, Box<dyn PcmSource>) = match card {
+        Some(Card { sink, source }) => (
+            sink,
+            source.unwrap_or_else(|| Box::new(ClockDevice::new(p, q, None))),
+        ),
+        None => (
+            Box::new(ClockDevice::new(p, q, None)),
+            Box::new(ClockDevice::new(p, q, None)),
+        ),
     };
-    let engine = Engine::new(sink, Box::new(ClockDevice::new(p, q, None)), config.voices)
+    let engine = Engine::new(sink, source, config.voices)
         .with_linger(config.linger_ms * 1_000_000)
         .shared();
     info!(

@@ -85,18 +85,24 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
             ]
         }
         QemuDevice::Sound => vec![
-            // What the card plays lands in the scratch directory (48 kHz stereo S16, no
-            // resampling by QEMU); scenarios check it on the host ([[wav_check]]). The wav
-            // driver has no input: the codec's capture voice is not created (harmless).
+            // Codec 0 (hda-output): what the card plays lands in the scratch directory
+            // (48 kHz stereo S16, no resampling by QEMU); scenarios check it on the host
+            // ([[wav_check]]). QEMU's wav driver has no input, so codec 1 (hda-duplex, on
+            // the `none` driver: silence in at the real rate, output discarded) is what
+            // the card records.
             "-audiodev".into(),
             format!(
                 "wav,id=snd0,path={},out.frequency=48000,out.channels=2,out.format=s16",
                 sound_wav(scratch)?.display()
             ),
+            "-audiodev".into(),
+            "none,id=snd1".into(),
             "-device".into(),
             format!("ich9-intel-hda,id=hda,bus=pcie.0,{addr}"),
             "-device".into(),
-            "hda-duplex,bus=hda.0,audiodev=snd0".into(),
+            "hda-output,bus=hda.0,audiodev=snd0".into(),
+            "-device".into(),
+            "hda-duplex,bus=hda.0,audiodev=snd1".into(),
         ],
     })
 }

@@ -11,10 +11,14 @@
 //! broken device cannot make the sink write out of bounds or count backwards).
 //!
 //! The position must be looked at at least once per ring (the mixer wakes once a period).
+//!
+//! [`RingSource`] is the capture side: the hardware writes the ring, the position says how
+//! far; at most `queue` periods wait to be read (older ones are dropped as an overrun,
+//! before the hardware comes round to overwrite them).
 
 use alloc::string::String;
 
-use super::{DeviceParams, PcmSink};
+use super::{DeviceParams, PcmSink, PcmSource};
 
 /// The hardware under a [`RingSink`].
 pub trait RingDma {
@@ -22,6 +26,8 @@ pub trait RingDma {
     fn ring_bytes(&self) -> usize;
     /// Writes signed 16-bit samples at byte `offset` (wrapping at the ring's end).
     fn write_samples(&mut self, offset: usize, samples: &[i16]);
+    /// Reads signed 16-bit samples from byte `offset` (wrapping at the ring's end).
+    fn read_samples(&mut self, offset: usize, out: &mut [i16]);
     /// Zeroes `len` bytes from byte `offset` (wrapping).
     fn zero(&mut self, offset: usize, len: usize);
     /// Starts the DMA from position 0.
@@ -209,6 +215,122 @@ impl<D: RingDma> PcmSink for RingSink<D> {
     }
 }
 
+/// A [`PcmSource`] over a [`RingDma`] the hardware writes.
+pub struct RingSource<D: RingDma> {
+    dma: D,
+    params: DeviceParams,
+    frame_bytes: u64,
+    capacity: u64,
+    ring_frames: u64,
+    running: bool,
+    last_pos: usize,
+    recorded_bytes: u64,
+    taken: u64,
+    /// Times frames were dropped because they were not read in time.
+    pub overruns: u64,
+    /// Positions the hardware reported outside the ring.
+    pub bad_positions: u64,
+}
+
+impl<D: RingDma> RingSource<D> {
+    /// A source of `params` keeping at most `queue` periods unread, over `dma`, whose
+    /// ring must be [`ring_bytes`]`(params, queue)` long.
+    pub fn new(dma: D, params: DeviceParams, queue: usize) -> Result<Self, String> {
+        let frame_bytes = 2 * u64::from(params.channels.max(1));
+        let want = ring_bytes(params, queue);
+        if dma.ring_bytes() != want {
+            return Err(alloc::format!(
+                "the device's ring is {} bytes, not {want}",
+                dma.ring_bytes()
+            ));
+        }
+        Ok(Self {
+            dma,
+            params,
+            frame_bytes,
+            capacity: (queue * params.period_frames) as u64,
+            ring_frames: want as u64 / frame_bytes,
+            running: false,
+            last_pos: 0,
+            recorded_bytes: 0,
+            taken: 0,
+            overruns: 0,
+            bad_positions: 0,
+        })
+    }
+
+    /// Frames recorded since the start.
+    fn catch_up(&mut self) -> u64 {
+        if !self.running {
+            return 0;
+        }
+        let ring = self.dma.ring_bytes();
+        match self.dma.position() {
+            Some(p) if p < ring => {
+                self.recorded_bytes += ((p + ring - self.last_pos) % ring) as u64;
+                self.last_pos = p;
+            }
+            _ => self.bad_positions += 1,
+        }
+        let recorded = self.recorded_bytes / self.frame_bytes;
+        let pending = recorded - self.taken;
+        if pending > self.capacity {
+            self.overruns += 1;
+            self.taken = recorded - self.capacity;
+        }
+        recorded
+    }
+}
+
+impl<D: RingDma> PcmSource for RingSource<D> {
+    fn params(&self) -> DeviceParams {
+        self.params
+    }
+
+    fn start(&mut self, _now_ns: u64) {
+        self.last_pos = 0;
+        self.recorded_bytes = 0;
+        self.taken = 0;
+        self.dma.start();
+        self.running = true;
+    }
+
+    fn stop(&mut self) {
+        if let Err(e) = self.dma.stop() {
+            log::warn!("sound device: stopping capture: {e}");
+        }
+        self.running = false;
+    }
+
+    fn running(&self) -> bool {
+        self.running
+    }
+
+    fn readable(&mut self, _now_ns: u64) -> usize {
+        let recorded = self.catch_up();
+        (recorded - self.taken) as usize
+    }
+
+    fn read(&mut self, now_ns: u64, out: &mut [i16]) -> usize {
+        let ch = usize::from(self.params.channels.max(1));
+        let n = self.readable(now_ns).min(out.len() / ch);
+        let offset = (self.taken % self.ring_frames) * self.frame_bytes;
+        self.dma.read_samples(offset as usize, &mut out[..n * ch]);
+        self.taken += n as u64;
+        n
+    }
+
+    fn next_data_ns(&mut self, now_ns: u64) -> Option<u64> {
+        if !self.running {
+            return None;
+        }
+        let recorded = self.catch_up();
+        let need = (self.taken + self.params.period_frames as u64).saturating_sub(recorded);
+        let ns = (u128::from(need) * 1_000_000_000).div_ceil(u128::from(self.params.rate.max(1)));
+        Some(now_ns.saturating_add(ns as u64))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +374,12 @@ mod tests {
             let n = self.ring.len();
             for (i, s) in samples.iter().enumerate() {
                 self.ring[(offset / 2 + i) % n] = *s;
+            }
+        }
+        fn read_samples(&mut self, offset: usize, out: &mut [i16]) {
+            let n = self.ring.len();
+            for (i, s) in out.iter_mut().enumerate() {
+                *s = self.ring[(offset / 2 + i) % n];
             }
         }
         fn zero(&mut self, offset: usize, len: usize) {
@@ -354,6 +482,44 @@ mod tests {
         s.dma.lie = None;
         s.dma.play(16);
         assert_eq!(s.position(0), 8);
+    }
+
+    impl FakeDma {
+        /// The "hardware" records `samples` samples of value `v` at the position.
+        fn record(&mut self, samples: usize, v: impl Fn(usize) -> i16) {
+            assert!(self.on);
+            for i in 0..samples {
+                let n = self.ring.len();
+                self.ring[self.pos] = v(i);
+                self.pos = (self.pos + 1) % n;
+            }
+        }
+    }
+
+    #[test]
+    fn capture_reads_what_the_hardware_wrote_and_drops_what_waited_too_long() {
+        let mut s = RingSource::new(FakeDma::new(ring_bytes(P, 2)), P, 2).unwrap();
+        s.start(0);
+        assert!(s.dma.on);
+        assert_eq!(s.readable(0), 0);
+        assert_eq!(s.next_data_ns(0), Some(8_000_000));
+        s.dma.record(16, |i| i as i16);
+        assert_eq!(s.readable(0), 8);
+        let mut out = [0i16; 16];
+        assert_eq!(s.read(0, &mut out), 8);
+        assert_eq!(out[..], (0..16).map(|i| i as i16).collect::<Vec<_>>()[..]);
+        // Three periods unread: only the newest two are kept.
+        s.dma.record(48, |i| 100 + (i / 16) as i16);
+        assert_eq!(s.readable(0), 16);
+        assert_eq!(s.overruns, 1);
+        assert_eq!(s.read(0, &mut out), 8);
+        assert_eq!(out, [101; 16]);
+        s.dma.lie = Some(1 << 20);
+        assert_eq!(s.readable(0), 8);
+        assert_eq!(s.bad_positions, 1);
+        s.stop();
+        assert!(!s.running() && !s.dma.on);
+        assert_eq!(s.next_data_ns(0), None);
     }
 
     #[test]

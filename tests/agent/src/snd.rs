@@ -1,3 +1,7 @@
+//! `testbed-agent snd record <pcm> --secs S [--rate R] [--channels C]` records S seconds
+//! worth of frames from an ALSA capture device and fails unless they came at the rate
+//! (±5 %, timed from the start to the last frame) without an overrun.
+//!
 //! `testbed-agent snd tone <pcm> --freq F --secs S [--rate R] [--channels C] [--amp A]`:
 //! plays a sine tone on an ALSA playback device (`/dev/snd/pcmC0D0p`) through the kernel's
 //! PCM ioctls, without alsa-lib: hardware parameters (interleaved S16_LE, the rate and
@@ -73,11 +77,19 @@ struct SwParams {
 
 const _: () = assert!(std::mem::size_of::<SwParams>() == 136);
 
-/// `struct snd_xferi`.
+/// `struct snd_xferi` (writing).
 #[repr(C)]
 struct Xferi {
     result: i64,
     buf: *const i16,
+    frames: u64,
+}
+
+/// `struct snd_xferi` (reading).
+#[repr(C)]
+struct XferiIn {
+    result: i64,
+    buf: *mut i16,
     frames: u64,
 }
 
@@ -86,6 +98,8 @@ const SNDRV_PCM_IOCTL_SW_PARAMS: u64 = 0xc088_4113;
 const SNDRV_PCM_IOCTL_PREPARE: u64 = 0x4140;
 const SNDRV_PCM_IOCTL_DROP: u64 = 0x4143;
 const SNDRV_PCM_IOCTL_WRITEI_FRAMES: u64 = 0x4018_4150;
+const SNDRV_PCM_IOCTL_READI_FRAMES: u64 = 0x8018_4151;
+const SNDRV_PCM_IOCTL_START: u64 = 0x4142;
 const ACCESS_RW_INTERLEAVED: u32 = 3;
 const FORMAT_S16_LE: u32 = 2;
 /// Interval indexes (parameter − `SNDRV_PCM_HW_PARAM_FIRST_INTERVAL`).
@@ -163,16 +177,16 @@ fn errno() -> i32 {
 
 /// `snd …` subcommands.
 pub fn main(args: &[&str]) -> Result<(), String> {
-    let ["tone", dev, rest @ ..] = args else {
-        return Err(
-            "usage: snd tone <pcm> --freq F --secs S [--rate R] [--channels C] [--amp A]".into(),
-        );
-    };
-    let freq: f64 = arg(rest, "--freq", None)?;
-    let secs: f64 = arg(rest, "--secs", None)?;
-    let rate: u32 = arg(rest, "--rate", Some(48_000))?;
-    let channels: u16 = arg(rest, "--channels", Some(2))?;
-    let amp: f64 = arg(rest, "--amp", Some(0.5))?;
+    match args {
+        ["tone", dev, rest @ ..] => play_tone(dev, rest),
+        ["record", dev, rest @ ..] => record(dev, rest),
+        _ => Err("usage: snd tone <pcm> --freq F --secs S [--rate R] [--channels C] [--amp A] | snd record <pcm> --secs S [--rate R] [--channels C]".into()),
+    }
+}
+
+/// Opens `dev` and sets it up for S16_LE at `rate` × `channels`, 8 periods of 1024 frames,
+/// starting by itself once `start` frames are in the buffer.
+fn setup(dev: &str, rate: u32, channels: u16, start: u64) -> Result<std::fs::File, String> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -187,8 +201,6 @@ pub fn main(args: &[&str]) -> Result<(), String> {
             std::io::Error::last_os_error()
         ));
     }
-    // Start once the buffer is full, as aplay does (ALSA's default starts at the first
-    // frame, and a guest on an emulated CPU then underruns right away).
     let buffer = u64::from(PERIOD * PERIODS);
     let mut sw = SwParams {
         tstamp_mode: 0,
@@ -196,7 +208,7 @@ pub fn main(args: &[&str]) -> Result<(), String> {
         sleep_min: 0,
         avail_min: u64::from(PERIOD),
         xfer_align: 1,
-        start_threshold: buffer,
+        start_threshold: start,
         stop_threshold: buffer,
         silence_threshold: 0,
         silence_size: 0,
@@ -219,6 +231,84 @@ pub fn main(args: &[&str]) -> Result<(), String> {
             std::io::Error::last_os_error()
         ));
     }
+    Ok(f)
+}
+
+/// Records `--secs` worth of frames and checks they came at the rate (±5 %: the time
+/// from the start to the last frame), then drops the stream.
+fn record(dev: &str, rest: &[&str]) -> Result<(), String> {
+    let secs: f64 = arg(rest, "--secs", None)?;
+    let rate: u32 = arg(rest, "--rate", Some(48_000))?;
+    let channels: u16 = arg(rest, "--channels", Some(2))?;
+    let f = setup(dev, rate, channels, u64::from(PERIOD * PERIODS))?;
+    let fd = f.as_raw_fd();
+    // SAFETY: a request without argument.
+    if unsafe { ioctl(fd, SNDRV_PCM_IOCTL_START) } < 0 {
+        return Err(format!("{dev}: START: {}", std::io::Error::last_os_error()));
+    }
+    let t0 = std::time::Instant::now();
+    let total = (secs * f64::from(rate)).round() as u64;
+    let mut buf = vec![0i16; PERIOD as usize * usize::from(channels)];
+    let (mut got, mut overruns, mut loud) = (0u64, 0u32, 0u64);
+    while got < total {
+        let want = (total - got).min(u64::from(PERIOD));
+        let mut x = XferiIn {
+            result: 0,
+            buf: buf.as_mut_ptr(),
+            frames: want,
+        };
+        // SAFETY: `x` names `want` frames inside `buf`, which outlives the call.
+        if unsafe { ioctl(fd, SNDRV_PCM_IOCTL_READI_FRAMES, &mut x as *mut XferiIn) } < 0 {
+            let e = errno();
+            if e == EPIPE {
+                overruns += 1;
+                // SAFETY: requests without argument.
+                unsafe {
+                    ioctl(fd, SNDRV_PCM_IOCTL_PREPARE);
+                    ioctl(fd, SNDRV_PCM_IOCTL_START);
+                }
+                continue;
+            }
+            return Err(format!(
+                "{dev}: READI: {}",
+                std::io::Error::from_raw_os_error(e)
+            ));
+        }
+        let n = (x.result.max(0) as u64).min(want);
+        loud += buf[..n as usize * usize::from(channels)]
+            .iter()
+            .filter(|s| **s != 0)
+            .count() as u64;
+        got += n;
+    }
+    let t = t0.elapsed().as_secs_f64();
+    // SAFETY: a request without argument.
+    if unsafe { ioctl(fd, SNDRV_PCM_IOCTL_DROP) } < 0 {
+        return Err(format!("{dev}: DROP: {}", std::io::Error::last_os_error()));
+    }
+    let measured = got as f64 / t;
+    println!(
+        "recorded {got} frames in {t:.3} s: {measured:.0} frames/s (want {rate} ±5%), {overruns} overruns, {loud} non-zero samples"
+    );
+    if (measured - f64::from(rate)).abs() > 0.05 * f64::from(rate) || overruns > 0 {
+        return Err(format!(
+            "{got} frames in {t:.3} s ({overruns} overruns): not {rate} Hz ±5%"
+        ));
+    }
+    Ok(())
+}
+
+/// Plays a tone (see the module's documentation).
+fn play_tone(dev: &str, rest: &[&str]) -> Result<(), String> {
+    let freq: f64 = arg(rest, "--freq", None)?;
+    let secs: f64 = arg(rest, "--secs", None)?;
+    let rate: u32 = arg(rest, "--rate", Some(48_000))?;
+    let channels: u16 = arg(rest, "--channels", Some(2))?;
+    let amp: f64 = arg(rest, "--amp", Some(0.5))?;
+    // Start once the buffer is full, as aplay does (ALSA's default starts at the first
+    // frame, and a guest on an emulated CPU then underruns right away).
+    let f = setup(dev, rate, channels, u64::from(PERIOD * PERIODS))?;
+    let fd = f.as_raw_fd();
     let total = (secs * f64::from(rate)).round() as u64;
     // After the tone, a buffer of silence: once it is accepted the backend has taken every
     // frame of the tone, and the stream is dropped (not drained: snd_xen_front signals a

@@ -1,5 +1,6 @@
-//! A codec's widget graph as read from it, and the search for an output path: an audio
-//! output converter (DAC) reached from an output-capable pin complex through at most
+//! A codec's widget graph as read from it, and the search for an output path (an audio
+//! output converter reached from an output-capable pin complex) and an input path (an
+//! input-capable pin complex reached from an audio input converter), each through at most
 //! [`MAX_DEPTH`] widgets (mixers, selectors). Pure data, so the search is tested on the host.
 
 use alloc::vec::Vec;
@@ -57,6 +58,8 @@ pub struct Widget {
 
 /// `PIN_CAP`: output capable.
 pub const PIN_CAP_OUTPUT: u32 = 1 << 4;
+/// `PIN_CAP`: input capable.
+pub const PIN_CAP_INPUT: u32 = 1 << 5;
 
 /// One widget on a path, and the connection index that leads on toward the converter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,14 +97,35 @@ pub fn output_path(widgets: &[Widget]) -> Option<Vec<Hop>> {
         .filter(|w| w.kind == WidgetType::Pin && w.pin_caps & PIN_CAP_OUTPUT != 0)
         .collect();
     pins.sort_by_key(|w| (pin_rank(w.config), w.nid));
-    pins.into_iter().find_map(|pin| path_from(widgets, pin))
+    pins.into_iter()
+        .find_map(|pin| path_from(widgets, pin, |w| w.kind == WidgetType::Output))
+}
+
+/// The first input path: input converters in node order, for each the shortest path
+/// (as for [`output_path`]) to an input-capable pin that is physically connected. Hops
+/// run from the converter to the pin.
+pub fn input_path(widgets: &[Widget]) -> Option<Vec<Hop>> {
+    widgets
+        .iter()
+        .filter(|w| w.kind == WidgetType::Input)
+        .find_map(|adc| {
+            path_from(widgets, adc, |w| {
+                w.kind == WidgetType::Pin
+                    && w.pin_caps & PIN_CAP_INPUT != 0
+                    && (w.config >> 30) != 1
+            })
+        })
 }
 
 fn find(widgets: &[Widget], nid: u16) -> Option<&Widget> {
     widgets.iter().find(|w| w.nid == nid)
 }
 
-fn path_from(widgets: &[Widget], pin: &Widget) -> Option<Vec<Hop>> {
+fn path_from(
+    widgets: &[Widget],
+    pin: &Widget,
+    target: impl Fn(&Widget) -> bool,
+) -> Option<Vec<Hop>> {
     // Breadth-first over paths (bounded: depth and widget count), each a list of node ids
     // with the connection index taken out of each.
     let mut frontier: Vec<Vec<(u16, u8)>> = alloc::vec![Vec::new()];
@@ -120,7 +144,7 @@ fn path_from(widgets: &[Widget], pin: &Widget) -> Option<Vec<Hop>> {
                 let Some(cw) = find(widgets, c) else { continue };
                 let mut p = path.clone();
                 p.push((end, i as u8));
-                if cw.kind == WidgetType::Output {
+                if target(cw) {
                     let mut hops: Vec<Hop> = p
                         .into_iter()
                         .map(|(nid, index)| Hop {
@@ -252,6 +276,43 @@ mod tests {
         }
         g.push(w(17, 2, &[20]));
         assert_eq!(output_path(&g), None);
+    }
+
+    #[test]
+    fn input_path_from_the_converter_to_a_connected_input_pin() {
+        let mut line_in = w(5, 4, &[]);
+        line_in.pin_caps = PIN_CAP_INPUT;
+        let mut unconnected = w(6, 4, &[]);
+        unconnected.pin_caps = PIN_CAP_INPUT;
+        unconnected.config = 1 << 30;
+        // ADC 4 <- selector 7 <- (unconnected pin 6, line in 5); the DAC path is ignored.
+        let g = vec![
+            w(2, 0, &[]),
+            w(3, 4, &[2]),
+            w(4, 1, &[7]),
+            unconnected,
+            line_in,
+            w(7, 3, &[6, 5]),
+        ];
+        let path = input_path(&g).unwrap();
+        assert_eq!(
+            path,
+            vec![
+                Hop {
+                    nid: 4,
+                    index: Some(0)
+                },
+                Hop {
+                    nid: 7,
+                    index: Some(1)
+                },
+                Hop {
+                    nid: 5,
+                    index: None
+                }
+            ]
+        );
+        assert_eq!(input_path(&g[..3]), None, "no input pin");
     }
 
     #[test]

@@ -8,10 +8,11 @@
 //! the answer awaited in the RIRB for at most [`VERB_TIMEOUT_NS`] (a codec that does not
 //! answer is an error naming the verb, never a hang). Unsolicited responses are skipped.
 //!
-//! [`Hda::open_output`] walks the first audio function group's widgets ([`graph`]), powers
-//! the path from a pin complex to an output converter up, unmutes its amplifiers at 0 dB,
-//! selects the connections, enables the pin, sets the converter's format and stream tag,
-//! and programs the first output stream descriptor ([`stream::OutputStream`]).
+//! [`Hda::open_streams`] walks every codec's audio function group ([`graph`]) for an output
+//! path (pin ← output converter) and, if asked, an input path (input converter ← pin),
+//! powers each path up, unmutes its amplifiers at 0 dB, selects the connections, enables
+//! the pin, sets the converter's format and stream tag, and programs the first output (and
+//! first input) stream descriptor ([`stream::Stream`]).
 //!
 //! Interrupts are not used: the stream's position is polled (`SDnLPIB`) by whoever feeds
 //! it, and the response ring by [`Hda::verb`]. Everything the device returns is bounded
@@ -22,6 +23,7 @@ pub mod regs;
 pub mod stream;
 
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -296,8 +298,9 @@ impl Hda {
         self.verb(codec, nid, (VERB_GET_PARAMETER << 8) | p)
     }
 
-    /// The first codec's audio function group (codec address, node id).
-    fn audio_function(&mut self) -> Result<(u8, u16), HdaError> {
+    /// Every codec's first audio function group (codec address, node id).
+    fn audio_functions(&mut self) -> Result<Vec<(u8, u16)>, HdaError> {
+        let mut out = Vec::new();
         for codec in 0..15u8 {
             if self.codecs & (1 << codec) == 0 {
                 continue;
@@ -306,14 +309,18 @@ impl Hda {
             let (start, count) = (((nodes >> 16) & 0xff) as u16, (nodes & 0xff) as u16);
             for nid in start..start.saturating_add(count.min(16)) {
                 if self.param(codec, nid, PARAM_FUNCTION_TYPE)? & 0xff == 1 {
-                    return Ok((codec, nid));
+                    out.push((codec, nid));
+                    break;
                 }
             }
         }
-        Err(err(format!(
-            "no codec (of {:#06x}) has an audio function group",
-            self.codecs
-        )))
+        if out.is_empty() {
+            return Err(err(format!(
+                "no codec (of {:#06x}) has an audio function group",
+                self.codecs
+            )));
+        }
+        Ok(out)
     }
 
     fn widgets(&mut self, codec: u8, afg: u16) -> Result<Vec<Widget>, HdaError> {
@@ -398,19 +405,22 @@ impl Hda {
         Ok(())
     }
 
-    /// Finds the output path, sets it up for `format` on stream tag `tag`, and returns
-    /// (codec, converter node, the path as node ids from pin to converter).
-    fn setup_output_path(&mut self, format: u16, tag: u8) -> Result<(u8, u16, Vec<u16>), HdaError> {
-        let (codec, afg) = self.audio_function()?;
-        self.verb(codec, afg, VERB_SET_POWER_STATE << 8)?;
-        let widgets = self.widgets(codec, afg)?;
-        let path = graph::output_path(&widgets).ok_or_else(|| {
-            err(format!(
-                "codec {codec}: no path from an output pin to an output converter among {} widgets",
-                widgets.len()
-            ))
-        })?;
-        for hop in &path {
+    /// Sets up `path` (hops as [`graph`] returns them) of `codec` for `format` on stream
+    /// tag `tag`: power, amplifiers at 0 dB, connections, the pin (`pin_ctl`), the
+    /// converter (the path's first or last hop, `converter`).
+    #[allow(clippy::too_many_arguments)]
+    fn setup_path(
+        &mut self,
+        codec: u8,
+        afg: u16,
+        widgets: &[Widget],
+        path: &[graph::Hop],
+        converter: u16,
+        pin_ctl: u32,
+        format: u16,
+        tag: u8,
+    ) -> Result<(), HdaError> {
+        for hop in path {
             let w = widgets
                 .iter()
                 .find(|w| w.nid == hop.nid)
@@ -421,66 +431,133 @@ impl Hda {
             }
             self.unmute(codec, afg, &w, true, 0)?;
             if let Some(index) = hop.index {
-                match w.kind {
-                    WidgetType::Mixer => self.unmute(codec, afg, &w, false, index)?,
-                    _ => {
-                        self.unmute(codec, afg, &w, false, index)?;
-                        if w.conns.len() > 1 {
-                            self.verb(
-                                codec,
-                                w.nid,
-                                (VERB_SET_CONNECT_SEL << 8) | u32::from(index),
-                            )?;
-                        }
-                    }
+                self.unmute(codec, afg, &w, false, index)?;
+                if w.kind != WidgetType::Mixer && w.conns.len() > 1 {
+                    self.verb(codec, w.nid, (VERB_SET_CONNECT_SEL << 8) | u32::from(index))?;
                 }
             }
             if w.kind == WidgetType::Pin {
-                self.verb(
-                    codec,
-                    w.nid,
-                    (VERB_SET_PIN_WIDGET_CONTROL << 8) | PIN_OUT_ENABLE,
-                )?;
-                if w.pin_caps & PIN_CAP_EAPD != 0 {
+                self.verb(codec, w.nid, (VERB_SET_PIN_WIDGET_CONTROL << 8) | pin_ctl)?;
+                if pin_ctl == PIN_OUT_ENABLE && w.pin_caps & PIN_CAP_EAPD != 0 {
                     self.verb(codec, w.nid, (VERB_SET_EAPD << 8) | EAPD_ENABLE)?;
                 }
             }
         }
-        let dac = path.last().map(|h| h.nid).unwrap_or(0);
         self.verb(
             codec,
-            dac,
+            converter,
             (VERB_SET_CONVERTER_FORMAT << 16) | u32::from(format),
         )?;
         self.verb(
             codec,
-            dac,
+            converter,
             (VERB_SET_CHANNEL_STREAMID << 8) | (u32::from(tag) << 4),
         )?;
-        Ok((codec, dac, path.iter().map(|h| h.nid).collect()))
+        Ok(())
     }
 
-    /// Sets up the codec's output path and the first output stream descriptor for
-    /// `rate` Hz, `channels`, signed 16-bit, over a ring of `ring_bytes` bytes (a multiple
-    /// of 128, at most 1 MiB) cut into BDL entries at every page and every `period_bytes`.
-    pub fn open_output(
+    /// Sets up an output path (and with `input`, an input path: on any codec) for
+    /// `rate` Hz, `channels`, signed 16-bit, and the first output (and first input) stream
+    /// descriptor, each over a ring of `ring_bytes` bytes (a multiple of 128, at most
+    /// 1 MiB) cut into BDL entries at every page and every `period_bytes`. No output path
+    /// is an error; no input path (or no input stream) gives no input stream, logged.
+    pub fn open_streams(
         mut self,
         rate: u32,
         channels: u8,
         ring_bytes: usize,
         period_bytes: usize,
-    ) -> Result<stream::OutputStream, HdaError> {
+        input: bool,
+    ) -> Result<(stream::OutputStream, Option<stream::InputStream>), HdaError> {
+        const OUT_TAG: u8 = 1;
+        const IN_TAG: u8 = 2;
         let format = regs::stream_format(rate, channels)
             .ok_or_else(|| err(format!("{rate} Hz × {channels} channels is no HDA format")))?;
-        const TAG: u8 = 1;
-        let (codec, dac, path) = self.setup_output_path(format, TAG)?;
-        log::info!(
-            "hda {}: codec {codec}, output path {:x?} (converter {dac:#x}), format {format:#06x}",
-            self.host,
-            path
-        );
-        let sd = SD_BASE + usize::from(self.input_streams) * SD_LEN;
-        stream::OutputStream::new(self, sd, TAG, format, ring_bytes, period_bytes)
+        let mut out_done = false;
+        let mut in_done = !input || self.input_streams == 0;
+        let mut widgets_seen = 0;
+        for (codec, afg) in self.audio_functions()? {
+            if out_done && in_done {
+                break;
+            }
+            self.verb(codec, afg, VERB_SET_POWER_STATE << 8)?;
+            let widgets = self.widgets(codec, afg)?;
+            widgets_seen += widgets.len();
+            if !out_done {
+                if let Some(path) = graph::output_path(&widgets) {
+                    let dac = path.last().map(|h| h.nid).unwrap_or(0);
+                    self.setup_path(
+                        codec,
+                        afg,
+                        &widgets,
+                        &path,
+                        dac,
+                        PIN_OUT_ENABLE,
+                        format,
+                        OUT_TAG,
+                    )?;
+                    let nids: Vec<u16> = path.iter().map(|h| h.nid).collect();
+                    log::info!(
+                        "hda {}: codec {codec}, output path {nids:x?} (converter {dac:#x}), format {format:#06x}",
+                        self.host
+                    );
+                    out_done = true;
+                }
+            }
+            if !in_done {
+                if let Some(path) = graph::input_path(&widgets) {
+                    let adc = path.first().map(|h| h.nid).unwrap_or(0);
+                    self.setup_path(
+                        codec,
+                        afg,
+                        &widgets,
+                        &path,
+                        adc,
+                        PIN_IN_ENABLE,
+                        format,
+                        IN_TAG,
+                    )?;
+                    let nids: Vec<u16> = path.iter().map(|h| h.nid).collect();
+                    log::info!(
+                        "hda {}: codec {codec}, input path {nids:x?} (converter {adc:#x}), format {format:#06x}",
+                        self.host
+                    );
+                    in_done = true;
+                }
+            }
+        }
+        if !out_done {
+            return Err(err(format!(
+                "no path from an output pin to an output converter among {widgets_seen} widgets"
+            )));
+        }
+        let record = input && in_done && self.input_streams > 0;
+        if input && !record {
+            log::info!("hda {}: no input path or stream: no recording", self.host);
+        }
+        let out_sd = SD_BASE + usize::from(self.input_streams) * SD_LEN;
+        let hda = Rc::new(self);
+        let out = stream::Stream::new(
+            hda.clone(),
+            out_sd,
+            OUT_TAG,
+            format,
+            ring_bytes,
+            period_bytes,
+        )?;
+        let inp = if record {
+            Some(stream::Stream::new(
+                hda,
+                SD_BASE,
+                IN_TAG,
+                format,
+                ring_bytes,
+                period_bytes,
+            )?)
+        } else {
+            None
+        };
+        Ok((out, inp))
     }
 
     pub(crate) fn mmio(&self) -> &Mmio {

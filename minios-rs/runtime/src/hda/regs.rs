@@ -138,6 +138,8 @@ pub const WCAP_POWER_CNTRL: u32 = 1 << 10;
 pub const PIN_CAP_EAPD: u32 = 1 << 16;
 /// Pin widget control: output enable.
 pub const PIN_OUT_ENABLE: u32 = 1 << 6;
+/// Pin widget control: input enable.
+pub const PIN_IN_ENABLE: u32 = 1 << 5;
 /// EAPD/BTL: EAPD on.
 pub const EAPD_ENABLE: u32 = 1 << 1;
 /// Amplifier gain/mute: output amplifier.

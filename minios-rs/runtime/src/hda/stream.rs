@@ -1,11 +1,12 @@
-//! One output stream descriptor playing a cyclic ring of DMA pages.
+//! One stream descriptor playing (output) or recording (input) a cyclic ring of DMA pages.
 //!
 //! The ring is ordinary pages (no machine contiguity needed): the buffer descriptor list
 //! has one entry per piece of the ring between page and period boundaries, each with its
-//! page's machine address, so the controller never reads across a page. No entry asks for
-//! an interrupt; the position is polled from `SDnLPIB` ([`OutputStream::position`]).
+//! page's machine address, so the controller never crosses a page. No entry asks for an
+//! interrupt; the position is polled from `SDnLPIB` ([`Stream::position`]).
 
 use alloc::format;
+use alloc::rc::Rc;
 
 use super::regs::*;
 use super::{err, wait_until, Hda, HdaError, RESET_TIMEOUT_NS};
@@ -17,9 +18,9 @@ pub const MAX_BDL_ENTRIES: usize = 256;
 /// Largest ring.
 pub const MAX_RING_BYTES: usize = 1 << 20;
 
-/// An output stream descriptor, its BDL and its ring.
-pub struct OutputStream {
-    hda: Hda,
+/// A stream descriptor, its BDL and its ring.
+pub struct Stream {
+    hda: Rc<Hda>,
     sd: usize,
     tag: u8,
     format: u16,
@@ -30,9 +31,14 @@ pub struct OutputStream {
     running: bool,
 }
 
-impl OutputStream {
+/// The playback stream.
+pub type OutputStream = Stream;
+/// The recording stream.
+pub type InputStream = Stream;
+
+impl Stream {
     pub(super) fn new(
-        hda: Hda,
+        hda: Rc<Hda>,
         sd: usize,
         tag: u8,
         format: u16,
@@ -110,7 +116,7 @@ impl OutputStream {
         let ctl = self.reg(SD_CTL);
         m.write32(ctl, m.read32(ctl) & !SD_CTL_RUN & 0x00ff_ffff);
         if !wait_until(RESET_TIMEOUT_NS, || m.read32(ctl) & SD_CTL_RUN == 0) {
-            return Err(err("output stream: DMA did not stop"));
+            return Err(err("stream: DMA did not stop"));
         }
         m.write32(ctl, m.read32(ctl) & 0x00ff_ffff | SD_CTL_SRST);
         // The bit reads back 1 once the stream is in reset (some controllers never show
@@ -118,7 +124,7 @@ impl OutputStream {
         wait_until(1_000_000, || m.read32(ctl) & SD_CTL_SRST != 0);
         m.write32(ctl, m.read32(ctl) & 0x00ff_ffff & !SD_CTL_SRST);
         if !wait_until(RESET_TIMEOUT_NS, || m.read32(ctl) & SD_CTL_SRST == 0) {
-            return Err(err("output stream: reset did not clear"));
+            return Err(err("stream: reset did not clear"));
         }
         let bdl = machine_addr(self.bdl.va()).ok_or_else(|| err("BDL has no machine address"))?;
         m.write32(self.reg(SD_BDPL), bdl as u32);
@@ -147,6 +153,20 @@ impl OutputStream {
             // SAFETY: `at` is even and below `ring_bytes`, inside our ring pages, which
             // the device only reads.
             unsafe { core::ptr::write_volatile(p, s.to_le()) }
+            at = (at + 2) % self.ring_bytes;
+        }
+    }
+
+    /// Reads interleaved 16-bit samples from the ring at byte `offset` into `out`
+    /// (wrapping at its end; at most a ring's worth).
+    pub fn read_samples(&self, offset: usize, out: &mut [i16]) {
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        let mut at = offset % self.ring_bytes;
+        for s in out.iter_mut().take(self.ring_bytes / 2) {
+            let p = (self.ring.va() as usize + at) as *const i16;
+            // SAFETY: `at` is even and below `ring_bytes`, inside our ring pages (the
+            // device writes them; a torn sample is only a wrong value).
+            *s = i16::from_le(unsafe { core::ptr::read_volatile(p) });
             at = (at + 2) % self.ring_bytes;
         }
     }
