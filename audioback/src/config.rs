@@ -1,13 +1,17 @@
 //! The driver domain's configuration, from its command line (xl.cfg `cmdline=`).
 //!
 //! ```text
-//! audioback.device=null        the sound device: `null` (clock-paced, plays into nothing;
-//!                              the only one until the HDA driver exists)
+//! audioback.device=auto        the sound device: `hda` (the Intel HDA controller passed
+//!                              through to the domain: an error if there is none), `null`
+//!                              (clock-paced, plays into nothing), `auto` (default: `hda`
+//!                              when a PCI function was passed through, else `null`)
 //! audioback.rate=<hz>          device rate (8000..=192000, default 48000)
 //! audioback.channels=<n>       device channels (1..=8, default 2)
 //! audioback.period=<frames>    device period (64..=16384, default 1024)
 //! audioback.queue=<periods>    periods queued in the device (2..=16, default 2): with the
 //!                              period, the bound on mixing latency
+//! audioback.linger=<ms>       silence played after the last stream stops, before the
+//!                              device stops (0..=10000, default 500)
 //! audioback.voices=<n>         open streams over all guests (1..=256, default 32)
 //! audioback.streams=<n>        streams per card (1..=64, default 16)
 //! audioback.buffer=<size>      largest stream buffer (4K..=4M, default 256K)
@@ -30,8 +34,12 @@ use crate::device::DeviceParams;
 /// Which sound device plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceKind {
+    /// The HDA controller if the domain was given PCI functions, else [`DeviceKind::Null`].
+    Auto,
     /// The clock-paced device that plays into nothing.
     Null,
+    /// The passed-through Intel HDA controller (required).
+    Hda,
 }
 
 /// The whole configuration.
@@ -45,6 +53,8 @@ pub struct Config {
     pub queue_periods: usize,
     /// Mixer voices.
     pub voices: usize,
+    /// Silence after the last stream stops, before the device stops (ms).
+    pub linger_ms: u64,
     /// Backend limits.
     pub options: Options,
 }
@@ -52,7 +62,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            device: DeviceKind::Null,
+            device: DeviceKind::Auto,
             params: DeviceParams {
                 rate: 48_000,
                 channels: 2,
@@ -60,6 +70,7 @@ impl Default for Config {
             },
             queue_periods: 2,
             voices: 32,
+            linger_ms: 500,
             options: Options::default(),
         }
     }
@@ -90,13 +101,19 @@ impl Config {
             let o = &mut cfg.options;
             match opt.key {
                 "device" => {
-                    cfg.device = opt.parse("null", |v| (v == "null").then_some(DeviceKind::Null))?
+                    cfg.device = opt.parse("auto, null or hda", |v| match v {
+                        "auto" => Some(DeviceKind::Auto),
+                        "null" => Some(DeviceKind::Null),
+                        "hda" => Some(DeviceKind::Hda),
+                        _ => None,
+                    })?
                 }
                 "rate" => cfg.params.rate = opt.uint(8000, 192_000)? as u32,
                 "channels" => cfg.params.channels = opt.uint(1, 8)? as u8,
                 "period" => cfg.params.period_frames = opt.uint(64, 16384)? as usize,
                 "queue" => cfg.queue_periods = opt.uint(2, 16)? as usize,
                 "voices" => cfg.voices = opt.uint(1, 256)? as usize,
+                "linger" => cfg.linger_ms = opt.uint(0, 10_000)?,
                 "streams" => o.max_streams = opt.uint(1, 64)? as usize,
                 "buffer" => {
                     let size = opt.size()?;
@@ -124,14 +141,18 @@ mod tests {
         assert_eq!(c.params.rate, 44100);
         assert_eq!(c.options.max_buffer, 65536);
         assert_eq!(Config::parse("").unwrap(), Config::default());
+        assert_eq!(
+            Config::parse("audioback.device=hda").unwrap().device,
+            DeviceKind::Hda
+        );
         for (line, want) in [
             (
                 "audioback.rate=7",
                 "audioback.rate=7: expected a number in 8000..=192000",
             ),
             (
-                "audioback.device=hda",
-                "audioback.device=hda: expected null",
+                "audioback.device=virtio",
+                "audioback.device=virtio: expected auto, null or hda",
             ),
             (
                 "audioback.buffer=1G",

@@ -1,10 +1,12 @@
 //! Wiring: an audioback driver domain from its command line — the sound device, the mixer
 //! and its task, the `vsnd` backend — started and stopped by [`minios::driver_domain`] like
-//! every backend. The unikernel's `main` only calls [`run`]; host tests call [`boot`] and
-//! step the executor.
+//! every backend. The unikernel's `main` calls [`run_with_device`] with its opener of the
+//! passed-through sound card (platform-specific); host tests call [`boot`] and step the
+//! executor.
 
 use alloc::boxed::Box;
 use alloc::rc::Rc;
+use alloc::string::String;
 use core::cell::RefCell;
 
 use log::info;
@@ -17,6 +19,7 @@ use minios::xenstore::Xenstore;
 use crate::backend::SndDriver;
 use crate::config::{Config, DeviceKind};
 use crate::device::clock::ClockDevice;
+use crate::device::{DeviceParams, PcmSink, PcmSource};
 use crate::mixer::{Engine, EngineTask, SharedEngine};
 
 /// The log name.
@@ -34,14 +37,47 @@ impl<P: Platform + Clone + 'static> DriverDomain<P> for SndDd<P> {
     fn stop(&mut self, _exec: &mut Executor<P>, _reason: StopReason) {}
 }
 
-/// The whole life of the driver domain (what `main` calls): start, serve until
+/// A passed-through sound card: its playback device, and its capture device if it has one.
+pub struct Card {
+    /// Playback.
+    pub sink: Box<dyn PcmSink>,
+    /// Capture (`None`: recording guests get silence from the null device).
+    pub source: Option<Box<dyn PcmSource>>,
+}
+
+/// Opens the passed-through sound card at `params` with `queue` periods in flight:
+/// `Ok(None)` when the domain was given no PCI function at all, an error (one line) when it
+/// was and none can play.
+pub type OpenDevice<P> =
+    dyn FnOnce(&mut Executor<P>, DeviceParams, usize) -> Result<Option<Card>, String>;
+
+/// The whole life of a driver domain without device drivers: start, serve until
 /// `control/shutdown`, stop. Returns how the domain should shut down.
 pub fn run<P: Platform + Clone + 'static>(
     platform: P,
     xs: Option<Xenstore<P::Xs>>,
     cmdline: &str,
 ) -> StopReason {
-    driver_domain::run(NAME, platform, xs, cmdline, start)
+    run_with_device(platform, xs, cmdline, Box::new(no_device))
+}
+
+/// [`run`] for a driver domain that may own a sound card: `open` opens it (what `main`
+/// calls).
+pub fn run_with_device<P: Platform + Clone + 'static>(
+    platform: P,
+    xs: Option<Xenstore<P::Xs>>,
+    cmdline: &str,
+    open: Box<OpenDevice<P>>,
+) -> StopReason {
+    driver_domain::run(NAME, platform, xs, cmdline, |e, c| start(e, c, open))
+}
+
+fn no_device<P: Platform>(
+    _: &mut Executor<P>,
+    _: DeviceParams,
+    _: usize,
+) -> Result<Option<Card>, String> {
+    Ok(None)
 }
 
 /// Starts the driver domain as [`run`] does and returns it running (`data/ready` written),
@@ -51,26 +87,63 @@ pub fn boot<P: Platform + Clone + 'static>(
     xs: Option<Xenstore<P::Xs>>,
     cmdline: &str,
 ) -> Result<Started<P, SndDd<P>>, StartError> {
-    driver_domain::start(NAME, platform, xs, cmdline, start)
+    boot_with_device(platform, xs, cmdline, Box::new(no_device))
+}
+
+/// [`boot`] with a device opener.
+pub fn boot_with_device<P: Platform + Clone + 'static>(
+    platform: P,
+    xs: Option<Xenstore<P::Xs>>,
+    cmdline: &str,
+    open: Box<OpenDevice<P>>,
+) -> Result<Started<P, SndDd<P>>, StartError> {
+    driver_domain::start(NAME, platform, xs, cmdline, |e, c| start(e, c, open))
 }
 
 fn start<P: Platform + Clone + 'static>(
     exec: &mut Executor<P>,
     cmdline: &str,
+    open: Box<OpenDevice<P>>,
 ) -> Result<SndDd<P>, StartError> {
     let config = Config::parse(cmdline).map_err(StartError::new)?;
     let p = config.params;
-    let engine = match config.device {
-        DeviceKind::Null => Engine::new(
-            Box::new(ClockDevice::new(p, config.queue_periods, None)),
-            Box::new(ClockDevice::new(p, config.queue_periods, None)),
-            config.voices,
+    let q = config.queue_periods;
+    let card = match config.device {
+        DeviceKind::Null => None,
+        DeviceKind::Auto | DeviceKind::Hda => {
+            let opened =
+                open(exec, p, q).map_err(|e| StartError::new(format_args!("sound device: {e}")))?;
+            if opened.is_none() && config.device == DeviceKind::Hda {
+                return Err(StartError::new(
+                    "audioback.device=hda: no PCI function was passed through to this domain",
+                ));
+            }
+            opened
+        }
+    };
+    let what = match &card {
+        Some(Card {
+            source: Some(_), ..
+        }) => "hda (the passed-through card; capture: hda)",
+        Some(_) => "hda (the passed-through card; capture: null)",
+        None => "null (plays into nothing)",
+    };
+    let (sink, source): (Box<dyn PcmSink>, Box<dyn PcmSource>) = match card {
+        Some(Card { sink, source }) => (
+            sink,
+            source.unwrap_or_else(|| Box::new(ClockDevice::new(p, q, None))),
         ),
-    }
-    .shared();
+        None => (
+            Box::new(ClockDevice::new(p, q, None)),
+            Box::new(ClockDevice::new(p, q, None)),
+        ),
+    };
+    let engine = Engine::new(sink, source, config.voices)
+        .with_linger(config.linger_ms * 1_000_000)
+        .shared();
     info!(
-        "device: null (plays into nothing), {} Hz, {} channels, period {} frames, {} queued",
-        p.rate, p.channels, p.period_frames, config.queue_periods
+        "device: {what}, {} Hz, {} channels, period {} frames, {} queued",
+        p.rate, p.channels, p.period_frames, q
     );
     exec.spawn(EngineTask(engine.clone()))
         .map_err(|e| StartError::new(format_args!("mixer task: {e}")))?;

@@ -12,7 +12,8 @@
 //! once per class. Only a corrupted ring fails the device.
 //!
 //! After the requests, a `CUR_POS` event reports the position once it has crossed a
-//! period boundary since the last report.
+//! period boundary since the last report, or once a playback stream has played all it was
+//! given (so a last, partial period is reported and the frontend's drain ends).
 
 use alloc::format;
 use alloc::string::String;
@@ -436,7 +437,9 @@ impl<P: Platform> Stream<P> {
         }
     }
 
-    /// Writes a `CUR_POS` event when the position crossed a period boundary.
+    /// Writes a `CUR_POS` event when the position crossed a period boundary, or when a
+    /// playback stream has played everything it was given (the last, partial period of a
+    /// stream: without it the frontend's drain waits for a position that never comes).
     fn report(&mut self, stats: &mut Stats) {
         self.count_underruns(stats);
         let Some(open) = self.open.as_mut() else {
@@ -446,10 +449,16 @@ impl<P: Platform> Stream<P> {
         if period == 0 {
             return;
         }
-        let Some(position) = self.engine.borrow().voice(open.voice).map(|v| v.position) else {
+        let Some((position, drained)) = self.engine.borrow().voice(open.voice).map(|v| {
+            (
+                v.position,
+                v.direction == Direction::Playback && v.queued() == 0,
+            )
+        }) else {
             return;
         };
-        if position / period <= open.reported / period {
+        let crossed = position / period > open.reported / period;
+        if position <= open.reported || !(crossed || drained) {
             return;
         }
         match self.events.cur_pos(position) {

@@ -107,3 +107,40 @@ fn a_started_voice_is_heard_within_the_queue() {
     assert!(delay <= 4 * 480, "heard after {delay} frames");
     assert_eq!(e.stats().device_underruns, 0);
 }
+
+#[test]
+fn the_device_lingers_in_silence_after_the_last_stream_then_stops() {
+    let tap = Rc::new(RefCell::new(Tap::default()));
+    let mut e = Engine::new(
+        Box::new(ClockDevice::new(DEV, 4, Some(tap.clone()))),
+        Box::new(ClockDevice::new(DEV, 4, None)),
+        4,
+    )
+    .with_linger(100 * MS);
+    let a = e.add(Direction::Playback, stereo48()).unwrap();
+    e.voice_mut(a).unwrap().push(&frames(7, 960)).unwrap();
+    e.voice_mut(a).unwrap().state = VoiceState::Running;
+    e.pump(0);
+    e.voice_mut(a).unwrap().state = VoiceState::Stopped;
+    let mut now = 0;
+    let mut stopped_at = None;
+    while now < 400 * MS {
+        now += 5 * MS;
+        if e.pump(now).is_none() && stopped_at.is_none() {
+            stopped_at = Some(now);
+        }
+    }
+    // Stopped after the linger and the queue (4 × 10 ms), not at once, and silent: no
+    // underrun while it lingered.
+    let at = stopped_at.expect("the device stops");
+    assert!(
+        (100 * MS..=160 * MS).contains(&at),
+        "stopped at {} ms",
+        at / MS
+    );
+    assert_eq!(e.stats().device_underruns, 0);
+    let played = tap.borrow().played.clone();
+    assert!(played[..960 * 2].iter().all(|&s| s == 7));
+    assert!(played.len() >= (100 * 48) * 2, "{} samples", played.len());
+    assert!(played[960 * 2..].iter().all(|&s| s == 0));
+}

@@ -62,6 +62,20 @@ fn samples_reach_the_card_intact_without_gaps() {
 }
 
 #[test]
+fn a_last_partial_period_is_reported_so_a_drain_ends() {
+    let mut env = Env::new();
+    let mut f = Front::attach(&mut env, 5, 0, &card_keys(&[("pb", "p")], &[]));
+    assert_eq!(f.open(&mut env, 0, STEREO48), 0);
+    // 10.5 periods: ALSA's drain waits for a position at the very end.
+    let data = pattern(10 * 1024 + 512);
+    let mut p = Player::new(0, data.clone(), STEREO48.buffer as usize);
+    play_all(&mut env, &mut [(&mut f, &mut p)], 5);
+    let st = &f.streams[0];
+    assert_eq!(st.events.last().unwrap().1, data.len() as u64);
+    assert_eq!(st.bad_ids, 0);
+}
+
+#[test]
 fn two_guests_are_mixed_and_a_44k1_stream_is_resampled() {
     let mut env = Env::new();
     let keys = card_keys(&[("pb", "p")], &[]);

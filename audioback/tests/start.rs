@@ -21,8 +21,12 @@ fn a_configuration_that_cannot_work_refuses_to_start() {
             "audioback.channels=9: expected a number in 1..=8",
         ),
         (
+            "audioback.device=virtio",
+            "audioback.device=virtio: expected auto, null or hda",
+        ),
+        (
             "audioback.device=hda",
-            "audioback.device=hda: expected null",
+            "audioback.device=hda: no PCI function was passed through to this domain",
         ),
     ] {
         let world = World::new();
@@ -33,6 +37,22 @@ fn a_configuration_that_cannot_work_refuses_to_start() {
         assert_eq!(err.0, want, "{cmdline}");
         assert_eq!(ready(&world), None, "{cmdline}: no data/ready");
     }
+}
+
+#[test]
+fn a_sound_card_that_cannot_play_refuses_to_start() {
+    let world = World::new();
+    let dd = world.create_domain(DD, "snddd");
+    let err = audioback::snddd::boot_with_device(
+        dd.clone(),
+        Some(dd.xenstore()),
+        "",
+        Box::new(|_, _, _| Err("hda 0000:00:13.0: no codec answered".into())),
+    )
+    .err()
+    .expect("refused");
+    assert_eq!(err.0, "sound device: hda 0000:00:13.0: no codec answered");
+    assert_eq!(ready(&world), None);
 }
 
 #[test]

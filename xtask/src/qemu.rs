@@ -120,12 +120,24 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
             ]
         }
         QemuDevice::Sound => vec![
+            // Codec 0 (hda-output): what the card plays lands in the scratch directory
+            // (48 kHz stereo S16, no resampling by QEMU); scenarios check it on the host
+            // ([[wav_check]]). QEMU's wav driver has no input, so codec 1 (hda-duplex, on
+            // the `none` driver: silence in at the real rate, output discarded) is what
+            // the card records.
             "-audiodev".into(),
-            "none,id=snd0".into(),
+            format!(
+                "wav,id=snd0,path={},out.frequency=48000,out.channels=2,out.format=s16",
+                sound_wav(scratch)?.display()
+            ),
+            "-audiodev".into(),
+            "none,id=snd1".into(),
             "-device".into(),
             format!("ich9-intel-hda,id=hda,bus=pcie.0,{addr}"),
             "-device".into(),
-            "hda-duplex,bus=hda.0,audiodev=snd0".into(),
+            "hda-output,bus=hda.0,audiodev=snd0".into(),
+            "-device".into(),
+            "hda-duplex,bus=hda.0,audiodev=snd1".into(),
         ],
     })
 }
@@ -146,6 +158,22 @@ fn fill_usb_stick(img: &Path) -> Result<()> {
         .map_err(|e| format!("cannot open {}: {e}", img.display()))?;
     f.write_all(&data)
         .map_err(|e| format!("cannot fill {}: {e}", img.display()))
+}
+
+/// QEMU's sound card output file in the scratch directory.
+pub const SOUND_WAV: &str = "hda-out.wav";
+
+/// The sound output file, removed (each run writes its own).
+fn sound_wav(dir: &Path) -> Result<PathBuf> {
+    util::mkdirs(dir)?;
+    let p = dir.join(SOUND_WAV);
+    if p.exists() {
+        std::fs::remove_file(&p).map_err(|e| format!("cannot remove {}: {e}", p.display()))?;
+    }
+    if p.to_string_lossy().contains(',') {
+        return Err(format!("{}: QEMU options cannot hold a comma", p.display()));
+    }
+    Ok(p)
 }
 
 fn scratch_image(dir: &Path, name: &str, mib: u64) -> Result<PathBuf> {

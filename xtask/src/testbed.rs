@@ -5,7 +5,7 @@ use crate::release::Release;
 use crate::results::{self, ScenarioResult};
 use crate::util::{self, Result};
 use crate::{hosttools, images, qemu};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use testbed_agent::scenario::{QemuDevice, Scenario};
 
@@ -197,7 +197,8 @@ pub fn run_scenarios(
             .map_err(|e| format!("cannot locate xtask for the file server: {e}"))?,
     })?;
     let _ = std::fs::copy(&log, logs.join("latest.log"));
-    let results = results::collect(&names, &outcome.lines);
+    let mut results = results::collect(&names, &outcome.lines);
+    wav_checks(scenarios, &cache.base.join("scratch"), &mut results);
     let mut text = format!("\n{}", results::table(&results));
     let failed: Vec<&ScenarioResult> = results
         .iter()
@@ -233,4 +234,28 @@ pub fn run_scenarios(
         text,
         qemu_pid: outcome.pid,
     })
+}
+
+/// Runs the scenarios' `[[wav_check]]`s on what QEMU's sound card wrote (now that QEMU has
+/// exited and finished the file) and adds them to their results; a failed one fails the
+/// scenario.
+fn wav_checks(scenarios: &[(Scenario, String)], scratch: &Path, results: &mut [ScenarioResult]) {
+    for (s, _) in scenarios {
+        let Some(r) = results.iter_mut().find(|r| r.name == s.name) else {
+            continue;
+        };
+        for check in &s.wav_checks {
+            let path = scratch.join(qemu::SOUND_WAV);
+            let file = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()));
+            for (name, ok, detail) in check.run(file) {
+                eprintln!(
+                    "  host check {}: {name} {}: {detail}",
+                    s.name,
+                    if ok { "pass" } else { "FAIL" }
+                );
+                r.passed &= ok;
+                r.checks.push((name, ok, detail));
+            }
+        }
+    }
 }

@@ -5,11 +5,13 @@
 //! The mixer never blocks on the device: it asks how many frames the device takes now,
 //! writes whole periods, and asks when the next period will be free (the executor sleeps
 //! until then). Implementations: [`clock::ClockDevice`], a device paced by the clock that
-//! plays into nothing (the unikernel's `null` device until the HDA driver exists, and the
-//! host tests' card, which records what it played). Planned: the Intel HDA driver on the
-//! minios-rt PCI layer, virtio-sound for hosts that have it.
+//! plays into nothing (the unikernel's `null` device, and the host tests' card, which
+//! records what it played); [`ring::RingSink`], playback into a cyclic DMA ring paced by
+//! the hardware's position (the unikernel puts minios-rt's Intel HDA output stream under
+//! it). Planned: HDA capture, virtio-sound for hosts that have it.
 
 pub mod clock;
+pub mod ring;
 
 /// What a device plays or records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -60,6 +60,10 @@ pub struct Engine {
     out: Vec<i16>,
     input: Vec<i16>,
     stats: EngineStats,
+    /// Silence played after the last playback stream stopped, before the device stops.
+    linger_ns: u64,
+    /// When the last playback stream stopped (the device still running).
+    idle_since: Option<u64>,
 }
 
 /// The engine as the backend's streams and the task share it.
@@ -83,7 +87,18 @@ impl Engine {
             voices: Vec::new(),
             max_voices,
             stats: EngineStats::default(),
+            linger_ns: 0,
+            idle_since: None,
         }
+    }
+
+    /// Keeps the device playing silence for `ns` after the last playback stream stops,
+    /// before the queued periods play out and it stops (a card's own pipeline, e.g. QEMU's
+    /// HDA, may still hold audio the position has passed: stopping at once cuts it off;
+    /// a stream starting meanwhile also finds the device running).
+    pub fn with_linger(mut self, ns: u64) -> Self {
+        self.linger_ns = ns;
+        self
     }
 
     /// Shares it.
@@ -166,7 +181,20 @@ impl Engine {
         let p = self.sink.params();
         if !self.running(Direction::Playback) {
             if !self.sink.running() {
+                self.idle_since = None;
                 return None;
+            }
+            let since = *self.idle_since.get_or_insert(now);
+            let until = since.saturating_add(self.linger_ns);
+            if now < until {
+                for _ in 0..MAX_PERIODS_PER_PASS {
+                    if self.sink.writable(now) < p.period_frames {
+                        break;
+                    }
+                    self.out.fill(0);
+                    self.sink.write(&self.out);
+                }
+                return Some(self.sink.next_space_ns(now).unwrap_or(until).min(until));
             }
             // Let the queued periods play out, then stop the device.
             let queued = self.sink.queued(now) as u64;
@@ -177,6 +205,7 @@ impl Engine {
             let ns = (queued * 1_000_000_000).div_ceil(u64::from(p.rate.max(1)));
             return Some(now.saturating_add(ns));
         }
+        self.idle_since = None;
         if !self.sink.running() {
             self.sink.start(now);
         }

@@ -23,6 +23,7 @@ pub mod control;
 pub mod dma;
 pub mod events;
 pub mod grants;
+pub mod hda;
 pub mod irq;
 pub mod mm;
 pub mod mmio;

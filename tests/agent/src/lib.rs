@@ -8,3 +8,4 @@ pub mod events;
 pub mod hostenv;
 pub mod runner;
 pub mod scenario;
+pub mod wav;

@@ -2,11 +2,14 @@
 //! and guests.
 //!
 //! `unsafe` is denied except in `xendev` (ioctl and shared mappings of a Linux guest's
-//! /dev/xen devices, which the hostile frontend needs): the test tool's hypercall boundary.
+//! /dev/xen devices, which the hostile frontend needs) and `snd` (ALSA's PCM ioctls, to
+//! play a tone without alsa-lib): the test tool's kernel boundary.
 #![deny(unsafe_code)]
 
 mod blk;
 mod hostile;
+#[allow(unsafe_code)]
+mod snd;
 #[allow(unsafe_code)]
 mod xendev;
 mod xsperm;
@@ -24,7 +27,8 @@ usage: testbed-agent run <plan>              run the scenarios listed in <plan> 
        testbed-agent xs batch                writes and chmods from stdin, one transaction (dom0; xsperm.rs)
        testbed-agent mark <name>             write data/mark/<name> (a timed event)
        testbed-agent blk verify|fill|check|bench <dev> [options]   block I/O tests (blk.rs)
-       testbed-agent hostile net|blk <attack> [options]   a hostile frontend (hostile/)";
+       testbed-agent hostile net|blk <attack> [options]   a hostile frontend (hostile/)
+       testbed-agent snd tone <pcm> --freq F --secs S [--rate R]   play a tone (snd.rs)";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -62,6 +66,7 @@ fn main() {
         }
         ["blk", rest @ ..] => blk::main(rest),
         ["hostile", rest @ ..] => hostile::main(rest),
+        ["snd", rest @ ..] => snd::main(rest),
         _ => Err(USAGE.to_string()),
     };
     if let Err(e) = result {

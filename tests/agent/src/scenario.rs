@@ -34,6 +34,9 @@ pub struct Scenario {
     /// Durations between recorded events, reported in the summary.
     #[serde(default, rename = "timing")]
     pub timings: Vec<Timing>,
+    /// Checks of what the sound card played (QEMU's wav file), run on the host after QEMU.
+    #[serde(default, rename = "wav_check")]
+    pub wav_checks: Vec<crate::wav::WavCheck>,
 }
 
 fn default_scenario_timeout() -> u64 {
@@ -549,6 +552,9 @@ impl Scenario {
             }
             expand_devices(&d.config, &self.qemu_devices)
                 .map_err(|e| format!("domain `{}` uses {e}", d.name))?;
+        }
+        if !self.wav_checks.is_empty() && !self.qemu_devices.contains(&QemuDevice::Sound) {
+            return Err("a wav_check needs the sound device in qemu_devices".into());
         }
         for f in &self.files {
             if !f.path.starts_with('/') {
