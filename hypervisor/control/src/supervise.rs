@@ -534,7 +534,9 @@ pub fn run(app: &Appliance, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::appliance::tests::{files, load, owning_a_nic, usb_files, APPLIANCE, USB_APPLIANCE};
+    use crate::appliance::tests::{
+        files, load, owning_a_nic, usb_files, MemFiles, APPLIANCE, USB_APPLIANCE,
+    };
     use crate::fake::Fake;
     use crate::passthrough::resolve;
     use crate::pci::tests::bus;
@@ -544,6 +546,11 @@ mod tests {
     }
 
     fn app_from(text: &str, tag: &str) -> Appliance {
+        app_with(text, tag, &files())
+    }
+
+    /// `text` loaded with `files`, its state directory per test and short timeouts.
+    fn app_with(text: &str, tag: &str, files: &MemFiles) -> Appliance {
         let dir = std::env::temp_dir().join(format!("xddctl-run-{}-{tag}", std::process::id()));
         let text = text
             .replace(
@@ -554,7 +561,7 @@ mod tests {
                 "ready_timeout_s = 20",
                 "ready_timeout_s = 2\nreconnect_timeout_s = 1",
             );
-        load(&text, &files()).unwrap()
+        load(&text, files).unwrap()
     }
 
     fn frontend(domain: &str, kind: DeviceKind, devid: u32, mac: Option<&str>) -> Frontend {
@@ -661,17 +668,7 @@ mod tests {
 
     #[test]
     fn usb_controllers_xddctl_created_are_written_again_on_a_restarted_usbdd() {
-        let dir = std::env::temp_dir().join(format!("xddctl-run-{}-usb", std::process::id()));
-        let text = USB_APPLIANCE
-            .replace(
-                "state_dir = \"/run/xdd\"",
-                &format!("state_dir = {:?}", dir),
-            )
-            .replace(
-                "ready_timeout_s = 20",
-                "ready_timeout_s = 2\nreconnect_timeout_s = 1",
-            );
-        let a = load(&text, &usb_files()).unwrap();
+        let a = app_with(USB_APPLIANCE, "usb", &usb_files());
         let fake = Fake::new();
         let tl = Timeline::new(Box::new(std::io::sink()), None);
         up(&a, &fake, &tl).unwrap();
