@@ -72,7 +72,10 @@ fn served(ts: &dyn Toolstack, domid: u32, names: &BTreeMap<u32, String>) -> Stri
             for devid in ts.directory(&format!("{base}/{kind}/{fe}")) {
                 let st = ts.read(&format!("{base}/{kind}/{fe}/{devid}/state"));
                 let n: u32 = devid.parse().unwrap_or(u32::MAX);
-                let text = format!("{shown} {fe_name}/{devid} {}", state_name(st.as_deref()));
+                let mut text = format!("{shown} {fe_name}/{devid} {}", state_name(st.as_deref()));
+                if kind == "vusb" {
+                    text.push_str(&usb_ports(ts, &format!("{base}/{kind}/{fe}/{devid}")));
+                }
                 out.push(((shown.clone(), fe_name.clone(), n), text));
             }
         }
@@ -83,6 +86,26 @@ fn served(ts: &dyn Toolstack, domid: u32, names: &BTreeMap<u32, String>) -> Stri
         .map(|(_, t)| t)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A PVUSB controller's ports with a device: ` (port 1: 1-9)`, or ` (4 ports, no device)`.
+fn usb_ports(ts: &dyn Toolstack, dir: &str) -> String {
+    let ports: u8 = ts
+        .read(&format!("{dir}/num-ports"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+        .min(crate::vusb::MAX_PORTS);
+    let used: Vec<String> = (1..=ports)
+        .filter_map(|n| {
+            let d = ts.read(&format!("{dir}/port/{n}")).unwrap_or_default();
+            (!d.is_empty()).then(|| format!("port {n}: {d}"))
+        })
+        .collect();
+    if used.is_empty() {
+        format!(" ({ports} ports, no device)")
+    } else {
+        format!(" ({})", used.join("; "))
+    }
 }
 
 /// What a domain uses from driver domains: `vif/0 on netdd Connected, …` (dom0 backends are
@@ -328,6 +351,29 @@ mod tests {
                 "stray     other   3   running  -      64 MiB  0:00:42  -                          -",
             ]
         );
+        // A PVUSB controller shows the devices on its ports.
+        let usb = format!("/local/domain/{netdd}/backend/vusb/{web1}/0");
+        for (k, v) in [
+            ("state", "4"),
+            ("num-ports", "2"),
+            ("port/1", ""),
+            ("port/2", "1-9"),
+        ] {
+            fake.state().xs.insert(format!("{usb}/{k}"), v.into());
+        }
+        let rows = gather(Some(&a), &fake).unwrap();
+        assert_eq!(
+            rows[0].backends,
+            "usbctrl web1/0 Connected (port 2: 1-9), vif Domain-0/3 InitWait, vif web1/0 \
+             Connected"
+        );
+        fake.state()
+            .xs
+            .insert(format!("{usb}/port/2"), String::new());
+        let rows = gather(Some(&a), &fake).unwrap();
+        assert!(rows[0]
+            .backends
+            .starts_with("usbctrl web1/0 Connected (2 ports, no device), "));
         assert_eq!(state_name(Some("2")), "InitWait");
         assert_eq!(state_name(Some("x")), "`x`?");
         assert_eq!(hms(90_061), "1d 1:01:01");
