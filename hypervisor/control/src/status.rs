@@ -76,6 +76,10 @@ fn served(ts: &dyn Toolstack, domid: u32, names: &BTreeMap<u32, String>) -> Stri
                 if kind == "vusb" {
                     text.push_str(&usb_ports(ts, &format!("{base}/{kind}/{fe}/{devid}")));
                 }
+                if kind == "vsnd" {
+                    let data = format!("/local/domain/{domid}/data/vsnd/{fe}/{devid}");
+                    text.push_str(&sound_counters(ts, &data));
+                }
                 out.push(((shown.clone(), fe_name.clone(), n), text));
             }
         }
@@ -106,6 +110,37 @@ fn usb_ports(ts: &dyn Toolstack, dir: &str) -> String {
     } else {
         format!(" ({})", used.join("; "))
     }
+}
+
+/// A sound card's counters (audioback's `data/vsnd/…`): ` (played 1.4 MiB, recorded 0 KiB,
+/// 0 underruns)`, or nothing before the first publication.
+fn sound_counters(ts: &dyn Toolstack, data: &str) -> String {
+    let read = |k: &str| {
+        ts.read(&format!("{data}/{k}"))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let counters = [
+        read("bytes_played"),
+        read("bytes_recorded"),
+        read("underruns"),
+    ];
+    if counters.iter().all(Option::is_none) {
+        return String::new();
+    }
+    // Counters are published when they change: one not there yet is still 0.
+    let [played, recorded, underruns] = counters.map(|c| c.unwrap_or(0));
+    let size = |b: u64| {
+        if b >= 1 << 20 {
+            format!("{:.1} MiB", b as f64 / f64::from(1 << 20))
+        } else {
+            format!("{} KiB", b / 1024)
+        }
+    };
+    format!(
+        " (played {}, recorded {}, {underruns} underruns)",
+        size(played),
+        size(recorded)
+    )
 }
 
 /// What a domain uses from driver domains: `vif/0 on netdd Connected, …` (dom0 backends are
