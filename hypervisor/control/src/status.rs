@@ -94,19 +94,14 @@ fn served(ts: &dyn Toolstack, domid: u32, names: &BTreeMap<u32, String>) -> Stri
 
 /// A PVUSB controller's ports with a device: ` (port 1: 1-9)`, or ` (4 ports, no device)`.
 fn usb_ports(ts: &dyn Toolstack, dir: &str) -> String {
-    let ports: u8 = ts
-        .read(&format!("{dir}/num-ports"))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-        .min(crate::vusb::MAX_PORTS);
-    let used: Vec<String> = (1..=ports)
-        .filter_map(|n| {
-            let d = ts.read(&format!("{dir}/port/{n}")).unwrap_or_default();
-            (!d.is_empty()).then(|| format!("port {n}: {d}"))
-        })
+    let ports = crate::vusb::read_ports(ts, dir);
+    let used: Vec<String> = ports
+        .iter()
+        .filter(|(_, d)| !d.is_empty())
+        .map(|(n, d)| format!("port {n}: {d}"))
         .collect();
     if used.is_empty() {
-        format!(" ({ports} ports, no device)")
+        format!(" ({} ports, no device)", ports.len())
     } else {
         format!(" ({})", used.join("; "))
     }

@@ -5,13 +5,15 @@
 //! dom0 backend).
 
 use crate::toolstack::Toolstack;
-use crate::vusb::{is_bus_path, Node};
+use crate::vusb::{backend_dir, is_bus_path, read_ports, Node};
 
 /// One port of a guest's controller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortRow {
     /// The guest.
     pub guest: String,
+    /// Its domid.
+    pub guest_domid: u32,
     /// Its controller's devid.
     pub controller: u32,
     /// The port (1–31).
@@ -27,17 +29,16 @@ pub struct PortRow {
 }
 
 impl PortRow {
-    fn node(&self, guest_domid: u32) -> String {
-        format!(
-            "/local/domain/{}/backend/vusb/{guest_domid}/{}/port/{}",
-            self.backend_domid, self.controller, self.port
-        )
+    /// The port's node (`…/port/<n>`).
+    fn node(&self) -> String {
+        let dir = backend_dir(self.backend_domid, self.guest_domid, self.controller);
+        format!("{dir}/port/{}", self.port)
     }
 }
 
 /// Every port of every PVUSB controller a running domain serves, by guest, controller and
-/// port; also the guests' domids.
-pub fn list(ts: &dyn Toolstack) -> Result<Vec<(PortRow, u32)>, String> {
+/// port.
+pub fn list(ts: &dyn Toolstack) -> Result<Vec<PortRow>, String> {
     let domains = ts.list()?;
     let name_of = |domid: u32| {
         domains
@@ -59,44 +60,34 @@ pub fn list(ts: &dyn Toolstack) -> Result<Vec<(PortRow, u32)>, String> {
                 let Ok(controller) = devid.parse::<u32>() else {
                     continue;
                 };
-                let dir = format!("{base}/{fe}/{devid}");
-                let ports: u8 = ts
-                    .read(&format!("{dir}/num-ports"))
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0)
-                    .min(crate::vusb::MAX_PORTS);
+                let dir = backend_dir(be.domid, fe_id, controller);
                 let state = ts.read(&format!("{dir}/state"));
-                for port in 1..=ports {
-                    let device = ts.read(&format!("{dir}/port/{port}")).unwrap_or_default();
-                    rows.push((
-                        PortRow {
-                            guest: guest.clone(),
-                            controller,
-                            port,
-                            device,
-                            backend: be.name.clone(),
-                            backend_domid: be.domid,
-                            state: state.clone(),
-                        },
-                        fe_id,
-                    ));
+                for (port, device) in read_ports(ts, &dir) {
+                    rows.push(PortRow {
+                        guest: guest.clone(),
+                        guest_domid: fe_id,
+                        controller,
+                        port,
+                        device,
+                        backend: be.name.clone(),
+                        backend_domid: be.domid,
+                        state: state.clone(),
+                    });
                 }
             }
         }
     }
-    rows.sort_by(|a, b| {
-        (&a.0.guest, a.0.controller, a.0.port).cmp(&(&b.0.guest, b.0.controller, b.0.port))
-    });
+    rows.sort_by(|a, b| (&a.guest, a.controller, a.port).cmp(&(&b.guest, b.controller, b.port)));
     Ok(rows)
 }
 
 /// The table `xddctl usb list` prints.
-pub fn render(rows: &[(PortRow, u32)]) -> String {
+pub fn render(rows: &[PortRow]) -> String {
     let mut out = format!(
         "{:<12} {:<10} {:<5} {:<10} {:<12} {}\n",
         "guest", "usbctrl", "port", "device", "backend", "state"
     );
-    for (r, _) in rows {
+    for r in rows {
         let device = if r.device.is_empty() { "-" } else { &r.device };
         let state = crate::status::state_name(r.state.as_deref());
         out.push_str(&format!(
@@ -126,28 +117,21 @@ pub fn attach(
         ));
     }
     let rows = list(ts)?;
-    let mine: Vec<&(PortRow, u32)> = rows.iter().filter(|(r, _)| r.guest == guest).collect();
+    let mine: Vec<&PortRow> = rows.iter().filter(|r| r.guest == guest).collect();
     let devid = match controller {
         Some(c) => c,
-        None => mine
-            .iter()
-            .map(|(r, _)| r.controller)
-            .min()
-            .ok_or_else(|| {
-                format!("`{guest}` has no PVUSB controller served by a driver domain")
-            })?,
+        None => mine.iter().map(|r| r.controller).min().ok_or_else(|| {
+            format!("`{guest}` has no PVUSB controller served by a driver domain")
+        })?,
     };
-    let ports: Vec<&(PortRow, u32)> = mine
-        .into_iter()
-        .filter(|(r, _)| r.controller == devid)
-        .collect();
+    let ports: Vec<&PortRow> = mine.into_iter().filter(|r| r.controller == devid).collect();
     let first = ports
         .first()
         .ok_or_else(|| format!("`{guest}` has no usbctrl {devid} served by a driver domain"))?;
-    let backend = first.0.backend.clone();
-    if let Some((r, _)) = rows
+    let backend = first.backend.clone();
+    if let Some(r) = rows
         .iter()
-        .find(|(r, _)| r.backend == backend && r.device == device)
+        .find(|r| r.backend == backend && r.device == device)
     {
         return Err(format!(
             "device {device} of `{backend}` is on `{}`'s usbctrl {} port {} already (xddctl \
@@ -156,7 +140,7 @@ pub fn attach(
         ));
     }
     let target = match port {
-        Some(p) => ports.iter().find(|(r, _)| r.port == p).ok_or_else(|| {
+        Some(p) => ports.iter().find(|r| r.port == p).ok_or_else(|| {
             format!(
                 "`{guest}`'s usbctrl {devid} has ports 1 to {}, not {p}",
                 ports.len()
@@ -164,17 +148,17 @@ pub fn attach(
         })?,
         None => ports
             .iter()
-            .find(|(r, _)| r.device.is_empty())
+            .find(|r| r.device.is_empty())
             .ok_or_else(|| format!("every port of `{guest}`'s usbctrl {devid} is taken"))?,
     };
-    let (row, fe) = (&target.0, target.1);
+    let row = *target;
     if !row.device.is_empty() {
         return Err(format!(
             "port {} of `{guest}`'s usbctrl {devid} has device {} (detach it first)",
             row.port, row.device
         ));
     }
-    write(ts, row.node(fe), device)?;
+    write(ts, row.node(), device)?;
     Ok(format!(
         "attached {device} ({backend}) to `{guest}` usbctrl {devid} port {}",
         row.port
@@ -184,11 +168,11 @@ pub fn attach(
 /// Takes `device` back from `guest`; returns what was done.
 pub fn detach(ts: &dyn Toolstack, guest: &str, device: &str) -> Result<String, String> {
     let rows = list(ts)?;
-    let (row, fe) = rows
+    let row = rows
         .iter()
-        .find(|(r, _)| r.guest == guest && r.device == device)
+        .find(|r| r.guest == guest && r.device == device)
         .ok_or_else(|| format!("`{guest}` has no device {device} (see `xddctl usb list`)"))?;
-    write(ts, row.node(*fe), "")?;
+    write(ts, row.node(), "")?;
     Ok(format!(
         "detached {device} ({}) from `{guest}` usbctrl {} port {}",
         row.backend, row.controller, row.port

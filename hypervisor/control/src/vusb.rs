@@ -94,7 +94,7 @@ impl UsbController {
 
     /// The backend directory for guest `fe` served from domain `be`.
     pub fn backend_path(&self, fe: u32, be: u32) -> String {
-        format!("/local/domain/{be}/backend/vusb/{fe}/{}", self.devid)
+        backend_dir(be, fe, self.devid)
     }
 
     /// The frontend directory in guest `fe`.
@@ -185,6 +185,24 @@ pub fn create_controllers(
         );
     }
     Ok(())
+}
+
+/// The backend directory of controller `devid` of guest `fe` in driver domain `be`.
+pub fn backend_dir(be: u32, fe: u32, devid: u32) -> String {
+    format!("/local/domain/{be}/backend/vusb/{fe}/{devid}")
+}
+
+/// A controller's ports as its backend directory `dir` holds them: `(port, device bus
+/// path or "")` for ports 1 to `num-ports` (at most [`MAX_PORTS`]).
+pub fn read_ports(ts: &dyn Toolstack, dir: &str) -> Vec<(u8, String)> {
+    let ports: u8 = ts
+        .read(&format!("{dir}/num-ports"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+        .min(MAX_PORTS);
+    (1..=ports)
+        .map(|n| (n, ts.read(&format!("{dir}/port/{n}")).unwrap_or_default()))
+        .collect()
 }
 
 /// True for a USB bus path: `<bus>-<port>[.<port>…]`, decimal numbers (e.g. `1-2.3`).
