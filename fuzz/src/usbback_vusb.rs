@@ -19,11 +19,11 @@
 //! it is disconnected with a reason under `error/`. In both cases the healthy guest's device
 //! still moves data intact through the same driver domain.
 
-use crate::harness::usb::{pattern, Env, Front, DD};
+use crate::harness::usb::{pattern, victim_and_healthy, Env, Front, DD};
 use crate::input::Input;
 use minios::host::HostGranted;
 use minios::platform::{Access, GrantedPage, Grants, SharedMem};
-use usbback::host::{HostDeviceId, Speed};
+use usbback::host::HostDeviceId;
 use xen_abi::usbif::*;
 use xen_abi::WireStruct;
 
@@ -44,15 +44,7 @@ const STATUSES: [i32; 7] = [
 /// The driver domain, the victim's device on the bus, the victim and the healthy guest
 /// (both enumerated), and the victim's three granted pages.
 fn setup() -> (Env, HostDeviceId, Front, Front, Vec<HostGranted>) {
-    let mut env = Env::new();
-    let victim_dev = env.bus.attach("1-1", Speed::High);
-    env.bus.attach("1-2", Speed::High);
-    let mut victim = Front::attach(&mut env, 5, 0, 2, &["1-1", ""]);
-    let mut healthy = Front::attach(&mut env, 6, 0, 1, &["1-2"]);
-    assert_eq!(victim.port_changes(), vec![(1, USBIF_SPEED_HIGH)]);
-    assert_eq!(healthy.port_changes(), vec![(1, USBIF_SPEED_HIGH)]);
-    victim.enumerate(&mut env, 1, 5);
-    healthy.enumerate(&mut env, 1, 2);
+    let (env, victim_dev, victim, healthy) = victim_and_healthy();
     let pages = (0..3)
         .map(|_| victim.dom.grant_page(DD, Access::ReadWrite).expect("grant"))
         .collect();

@@ -17,15 +17,7 @@ use xen_abi::usbif::*;
 /// The victim (guest 5: port 1 = `1-1` at address 5, port 2 empty) and a healthy guest
 /// (guest 6: port 1 = `1-2` at address 2), both enumerated.
 fn start() -> (Env, Front, Front) {
-    let mut env = Env::new();
-    env.bus.attach("1-1", Speed::High);
-    env.bus.attach("1-2", Speed::High);
-    let mut victim = Front::attach(&mut env, 5, 0, 2, &["1-1", ""]);
-    let mut healthy = Front::attach(&mut env, 6, 0, 1, &["1-2"]);
-    assert_eq!(victim.port_changes(), vec![(1, USBIF_SPEED_HIGH)]);
-    assert_eq!(healthy.port_changes(), vec![(1, USBIF_SPEED_HIGH)]);
-    victim.enumerate(&mut env, 1, 5);
-    healthy.enumerate(&mut env, 1, 2);
+    let (env, _, victim, healthy) = victim_and_healthy();
     (env, victim, healthy)
 }
 

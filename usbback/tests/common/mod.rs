@@ -479,6 +479,22 @@ impl Front {
     }
 }
 
+/// A victim (guest 5: port 1 = `1-1` at address 5, port 2 empty) and a healthy guest (guest
+/// 6: port 1 = `1-2` at address 2) on one driver domain, both enumerated; also the victim's
+/// device on the bus (to make it misbehave).
+pub fn victim_and_healthy() -> (Env, usbback::host::HostDeviceId, Front, Front) {
+    let mut env = Env::new();
+    let victim_dev = env.bus.attach("1-1", usbback::host::Speed::High);
+    env.bus.attach("1-2", usbback::host::Speed::High);
+    let mut victim = Front::attach(&mut env, 5, 0, 2, &["1-1", ""]);
+    let mut healthy = Front::attach(&mut env, 6, 0, 1, &["1-2"]);
+    assert_eq!(victim.port_changes(), vec![(1, USBIF_SPEED_HIGH)]);
+    assert_eq!(healthy.port_changes(), vec![(1, USBIF_SPEED_HIGH)]);
+    victim.enumerate(&mut env, 1, 5);
+    healthy.enumerate(&mut env, 1, 2);
+    (env, victim_dev, victim, healthy)
+}
+
 /// A byte pattern that differs per position and seed.
 pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
     (0..len)
