@@ -404,6 +404,22 @@ mod tests {
         assert!(rows[0]
             .backends
             .starts_with("usbctrl web1/0 Connected (2 ports, no device), "));
+        // A sound card shows what it played and recorded, and its underruns (a counter not
+        // published yet is 0).
+        let snd = format!("/local/domain/{netdd}/backend/vsnd/{web1}/0/state");
+        fake.state().xs.insert(snd, "4".into());
+        for (k, v) in [("bytes_played", "1468006"), ("underruns", "3")] {
+            let path = format!("/local/domain/{netdd}/data/vsnd/{web1}/0/{k}");
+            fake.state().xs.insert(path, v.into());
+        }
+        let rows = gather(Some(&a), &fake).unwrap();
+        assert!(
+            rows[0]
+                .backends
+                .ends_with(", vsnd web1/0 Connected (played 1.4 MiB, recorded 0 KiB, 3 underruns)"),
+            "{}",
+            rows[0].backends
+        );
         assert_eq!(state_name(Some("2")), "InitWait");
         assert_eq!(state_name(Some("x")), "`x`?");
         assert_eq!(hms(90_061), "1d 1:01:01");
