@@ -237,6 +237,7 @@ impl<P: Platform> Task<P> for StatusTask<P> {
         self.min_free = self.min_free.min(free);
         let dp = self.dp.borrow();
         let st = dp.stats();
+        let up = dp.uplink_counters();
         let values = [
             ("free-kib", free / 1024),
             ("free-kib-min", self.min_free / 1024),
@@ -258,6 +259,8 @@ impl<P: Platform> Task<P> for StatusTask<P> {
             ("poll-us", st.poll_ns / 1000),
             ("copy-us", st.copy_ns / 1000),
             ("notify-us", st.notify_ns / 1000),
+            ("uplink-interrupts", up.interrupts),
+            ("uplink-rx-malformed", up.rx_malformed),
         ];
         drop(dp);
         self.publisher.publish(cx.xs, cx.now_ns(), &values);

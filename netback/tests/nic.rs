@@ -157,6 +157,47 @@ fn the_driver_domain_takes_its_address_by_dhcp_through_the_nic() {
     assert_eq!(&replies[0][28..32], &[10, 0, 2, 15]);
 }
 
+/// The device's interrupts and the frames refused from it are counted in `data/status/`,
+/// so a driver domain that misses its NIC's interrupts can be told from a slow one.
+#[test]
+fn interrupts_and_refused_frames_show_in_the_status() {
+    let nic = FakeNic::new();
+    let (mut h, mut a, _b) = nic_harness(&format!("{CMD} netback.status_ms=1"), &nic);
+    let status = |h: &Harness, key: &str| {
+        h.read(&format!("/local/domain/{DD}/data/status/{key}"))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    for i in 0..3 {
+        let f = udp_frame(mac(5), GW_MAC, GW_IP, [10, 0, 2, 15], &pattern(100, i));
+        nic.inject(&f, RxCsum::Unverified);
+        h.settle();
+    }
+    assert_eq!(a.take_received().len(), 3);
+    // "Checksum partial" on a frame that is not IP: the switch refuses it.
+    let mut arp = vec![0u8; 60];
+    arp[0..6].copy_from_slice(&mac(5));
+    arp[6..12].copy_from_slice(&GW_MAC);
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    nic.inject(
+        &arp,
+        RxCsum::Partial {
+            start: 14,
+            offset: 6,
+        },
+    );
+    h.advance(2_000_000);
+    assert!(
+        a.take_received().is_empty(),
+        "the refused frame reached nobody"
+    );
+    assert_eq!(
+        status(&h, "uplink-interrupts"),
+        Some(4),
+        "one per injection"
+    );
+    assert_eq!(status(&h, "uplink-rx-malformed"), Some(1));
+}
+
 #[test]
 fn without_a_nic_uplink_the_default_is_no_address() {
     let h = Harness::new("netback.uplink=off");

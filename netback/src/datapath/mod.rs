@@ -40,7 +40,7 @@ use minios::platform::{DomId, Platform};
 
 use crate::netring::NetBackRing;
 use crate::switch::{PortConfig, PortCounters, PortId, Switch};
-use crate::uplink::UplinkPort;
+use crate::uplink::{UplinkCounters, UplinkPort};
 use alloc::boxed::Box;
 
 pub use rx::RX_PASS_SLOTS;
@@ -212,6 +212,13 @@ impl<P: Platform> Datapath<P> {
     pub fn detach_uplink(&mut self) -> Option<PortCounters> {
         let (id, _conn) = self.uplink.take()?;
         self.switch.remove_port(id)
+    }
+
+    /// The connected uplink's own counters (zero without one).
+    pub fn uplink_counters(&self) -> UplinkCounters {
+        self.uplink
+            .as_ref()
+            .map_or_else(UplinkCounters::default, |(_, up)| up.counters())
     }
 
     /// The uplink's port, if connected.

@@ -22,4 +22,18 @@ pub trait UplinkPort {
 
     /// Why the uplink stopped working, if it did (the data path then detaches it).
     fn broken(&self) -> Option<&str>;
+
+    /// The uplink's own counters (zero where the kind has none).
+    fn counters(&self) -> UplinkCounters {
+        UplinkCounters::default()
+    }
+}
+
+/// Counters of an uplink beside the switch port's (published in `data/status/`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UplinkCounters {
+    /// Device interrupts taken.
+    pub interrupts: u64,
+    /// Frames the device handed over that the switch refused as malformed.
+    pub rx_malformed: u64,
 }

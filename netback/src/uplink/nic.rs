@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use minios::netdev::{NetDevice, NetError, RxCsum, TxGso, TxMeta};
 use minios::pci::{PciAddress, PciFunction};
 
-use super::UplinkPort;
+use super::{UplinkCounters, UplinkPort};
 use crate::frame;
 use crate::packet::{Caps, Csum, Packet};
 use crate::switch::{PortId, Switch};
@@ -228,5 +228,12 @@ impl<D: NetDevice> UplinkPort for NicUplink<D> {
 
     fn broken(&self) -> Option<&str> {
         self.broken.as_deref()
+    }
+
+    fn counters(&self) -> UplinkCounters {
+        UplinkCounters {
+            interrupts: self.interrupts,
+            rx_malformed: self.rx_malformed,
+        }
     }
 }
