@@ -13,7 +13,8 @@
 //! - [`format`], [`mixer`]: sample formats, conversion, resampling, volume, the mix.
 //! - [`device`]: the sound device as traits ([`device::PcmSink`], [`device::PcmSource`])
 //!   and the clock-paced device (the `null` device, and the host tests' recording card).
-//! - [`config`]: the command line; [`stats`]: per-device counters; [`snddd`]: the wiring.
+//! - [`config`]: the command line; [`stats`]: per-device counters; [`status`]: the mixer's
+//!   counters under `data/status/`; [`snddd`]: the wiring.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -31,6 +32,7 @@ pub mod mixer;
 pub mod params;
 pub mod snddd;
 pub mod stats;
+pub mod status;
 pub mod stream;
 pub mod wire;
 

@@ -21,6 +21,7 @@ use crate::config::{Config, DeviceKind};
 use crate::device::clock::ClockDevice;
 use crate::device::{DeviceParams, PcmSink, PcmSource};
 use crate::mixer::{Engine, EngineTask, SharedEngine};
+use crate::status::EngineStatus;
 
 /// The log name.
 pub const NAME: &str = "audioback";
@@ -147,6 +148,8 @@ fn start<P: Platform + Clone + 'static>(
     );
     exec.spawn(EngineTask(engine.clone()))
         .map_err(|e| StartError::new(format_args!("mixer task: {e}")))?;
+    exec.spawn(EngineStatus::new(engine.clone(), config.options.stats_ms))
+        .map_err(|e| StartError::new(format_args!("status task: {e}")))?;
     let domid = exec.platform().domid();
     let backend = Backend::new(SndDriver::new(engine.clone(), config.options), domid).shared();
     exec.spawn(backend.clone())

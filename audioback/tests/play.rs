@@ -61,6 +61,33 @@ fn samples_reach_the_card_intact_without_gaps() {
     assert_eq!(env.engine.borrow().voices(), 0);
 }
 
+/// A mixer that runs late (the driver domain not scheduled in time) makes the device play
+/// silence: counted as device underruns in the driver domain's `data/status/`, apart from
+/// the guests' own underruns, with the periods played beside them.
+#[test]
+fn a_late_mixer_shows_in_the_driver_domains_status() {
+    let mut env = Env::new();
+    let mut f = Front::attach(&mut env, 5, 0, &card_keys(&[("pb", "p")], &[]));
+    assert_eq!(f.open(&mut env, 0, STEREO48), 0);
+    let mut p = Player::new(0, pattern(20 * 1024), STEREO48.buffer as usize);
+    for _ in 0..20 {
+        p.step(&mut env, &mut f);
+        env.advance(5 * MS);
+    }
+    assert_eq!(env.status("device-underruns"), Some(0), "on time so far");
+    // The driver domain does not run for 300 ms: its 4 queued periods (40 ms) run out.
+    env.world.advance(300 * MS);
+    env.settle();
+    play_all(&mut env, &mut [(&mut f, &mut p)], 5);
+    env.advance(1500 * MS);
+    let st = env.engine.borrow().stats();
+    assert!(st.device_underruns >= 1, "{st:?}");
+    assert_eq!(env.status("device-underruns"), Some(st.device_underruns));
+    assert_eq!(env.status("periods-played"), Some(st.periods_played));
+    assert!(st.periods_played >= 40, "{st:?}");
+    assert_eq!(env.status("periods-recorded"), Some(0));
+}
+
 #[test]
 fn a_last_partial_period_is_reported_so_a_drain_ends() {
     let mut env = Env::new();

@@ -12,6 +12,7 @@ use std::rc::Rc;
 use audioback::device::clock::{ClockDevice, Tap};
 use audioback::device::DeviceParams;
 use audioback::mixer::{Engine, EngineTask, SharedEngine};
+use audioback::status::EngineStatus;
 use audioback::{Options, SndDriver};
 use minios::executor::Executor;
 use minios::host::{DeviceSpec, HostChannel, HostDomain, HostGranted, HostXs, World};
@@ -61,6 +62,8 @@ impl Env {
         let backend = Backend::new(SndDriver::new(engine.clone(), options), DD).shared();
         let mut exec = Executor::new(dd.clone(), dd.xenstore());
         exec.spawn(EngineTask(engine.clone())).unwrap();
+        exec.spawn(EngineStatus::new(engine.clone(), options.stats_ms))
+            .unwrap();
         exec.spawn(backend.clone()).unwrap();
         let mut env = Self {
             world,
@@ -100,6 +103,13 @@ impl Env {
                 "/local/domain/{DD}/data/vsnd/{}/{}/{key}",
                 dev.frontend, dev.devid
             ))
+            .map(|v| v.parse().expect("a number"))
+    }
+
+    /// A counter of the driver domain's own `data/status/`.
+    pub fn status(&self, key: &str) -> Option<u64> {
+        self.world
+            .read_str(&format!("/local/domain/{DD}/data/status/{key}"))
             .map(|v| v.parse().expect("a number"))
     }
 
