@@ -375,8 +375,14 @@ impl<P: Platform> BackendDevice<P> for Vbd<P> {
         }
         let mut more = false;
         let budget = self.options.budget;
+        let now = ctx.now_ns();
         for queue in &mut self.queues {
-            more |= queue.poll(platform, &mut *self.volume, &mut self.stats, budget)?;
+            let (left, hold) =
+                queue.poll(platform, &mut *self.volume, &mut self.stats, budget, now)?;
+            more |= left;
+            if let Some(until) = hold {
+                ctx.wake_at(until);
+            }
         }
         if more {
             ctx.wake_now();

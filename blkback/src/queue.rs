@@ -17,6 +17,7 @@ use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use minios::event_throttle::{EventThrottle, Verdict, SPURIOUS_LIMIT};
 use minios::platform::{DomId, EventChannel, PageSet, Platform};
 use minios::ring::{BackChannel, RingAccessError};
 use xen_abi::blkif::BlkifResponse;
@@ -87,6 +88,8 @@ pub struct Queue<P: Platform> {
     /// request waiting for earlier ones): nothing after it starts before it does.
     waiting: Option<InFlight>,
     next_seq: u64,
+    /// Holds the event channel back during an event storm.
+    events: EventThrottle,
 }
 
 impl<P: Platform> Queue<P> {
@@ -114,6 +117,7 @@ impl<P: Platform> Queue<P> {
             inflight: BTreeMap::new(),
             waiting: None,
             next_seq: 0,
+            events: EventThrottle::new(),
         }
     }
 
@@ -139,20 +143,23 @@ impl<P: Platform> Queue<P> {
     }
 
     /// Takes and handles up to `budget` requests. Returns whether work is left (poll again
-    /// soon). An error means the frontend corrupted the ring.
+    /// soon) and, while the event channel is held back for an event storm
+    /// ([`EventThrottle`]), when to poll again at the latest. An error means the frontend
+    /// corrupted the ring.
     pub fn poll(
         &mut self,
         platform: &P,
         volume: &mut dyn Volume,
         stats: &mut Stats,
         budget: usize,
-    ) -> Result<bool, RingAccessError> {
-        let _ = self.channel.take_pending();
+        now_ns: u64,
+    ) -> Result<(bool, Option<u64>), RingAccessError> {
+        let fired = self.events.take(&self.channel, now_ns);
         let mut more = false;
+        let mut done = 0;
         // Nothing after a barrier or flush starts before it has completed.
         let ordered_busy = self.inflight.values().any(|f| f.job.ordered);
         if !ordered_busy && self.retry_waiting(platform, volume, stats) {
-            let mut done = 0;
             loop {
                 if done == budget {
                     more = true;
@@ -177,7 +184,23 @@ impl<P: Platform> Queue<P> {
             }
         }
         self.push()?;
-        Ok(more)
+        let hold = match self.events.account(&self.channel, now_ns, fired, done > 0) {
+            Verdict::Open => None,
+            Verdict::Held { until_ns, started } => {
+                if started {
+                    stats.event_holds += 1;
+                    if stats.event_holds == 1 {
+                        log::info!(
+                            "{}: event storm ({SPURIOUS_LIMIT} notifications in a row with \
+                             no new request): holding its event channel back",
+                            stats.label()
+                        );
+                    }
+                }
+                Some(until_ns)
+            }
+        };
+        Ok((more, hold))
     }
 
     /// Publishes responses and notifies the frontend if it asked.

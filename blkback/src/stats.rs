@@ -50,7 +50,7 @@ const CLASS_KEYS: [&str; CLASSES] = [
 ];
 
 /// Keys published per device: [`Stats::fields`].
-pub const FIELDS: usize = 8 + CLASSES;
+pub const FIELDS: usize = 9 + CLASSES;
 
 /// Counters of one device (all its queues).
 #[derive(Clone, Debug)]
@@ -79,6 +79,9 @@ pub struct Stats {
     pub drains: u64,
     /// Completions for requests of an earlier connection (dropped).
     pub stale_completions: u64,
+    /// Times the event channel was held back for an event storm
+    /// ([`minios::event_throttle`]).
+    pub event_holds: u64,
     /// Failed or refused requests per class (the first of each logged).
     pub errors: ErrorLog<CLASSES>,
 }
@@ -99,6 +102,7 @@ impl Stats {
             busy: 0,
             drains: 0,
             stale_completions: 0,
+            event_holds: 0,
             errors: ErrorLog::new(module_path!(), label, CLASS_NAMES, ""),
         }
     }
@@ -120,7 +124,7 @@ impl Stats {
 
     /// `(key, value)` pairs as published in xenstore: Linux blkback's `statistics/` names
     /// (`rd_req`, `wr_req`, `f_req`, `ds_req`, `oo_req`, `rd_sect`, `wr_sect` in 512-byte
-    /// sectors), then `errors` and the errors per class (`err_invalid`, `err_unsupported`,
+    /// sectors), `event_holds` (event-storm holds), then `errors` and the errors per class (`err_invalid`, `err_unsupported`,
     /// `err_range`, `err_refused`, `err_grant`, `err_store`).
     pub fn fields(&self) -> [(&'static str, u64); FIELDS] {
         let mut out = [("", 0); FIELDS];
@@ -132,6 +136,7 @@ impl Stats {
             ("oo_req", self.busy),
             ("rd_sect", self.bytes_read / 512),
             ("wr_sect", self.bytes_written / 512),
+            ("event_holds", self.event_holds),
             ("errors", self.errors.total()),
         ];
         out[..common.len()].copy_from_slice(&common);
@@ -175,6 +180,9 @@ impl fmt::Display for Stats {
             self.busy,
             self.drains
         )?;
+        if self.event_holds > 0 {
+            write!(f, ", event channel held back {} times", self.event_holds)?;
+        }
         if self.errors.total() > 0 {
             write!(f, ", errors: {}", self.errors)?;
         }
@@ -191,6 +199,7 @@ mod tests {
         let mut s = Stats::new("vbd 5/51712 (vol1)".into());
         (s.reads, s.writes, s.flushes, s.discards, s.busy) = (1, 2, 3, 4, 5);
         (s.bytes_read, s.bytes_written) = (6 * 512, 7 * 512);
+        s.event_holds = 8;
         let classes = [
             ErrorClass::Invalid,
             ErrorClass::Unsupported,
@@ -212,6 +221,7 @@ mod tests {
             ("oo_req", 5),
             ("rd_sect", 6),
             ("wr_sect", 7),
+            ("event_holds", 8),
             ("errors", 21),
             ("err_invalid", 1),
             ("err_unsupported", 2),

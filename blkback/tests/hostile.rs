@@ -9,7 +9,8 @@ mod common;
 use blkback::backend::Options;
 use blkback::stats::ErrorClass;
 use common::*;
-use minios::platform::{Access, EventChannel, GrantedPage, Grants, SharedMem};
+use minios::event_throttle::{HOLD_MIN_NS, SPURIOUS_LIMIT};
+use minios::platform::{Access, EventChannel, GrantedPage, Grants, Platform, SharedMem};
 use xen_abi::blkif::*;
 use xen_abi::ring::SharedRingIndices;
 use xen_abi::WireStruct;
@@ -808,6 +809,57 @@ fn event_storm_costs_bounded_work() {
     assert!(r.iter().all(|r| r.status == BLKIF_RSP_OKAY));
     assert_eq!(env.be_key(&victim.dev, "state").as_deref(), Some("4"));
     healthy_still_works(&mut env, &mut healthy, 11);
+}
+
+/// After [`SPURIOUS_LIMIT`] empty notifications in a row the victim's port is held back:
+/// masked, so its notifications no longer wake the driver domain (a storm no longer costs a
+/// pass per notification), with a pass asked for when the hold ends. A request produced
+/// during the hold is answered then, the healthy guest is served throughout, and the hold is
+/// counted in the device's `event_holds`.
+#[test]
+fn event_storm_is_held_back_and_served_after() {
+    let (mut env, mut victim, mut healthy) = setup_with_budget(8);
+    let port = dd_port(&env, &victim);
+    for i in 0..SPURIOUS_LIMIT {
+        assert!(!env.world.port_masked(DD, port), "held after {i}");
+        victim.queues[0].port.notify().unwrap();
+        env.exec.run_once();
+    }
+    assert!(env.world.port_masked(DD, port), "held after the limit");
+    // Notifications during the hold do not wake the driver domain.
+    for _ in 0..1000 {
+        victim.queues[0].port.notify().unwrap();
+    }
+    let idle = env.world.idle_waits();
+    env.exec.platform().wait(None);
+    assert_eq!(
+        env.world.idle_waits(),
+        idle + 1,
+        "a held port woke the domain"
+    );
+    let page = victim.dom.grant_page(DD, Access::ReadWrite).unwrap();
+    produce_reads(&mut victim, page.gref(), 1, 500);
+    env.exec.platform().wait(None);
+    assert_eq!(
+        env.world.idle_waits(),
+        idle + 2,
+        "a held port woke the domain"
+    );
+    // The driver domain asked for a pass when the hold ends.
+    let wake = env.exec.run_once();
+    let hold_end = env.world.now_ns() + HOLD_MIN_NS;
+    assert!(wake.is_some_and(|t| t <= hold_end), "{wake:?}");
+    healthy_still_works(&mut env, &mut healthy, 12);
+    env.world.advance(HOLD_MIN_NS);
+    env.settle();
+    let r = victim.responses(0);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].status, BLKIF_RSP_OKAY);
+    assert!(!env.world.port_masked(DD, port), "work ends the hold");
+    env.advance(2_000_000_000);
+    assert!(env.counter(&victim.dev, "event_holds").unwrap() >= 1);
+    assert_eq!(env.counter(&healthy.dev, "event_holds"), Some(0));
+    healthy_still_works(&mut env, &mut healthy, 13);
 }
 
 // --- 15: the backend flooding the frontend (XSA-391) ----------------------------------------

@@ -14,6 +14,7 @@
 //!   command-line options, parsed strictly.
 //! - [`data_area`]: what a driver domain publishes under `data/` (facts, counters);
 //!   [`error_log`]: per-device error counts that log only the first of each class.
+//! - [`event_throttle`]: holding back a port whose frontend notifies with nothing to do.
 //! - `host` (feature `host`): the in-process platform for tests and fuzzers.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod blockdev;
 pub mod data_area;
 pub mod driver_domain;
 pub mod error_log;
+pub mod event_throttle;
 pub mod executor;
 #[cfg(any(test, feature = "host"))]
 pub mod host;

@@ -396,8 +396,17 @@ pub trait EventChannel {
     /// Notifies the remote end (`EVTCHNOP_send`).
     fn notify(&self) -> Result<(), XenErrno>;
 
-    /// Returns whether the port fired since the last call, and clears the flag.
+    /// Returns whether the port fired since the last call, and clears the flag. A masked
+    /// port reports nothing until it is unmasked.
     fn take_pending(&self) -> bool;
+
+    /// Stops the port from waking [`Platform::wait`]; notifications still mark it pending
+    /// and are reported once it is unmasked (see [`crate::event_throttle`]).
+    fn mask(&self);
+
+    /// Lets the port wake [`Platform::wait`] again; a notification that arrived while it was
+    /// masked is delivered now.
+    fn unmask(&self) -> Result<(), XenErrno>;
 }
 
 /// Event-channel operations.

@@ -294,6 +294,14 @@ impl minios::platform::EventChannel for Channel {
     fn take_pending(&self) -> bool {
         Channel::take_pending(self)
     }
+
+    fn mask(&self) {
+        Channel::mask(self)
+    }
+
+    fn unmask(&self) -> Result<(), XenErrno> {
+        Channel::unmask(self)
+    }
 }
 
 #[cfg(test)]

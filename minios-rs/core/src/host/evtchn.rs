@@ -21,6 +21,8 @@ enum State {
 struct Port {
     state: State,
     pending: bool,
+    /// Masked by its owner: its pending flag neither wakes `wait` nor is taken.
+    masked: bool,
     /// Notifications sent from this port.
     sent: u64,
 }
@@ -57,6 +59,7 @@ impl EventChannels {
             Port {
                 state,
                 pending: false,
+                masked: false,
                 sent: 0,
             },
         );
@@ -164,15 +167,39 @@ impl EventChannels {
 
     pub(crate) fn take_pending(&mut self, domid: DomId, port: EvtchnPort) -> bool {
         match self.ports.get_mut(&domid).and_then(|d| d.get_mut(&port)) {
-            Some(p) => core::mem::replace(&mut p.pending, false),
-            None => false,
+            Some(p) if !p.masked => core::mem::replace(&mut p.pending, false),
+            _ => false,
         }
+    }
+
+    /// Masks or unmasks one of `domid`'s ports (its pending flag is kept either way).
+    pub(crate) fn set_masked(
+        &mut self,
+        domid: DomId,
+        port: EvtchnPort,
+        masked: bool,
+    ) -> Result<(), XenErrno> {
+        let p = self
+            .ports
+            .get_mut(&domid)
+            .and_then(|d| d.get_mut(&port))
+            .ok_or(XenErrno::EINVAL)?;
+        p.masked = masked;
+        Ok(())
+    }
+
+    /// Whether one of `domid`'s ports is masked.
+    pub(crate) fn is_masked(&self, domid: DomId, port: EvtchnPort) -> bool {
+        self.ports
+            .get(&domid)
+            .and_then(|d| d.get(&port))
+            .is_some_and(|p| p.masked)
     }
 
     pub(crate) fn any_pending(&self, domid: DomId) -> bool {
         self.ports
             .get(&domid)
-            .is_some_and(|d| d.values().any(|p| p.pending))
+            .is_some_and(|d| d.values().any(|p| p.pending && !p.masked))
     }
 
     pub(crate) fn open_ports(&self, domid: DomId) -> usize {

@@ -430,6 +430,11 @@ impl World {
         self.lock().events.open_ports(domid)
     }
 
+    /// Whether `domid` holds `port` masked (an event storm being held back).
+    pub fn port_masked(&self, domid: DomId, port: EvtchnPort) -> bool {
+        self.lock().events.is_masked(domid, port)
+    }
+
     /// Notifications `domid` has sent through `port` (XSA-391 bounds).
     pub fn notifications_sent(&self, domid: DomId, port: EvtchnPort) -> u64 {
         self.lock().events.sent(domid, port)
@@ -670,6 +675,19 @@ impl EventChannel for HostChannel {
     }
     fn take_pending(&self) -> bool {
         self.world.lock().events.take_pending(self.domid, self.port)
+    }
+    fn mask(&self) {
+        let _ = self
+            .world
+            .lock()
+            .events
+            .set_masked(self.domid, self.port, true);
+    }
+    fn unmask(&self) -> Result<(), XenErrno> {
+        self.world
+            .lock()
+            .events
+            .set_masked(self.domid, self.port, false)
     }
 }
 
