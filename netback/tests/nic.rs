@@ -198,6 +198,39 @@ fn interrupts_and_refused_frames_show_in_the_status() {
     assert_eq!(status(&h, "uplink-rx-malformed"), Some(1));
 }
 
+/// The wire answers while the driver domain is still in the pass that sent the frame (QEMU's
+/// user network answers a ping inside the doorbell write): the answer reaches the guest in
+/// that pass or the pass asks for another at once. It must not wait in the switch for the
+/// next, unrelated wake-up (on the testbed a ping's round trip was the ping interval).
+#[test]
+fn an_answer_that_arrives_during_the_pass_is_not_left_waiting() {
+    let nic = FakeNic::new();
+    nic.0.borrow_mut().answer = Some(|f: &[u8]| {
+        let mut r = f.to_vec();
+        r[0..6].copy_from_slice(&f[6..12]);
+        r[6..12].copy_from_slice(&f[0..6]);
+        Some(r)
+    });
+    let (mut h, mut a, _b) = nic_harness(CMD, &nic);
+    for round in 0..3u32 {
+        let out = udp_frame(GW_MAC, mac(5), [10, 0, 2, 15], GW_IP, &pattern(200, round));
+        a.send(&out, &SendOpts::default());
+        let mut passes = 0;
+        loop {
+            let wake = h.pass();
+            passes += 1;
+            if !a.take_received().is_empty() {
+                break;
+            }
+            assert!(
+                wake.is_some_and(|t| t <= h.world.now_ns()),
+                "round {round}: the answer waits with nothing due after {passes} passes"
+            );
+            assert!(passes < 10, "round {round}: never delivered");
+        }
+    }
+}
+
 #[test]
 fn without_a_nic_uplink_the_default_is_no_address() {
     let h = Harness::new("netback.uplink=off");

@@ -315,6 +315,9 @@ impl<P: Platform> Task<P> for Datapath<P> {
         more |= self.rx_pass(platform);
         if let Some((port, up)) = self.uplink.as_mut() {
             more |= up.poll(&mut self.switch, *port, now);
+            // Deliver what that poll took in: its interrupt is taken, so nothing else would
+            // wake us for it (a ping's answer waited for the next ping).
+            more |= self.rx_pass(platform);
         }
         let t = platform.now_ns();
         self.push_and_notify(platform);

@@ -150,9 +150,10 @@ impl Harness {
         }
     }
 
-    /// One executor pass.
-    pub fn pass(&mut self) {
-        self.exec.run_once();
+    /// One executor pass; returns when the driver domain asks to run again (`None`: only
+    /// when an event arrives).
+    pub fn pass(&mut self) -> Option<u64> {
+        self.exec.run_once()
     }
 
     pub fn advance(&mut self, ns: u64) {
@@ -805,6 +806,12 @@ pub struct NicState {
     pub offloads: NetOffloads,
     /// An interrupt is pending.
     pub irq: bool,
+    /// The wire's answer to a transmitted frame, delivered (with an interrupt) as soon as
+    /// the driver rings the doorbell, as QEMU's user network answers a ping while the
+    /// doorbell write is still being handled.
+    pub answer: Option<fn(&[u8]) -> Option<Vec<u8>>>,
+    /// Transmitted frames already answered.
+    pub answered: usize,
 }
 
 /// A network device on the host: frames go to and come from [`NicState`].
@@ -894,6 +901,18 @@ impl NetDevice for FakeNic {
         Ok(())
     }
     fn flush(&mut self) -> Result<(), NetError> {
-        self.check()
+        self.check()?;
+        let mut s = self.0.borrow_mut();
+        if let Some(answer) = s.answer {
+            while s.answered < s.tx.len() {
+                let reply = answer(&s.tx[s.answered].0);
+                s.answered += 1;
+                if let Some(reply) = reply {
+                    s.rx.push_back((reply, RxCsum::Unverified));
+                    s.irq = true;
+                }
+            }
+        }
+        Ok(())
     }
 }
