@@ -791,6 +791,9 @@ pub fn req_event(r: &SharedRing<HostGranted>) -> u32 {
 // A NIC the driver domain owns
 // ---------------------------------------------------------------------------------------------
 
+/// How the fake wire answers one transmitted frame (`None`: no answer).
+pub type WireAnswer = fn(&[u8]) -> Option<Vec<u8>>;
+
 /// What a [`FakeNic`] saw and will deliver; shared with the test.
 #[derive(Default)]
 pub struct NicState {
@@ -809,7 +812,7 @@ pub struct NicState {
     /// The wire's answer to a transmitted frame, delivered (with an interrupt) as soon as
     /// the driver rings the doorbell, as QEMU's user network answers a ping while the
     /// doorbell write is still being handled.
-    pub answer: Option<fn(&[u8]) -> Option<Vec<u8>>>,
+    pub answer: Option<WireAnswer>,
     /// Transmitted frames already answered.
     pub answered: usize,
 }
