@@ -259,6 +259,7 @@ impl<P: Platform> Task<P> for StatusTask<P> {
             ("poll-us", st.poll_ns / 1000),
             ("copy-us", st.copy_ns / 1000),
             ("notify-us", st.notify_ns / 1000),
+            ("event-holds", st.event_holds),
             ("uplink-interrupts", up.interrupts),
             ("uplink-rx-malformed", up.rx_malformed),
         ];

@@ -41,6 +41,12 @@ impl<M: SharedMem> NetBackRing<M> {
         Ok(self.back.unconsumed_requests(&self.ring)?)
     }
 
+    /// Where the frontend's request index stands (taken plus unconsumed requests); an error
+    /// if its index is impossible.
+    pub fn produced(&self) -> Result<u32, RingAccessError> {
+        Ok(self.back.req_cons().wrapping_add(self.unconsumed()?))
+    }
+
     /// Takes the next slot as a `T`, copied out once. Fails if none is available.
     pub fn take<T: WireStruct>(&mut self) -> Result<T, RingAccessError> {
         match self.back.next_request(&self.ring)? {

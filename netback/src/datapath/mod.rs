@@ -27,6 +27,7 @@
 //! sender error responses and `tx-errors`.
 
 mod rx;
+mod storm;
 mod tx;
 
 use alloc::collections::{BTreeMap, BTreeSet};
@@ -72,6 +73,8 @@ struct Vif<P: Platform> {
     errors: ErrorLog<1>,
     notify_tx: bool,
     notify_rx: bool,
+    /// Its ports held back during an event storm.
+    events: storm::VifEvents,
 }
 
 impl<P: Platform> Vif<P> {
@@ -117,6 +120,8 @@ pub struct DatapathStats {
     pub notify_ns: u64,
     /// Failed notifications (the frontend's port is gone).
     pub notify_failures: u64,
+    /// Times a vif's event channel was held back for an event storm.
+    pub event_holds: u64,
 }
 
 /// The data path (see the module documentation). Shared as `Rc<RefCell<Datapath<P>>>` between
@@ -177,6 +182,7 @@ impl<P: Platform> Datapath<P> {
                 errors,
                 notify_tx: false,
                 notify_rx: false,
+                events: storm::VifEvents::default(),
             },
         );
         id
@@ -289,6 +295,36 @@ impl<P: Platform> Datapath<P> {
 }
 
 impl<P: Platform> Datapath<P> {
+    /// Accounts every vif's notifications of this pass (event storms, `storm.rs`); returns
+    /// when to poll again to end the earliest hold.
+    fn account_events(&mut self, now: u64) -> Option<u64> {
+        let mut wake: Option<u64> = None;
+        for (&port, vif) in self.vifs.iter_mut() {
+            if vif.fatal.is_some() {
+                continue;
+            }
+            let c = &vif.conn;
+            let (until, started) =
+                vif.events
+                    .account(&c.tx_evt, c.rx_evt.as_ref(), &c.tx, &c.rx, now);
+            if started {
+                self.stats.event_holds += 1;
+                if vif.events.holds == 1 {
+                    info!(
+                        "{}: event storm ({} notifications in a row with nothing new): \
+                         holding its event channel back",
+                        self.switch.describe(port),
+                        minios::event_throttle::SPURIOUS_LIMIT
+                    );
+                }
+            }
+            if let Some(t) = until {
+                wake = Some(wake.map_or(t, |w| w.min(t)));
+            }
+        }
+        wake
+    }
+
     /// Whether a parked packet's receiver has room now (or is gone): worth another pass.
     fn parked_can_move(&self) -> bool {
         self.parked.iter().any(|p| {
@@ -330,6 +366,9 @@ impl<P: Platform> Task<P> for Datapath<P> {
         self.stats.poll_ns += end.saturating_sub(now);
         if before != (self.stats.copy_batches, self.stats.notifications) {
             self.stats.busy_passes += 1;
+        }
+        if let Some(t) = self.account_events(now) {
+            cx.wake_at(t);
         }
         if more || self.vifs.values().any(|v| v.fatal.is_some()) || self.parked_can_move() {
             cx.wake_now();

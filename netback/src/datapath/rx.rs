@@ -4,7 +4,7 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use minios::platform::{local_room, CopyDst, CopyOp, CopySrc, EventChannel, ForeignRef, Platform};
+use minios::platform::{local_room, CopyDst, CopyOp, CopySrc, ForeignRef, Platform};
 use minios::ring::RingAccessError;
 use xen_abi::netif::{NetifRxRequest, NETIF_RSP_ERROR};
 use xen_abi::XEN_PAGE_SIZE;
@@ -39,7 +39,7 @@ impl<P: Platform> Datapath<P> {
         let mut more = false;
         for (&port, vif) in self.vifs.iter_mut() {
             if let Some(ch) = &vif.conn.rx_evt {
-                let _ = ch.take_pending();
+                vif.events.take_rx(ch, platform.now_ns());
             }
             if vif.fatal.is_some() {
                 continue;

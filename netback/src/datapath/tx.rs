@@ -33,7 +33,7 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use minios::platform::{local_room, CopyDst, CopyOp, CopySrc, EventChannel, ForeignRef, Platform};
+use minios::platform::{local_room, CopyDst, CopyOp, CopySrc, ForeignRef, Platform};
 use minios::ring::RingAccessError;
 use xen_abi::netif::{NetifRxRequest, NETIF_RSP_ERROR};
 use xen_abi::XEN_PAGE_SIZE;
@@ -194,7 +194,7 @@ impl<P: Platform> Datapath<P> {
         let carry = core::mem::take(&mut self.carry);
         if carry.is_empty() {
             let skip = parked_ports(&batch);
-            let (mut new, m) = self.take_tx(&skip);
+            let (mut new, m) = self.take_tx(&skip, now);
             more |= m;
             let mut ops: Vec<CopyOp<'_>> = Vec::with_capacity(new.len() * 2);
             let mut owner: Vec<Owner> = Vec::with_capacity(new.len() * 2);
@@ -236,7 +236,7 @@ impl<P: Platform> Datapath<P> {
             batch.into_iter().partition(|p| p.waits_for().is_some());
         self.parked = parked;
         let skip: BTreeSet<PortId> = waiting.into_keys().collect();
-        let (mut next, m) = self.take_tx(&skip);
+        let (mut next, m) = self.take_tx(&skip, now);
         more |= m;
         let mut ok = vec![true; batch.len()];
         let failed = {
@@ -270,7 +270,7 @@ impl<P: Platform> Datapath<P> {
 
     /// Takes up to the budget of packets from every vif's TX ring; malformed ones are
     /// answered at once.
-    fn take_tx(&mut self, skip: &BTreeSet<PortId>) -> (Vec<TxPending>, bool) {
+    fn take_tx(&mut self, skip: &BTreeSet<PortId>, now: u64) -> (Vec<TxPending>, bool) {
         let mut batch: Vec<TxPending> = Vec::new();
         let mut bytes = 0usize;
         let mut more = false;
@@ -281,7 +281,7 @@ impl<P: Platform> Datapath<P> {
             if vif.fatal.is_some() {
                 continue;
             }
-            let _ = vif.conn.tx_evt.take_pending();
+            vif.events.take_tx(&vif.conn.tx_evt, now);
             if skip.contains(&port) {
                 continue; // a packet of its waits: the rest stays in its ring
             }
