@@ -230,12 +230,16 @@ impl<P: Platform> BackendDevice<P> for Vsnd<P> {
     fn poll(&mut self, ctx: &mut DeviceCtx<'_, P>) -> Result<(), DeviceError> {
         let mut more = false;
         let budget = self.options.budget;
+        let now = ctx.now_ns();
         for stream in &mut self.streams {
             more |= stream
-                .poll(ctx.platform, &mut self.stats, budget)
+                .poll(ctx.platform, &mut self.stats, budget, now)
                 .map_err(|e| {
                     DeviceError::from(e).context(&format!("stream {}", stream.config().unique_id))
                 })?;
+            if let Some(t) = stream.hold_until() {
+                ctx.wake_at(t);
+            }
         }
         if more {
             ctx.wake_now();

@@ -47,7 +47,7 @@ const CLASS_KEYS: [&str; CLASSES] = [
 ];
 
 /// Keys published per device.
-pub const FIELDS: usize = 8 + CLASSES;
+pub const FIELDS: usize = 9 + CLASSES;
 
 /// Counters of one device (all its streams).
 #[derive(Clone, Debug)]
@@ -68,6 +68,9 @@ pub struct Stats {
     pub underruns: u64,
     /// READs that found fewer captured bytes than asked (the rest is silence).
     pub short_reads: u64,
+    /// Times one of the streams' event channels was held back for an event storm
+    /// ([`minios::event_throttle`]).
+    pub event_holds: u64,
     errors: ErrorLog<CLASSES>,
 }
 
@@ -83,6 +86,7 @@ impl Stats {
             events_dropped: 0,
             underruns: 0,
             short_reads: 0,
+            event_holds: 0,
             errors: ErrorLog::new(module_path!(), label, CLASS_NAMES, ""),
         }
     }
@@ -114,6 +118,7 @@ impl Stats {
             ("events_dropped", self.events_dropped),
             ("underruns", self.underruns),
             ("short_reads", self.short_reads),
+            ("event_holds", self.event_holds),
             e(0),
             e(1),
             e(2),

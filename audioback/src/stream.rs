@@ -20,6 +20,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use minios::event_throttle::{EventThrottle, Verdict, SPURIOUS_LIMIT};
 use minios::platform::{DomId, EventChannel, Platform, XenErrno};
 use minios::ring::{BackChannel, RingAccessError};
 use xen_abi::sndif::{XensndReq, XensndResp};
@@ -71,6 +72,13 @@ pub struct Stream<P: Platform> {
     event_channel: P::Channel,
     engine: SharedEngine,
     open: Option<Open<P::Mapping>>,
+    /// Event-storm accounting of the request ring's port (work: its request index moved)
+    /// and of the event page's port (on which a frontend has nothing to say).
+    storm: (EventThrottle, EventThrottle),
+    /// The request index at the end of the last poll.
+    seen: Option<u32>,
+    /// While a port is held back: when to poll again to end the hold.
+    held_until: Option<u64>,
 }
 
 fn errno(e: XenErrno) -> i32 {
@@ -96,6 +104,9 @@ impl<P: Platform> Stream<P> {
             event_channel: rings.event_channel,
             engine,
             open: None,
+            storm: (EventThrottle::new(), EventThrottle::new()),
+            seen: None,
+            held_until: None,
         }
     }
 
@@ -120,6 +131,12 @@ impl<P: Platform> Stream<P> {
         self.events.next_id()
     }
 
+    /// While one of the stream's ports is held back for an event storm
+    /// ([`minios::event_throttle`]): when to poll again at the latest.
+    pub fn hold_until(&self) -> Option<u64> {
+        self.held_until
+    }
+
     /// Takes and answers up to `budget` requests, then reports the position. Returns
     /// whether to poll again soon: requests are left, or some were answered (a TRIGGER may
     /// have started the mixer, which runs in the next pass). An error means the frontend
@@ -129,9 +146,10 @@ impl<P: Platform> Stream<P> {
         platform: &P,
         stats: &mut Stats,
         budget: usize,
+        now_ns: u64,
     ) -> Result<bool, RingAccessError> {
-        let _ = self.ring_channel.take_pending();
-        let _ = self.event_channel.take_pending();
+        let ring_fired = self.storm.0.take(&self.ring_channel, now_ns);
+        let event_fired = self.storm.1.take(&self.event_channel, now_ns);
         let mut more = false;
         let mut done = 0;
         loop {
@@ -156,6 +174,33 @@ impl<P: Platform> Stream<P> {
             let _ = self.ring_channel.notify();
         }
         self.report(stats);
+        let seen = self.ring.produced().ok();
+        let moved = seen != self.seen;
+        self.seen = seen;
+        let verdicts = [
+            self.storm
+                .0
+                .account(&self.ring_channel, now_ns, ring_fired, moved),
+            self.storm
+                .1
+                .account(&self.event_channel, now_ns, event_fired, false),
+        ];
+        self.held_until = None;
+        for v in verdicts {
+            if let Verdict::Held { until_ns, started } = v {
+                self.held_until = Some(self.held_until.map_or(until_ns, |t| t.min(until_ns)));
+                if started {
+                    stats.event_holds += 1;
+                    if stats.event_holds == 1 {
+                        log::info!(
+                            "{}: event storm ({SPURIOUS_LIMIT} notifications in a row with \
+                             nothing new): holding its event channel back",
+                            self.label
+                        );
+                    }
+                }
+            }
+        }
         Ok(more || done > 0)
     }
 

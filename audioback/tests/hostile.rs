@@ -6,7 +6,8 @@
 mod common;
 
 use common::*;
-use minios::platform::{Access, EventChannel, GrantedPage, Grants, SharedMem};
+use minios::event_throttle::SPURIOUS_LIMIT;
+use minios::platform::{Access, EventChannel, GrantedPage, Grants, Platform, SharedMem};
 use xen_abi::sndif::*;
 use xen_abi::WireStruct;
 
@@ -65,6 +66,54 @@ impl Healthy {
 
 fn victim(env: &mut Env) -> Front {
     Front::attach(env, 6, 0, &card_keys(&[("pb", "p"), ("cap", "c")], &[]))
+}
+
+// --- 6: event storm -------------------------------------------------------------------------
+
+/// After `SPURIOUS_LIMIT` empty notifications in a row (a pass after each) on a stream's
+/// request port and on its event port, both are held back: masked, so they no longer wake
+/// the driver domain. The healthy guest keeps playing, the victim's stream works again once
+/// the storm is over, and the holds are counted in the card's `event_holds`.
+#[test]
+fn event_storm_is_held_back() {
+    let mut env = Env::new();
+    let mut healthy = Healthy::start(&mut env);
+    let mut v = victim(&mut env);
+    let ports = [v.streams[0].ring_port.port(), v.streams[0].evt_port.port()];
+    let dd = ports.map(|p| env.world.port_peer(6, p).unwrap().1);
+    for i in 0..SPURIOUS_LIMIT {
+        assert!(!env.world.port_masked(DD, dd[0]), "held after {i}");
+        v.streams[0].ring_port.notify().unwrap();
+        v.streams[0].evt_port.notify().unwrap();
+        env.exec.run_once();
+    }
+    assert!(dd.iter().all(|&p| env.world.port_masked(DD, p)));
+    for _ in 0..1000 {
+        v.streams[0].ring_port.notify().unwrap();
+        v.streams[0].evt_port.notify().unwrap();
+    }
+    let idle = env.world.idle_waits();
+    env.exec.platform().wait(None);
+    assert_eq!(
+        env.world.idle_waits(),
+        idle + 1,
+        "a held port woke the domain"
+    );
+    healthy.still_plays(&mut env);
+    assert_eq!(
+        v.open(&mut env, 0, STEREO48),
+        0,
+        "the victim's stream works again"
+    );
+    assert!(
+        !env.world.port_masked(DD, dd[0]),
+        "work ends the request port's hold"
+    );
+    // Playing on while the counters are published (at most every stats_ms).
+    healthy.run(&mut env, 2_000);
+    assert!(env.counter(&v.dev, "event_holds").unwrap() >= 2);
+    assert_eq!(env.counter(&healthy.f.dev, "event_holds"), Some(0));
+    healthy.still_plays(&mut env);
 }
 
 // --- sndif extras ---------------------------------------------------------------------------

@@ -50,7 +50,7 @@ const CLASS_KEYS: [&str; CLASSES] = [
 ];
 
 /// Keys published per controller: [`Stats::fields`].
-pub const FIELDS: usize = 10 + CLASSES;
+pub const FIELDS: usize = 11 + CLASSES;
 
 /// Counters of one virtual controller.
 #[derive(Clone, Debug)]
@@ -75,6 +75,9 @@ pub struct Stats {
     pub bytes_out: u64,
     /// Port changes announced on the conn ring.
     pub announcements: u64,
+    /// Times the event channel was held back for an event storm
+    /// ([`minios::event_throttle`]).
+    pub event_holds: u64,
     /// Refused or failed URBs per class.
     pub errors: ErrorLog<CLASSES>,
 }
@@ -93,6 +96,7 @@ impl Stats {
             bytes_in: 0,
             bytes_out: 0,
             announcements: 0,
+            event_holds: 0,
             errors: ErrorLog::new(module_path!(), label, CLASS_NAMES, ""),
         }
     }
@@ -125,6 +129,7 @@ impl Stats {
             ("bytes_in", self.bytes_in),
             ("bytes_out", self.bytes_out),
             ("port_changes", self.announcements),
+            ("event_holds", self.event_holds),
             ("errors", self.errors.total()),
         ];
         out[..common.len()].copy_from_slice(&common);
@@ -152,6 +157,9 @@ impl fmt::Display for Stats {
             self.bytes_out,
             self.announcements
         )?;
+        if self.event_holds > 0 {
+            write!(f, ", event channel held back {} times", self.event_holds)?;
+        }
         if self.errors.total() > 0 {
             write!(f, ", errors: {}", self.errors)?;
         }

@@ -27,6 +27,7 @@ use alloc::vec::Vec;
 
 use log::{info, warn};
 use minios::data_area::CounterPublisher;
+use minios::event_throttle::{EventThrottle, Verdict, SPURIOUS_LIMIT};
 use minios::platform::{Access, EventChannel, Platform, XenErrno};
 use minios::ring::{BackChannel, RingAccessError};
 use minios::xenbus::{quote, BackendDevice, BackendDriver, DeviceCtx, DeviceError};
@@ -168,6 +169,10 @@ struct Connection<P: Platform> {
     urb: UrbRing<P::Mapping>,
     conn: ConnRing<P::Mapping>,
     channel: P::Channel,
+    /// Holds the event channel back during an event storm.
+    events: EventThrottle,
+    /// Both rings' request indices at the end of the last poll (work = either moved).
+    seen: (Option<u32>, Option<u32>),
     /// By hub tag.
     inflight: BTreeMap<u64, InFlight>,
     /// Per port (index = port − 1).
@@ -790,6 +795,8 @@ impl<P: Platform> BackendDevice<P> for Vusb<P> {
             urb,
             conn,
             channel,
+            events: EventThrottle::new(),
+            seen: (None, None),
             inflight: BTreeMap::new(),
             told: alloc::vec![Told::default(); usize::from(self.ports.len())],
         });
@@ -808,10 +815,11 @@ impl<P: Platform> BackendDevice<P> for Vusb<P> {
     }
 
     fn poll(&mut self, ctx: &mut DeviceCtx<'_, P>) -> Result<(), DeviceError> {
-        let Some(c) = self.conn.as_ref() else {
+        let now = ctx.now_ns();
+        let Some(c) = self.conn.as_mut() else {
             return Ok(());
         };
-        let _ = c.channel.take_pending();
+        let fired = c.events.take(&c.channel, now);
         let platform = ctx.platform;
         let fe = ctx.id.frontend_id;
         let mut more = self.hub.borrow_mut().pump();
@@ -828,6 +836,24 @@ impl<P: Platform> BackendDevice<P> for Vusb<P> {
             if urb || conn {
                 // A closed remote port only means the frontend is going away.
                 let _ = c.channel.notify();
+            }
+            let seen = (c.urb.produced().ok(), c.conn.produced().ok());
+            let moved = seen != c.seen;
+            c.seen = seen;
+            if let Verdict::Held { until_ns, started } =
+                c.events.account(&c.channel, now, fired, moved)
+            {
+                if started {
+                    self.stats.event_holds += 1;
+                    if self.stats.event_holds == 1 {
+                        info!(
+                            "{}: event storm ({SPURIOUS_LIMIT} notifications in a row with \
+                             no new request): holding its event channel back",
+                            self.stats.label()
+                        );
+                    }
+                }
+                ctx.wake_at(until_ns);
             }
         }
         if more {

@@ -8,8 +8,9 @@
 mod common;
 
 use common::*;
+use minios::event_throttle::{HOLD_MAX_NS, SPURIOUS_LIMIT};
 use minios::host::HostGranted;
-use minios::platform::{Access, EventChannel, GrantedPage, Grants, SharedMem};
+use minios::platform::{Access, EventChannel, GrantedPage, Grants, Platform, SharedMem};
 use usbback::host::Speed;
 use usbback::stats::ErrorClass;
 use xen_abi::usbif::*;
@@ -370,6 +371,41 @@ fn event_storm_costs_bounded_work() {
     assert_eq!(env.vusb(5, 0, |v| v.stats().requests), before);
     healthy_still_works(&mut env, &mut healthy, 14);
     victim.loopback(&mut env, 1, 5, &pattern(64, 15));
+}
+
+/// After `SPURIOUS_LIMIT` empty notifications in a row (a pass after each) the victim's port
+/// is held back: masked, so its notifications no longer wake the driver domain. The healthy
+/// guest is served during the hold, the victim's own transfer goes through once it ends, and
+/// the hold is counted in the controller's `event_holds`.
+#[test]
+fn event_storm_is_held_back() {
+    let (mut env, mut victim, mut healthy) = start();
+    let port = victim.port.as_ref().unwrap().port();
+    let dd = env.world.port_peer(5, port).unwrap().1;
+    for i in 0..SPURIOUS_LIMIT {
+        assert!(!env.world.port_masked(DD, dd), "held after {i}");
+        victim.port.as_ref().unwrap().notify().unwrap();
+        env.exec.run_once();
+    }
+    assert!(env.world.port_masked(DD, dd), "held after the limit");
+    for _ in 0..1000 {
+        victim.port.as_ref().unwrap().notify().unwrap();
+    }
+    let idle = env.world.idle_waits();
+    env.exec.platform().wait(None);
+    assert_eq!(
+        env.world.idle_waits(),
+        idle + 1,
+        "a held port woke the domain"
+    );
+    healthy_still_works(&mut env, &mut healthy, 16);
+    env.world.advance(HOLD_MAX_NS);
+    victim.loopback(&mut env, 1, 5, &pattern(64, 17));
+    assert!(!env.world.port_masked(DD, dd), "work ends the hold");
+    env.world.advance(2_000_000_000);
+    env.settle();
+    assert!(env.counter(&victim.dev, "event_holds").unwrap() >= 1);
+    assert_eq!(env.counter(&healthy.dev, "event_holds"), Some(0));
 }
 
 // --- 8: state flapping ----------------------------------------------------------------------

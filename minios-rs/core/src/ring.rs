@@ -263,6 +263,13 @@ impl<M: SharedMem, Req: WireStruct, Rsp: WireStruct> BackChannel<M, Req, Rsp> {
         Ok(self.back.final_check_for_requests(&self.ring)?)
     }
 
+    /// Where the frontend's request index stands (taken plus unconsumed requests): it moves
+    /// when the frontend produces requests. An error if the index is impossible.
+    pub fn produced(&self) -> Result<RingIdx, RingAccessError> {
+        let unconsumed = self.back.unconsumed_requests(&self.ring)?;
+        Ok(self.back.req_cons().wrapping_add(unconsumed))
+    }
+
     /// Releases the underlying memory (e.g. to unmap it by dropping).
     pub fn into_mem(self) -> M {
         self.ring.into_mem()
