@@ -43,7 +43,7 @@ use super::{Datapath, Vif, TX_PASS_BYTES};
 use crate::frame::{self, ETH_HLEN, IPPROTO_TCP};
 use crate::packet::{Csum, Packet, MIN_MSS};
 use crate::switch::{Decision, PortId, Switch};
-use crate::tx_chain::{self, Chain, TxError, TxPacket};
+use crate::tx_chain::{self, Chain, SlotIds, TxError, TxPacket};
 use crate::wire::{
     ExtraKind, ExtraRepr, GsoKind, RxCsum, RxRequestRepr, RxResponseRepr, TxResponseRepr, TxStatus,
 };
@@ -65,7 +65,7 @@ const DIRECT_MIN_FIRST: usize = 64;
 /// A packet taken from a TX ring.
 pub(super) struct TxPending {
     port: PortId,
-    ids: Vec<u16>,
+    ids: SlotIds,
     extras: usize,
     packet: TxPacket,
     csum: Csum,
@@ -771,14 +771,14 @@ impl<P: Platform> Datapath<P> {
 /// Answers one chain: the first slot, `NETIF_RSP_NULL` for each extra-info slot, the rest.
 fn respond_tx<P: Platform>(
     vif: &mut Vif<P>,
-    ids: &[u16],
+    ids: &SlotIds,
     extras: usize,
     status: TxStatus,
 ) -> Result<(), RingAccessError> {
     vif.notify_tx = true;
     let ring = &mut vif.conn.tx;
     let mut ids = ids.iter();
-    if let Some(&id) = ids.next() {
+    if let Some(id) = ids.next() {
         ring.respond(&TxResponseRepr { id, status }.emit())?;
     }
     for _ in 0..extras {
@@ -788,7 +788,7 @@ fn respond_tx<P: Platform>(
         };
         ring.respond(&null.emit())?;
     }
-    for &id in ids {
+    for id in ids {
         ring.respond(&TxResponseRepr { id, status }.emit())?;
     }
     Ok(())
