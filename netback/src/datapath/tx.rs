@@ -39,7 +39,7 @@ use xen_abi::netif::{NetifRxRequest, NETIF_RSP_ERROR};
 use xen_abi::XEN_PAGE_SIZE;
 
 use super::rx::data_slots;
-use super::{Datapath, Vif, TX_PASS_BYTES};
+use super::{kept, Datapath, Vif, TX_PASS_BYTES};
 use crate::frame::{self, ETH_HLEN, IPPROTO_TCP};
 use crate::packet::{Csum, Packet, MIN_MSS};
 use crate::switch::{Decision, PortId, Switch};
@@ -189,27 +189,29 @@ impl<P: Platform> Datapath<P> {
     /// batch of grant copies instead of two.
     pub(super) fn tx_pass(&mut self, platform: &P, now: u64) -> bool {
         let mut more = false;
-        // Parked packets first: they are older than anything else of their senders.
-        let mut batch = core::mem::take(&mut self.parked);
-        let carry = core::mem::take(&mut self.carry);
-        if carry.is_empty() {
-            let skip = parked_ports(&batch);
-            let (mut new, m) = self.take_tx(&skip, now);
-            more |= m;
-            let mut ops: Vec<CopyOp<'_>> = Vec::with_capacity(new.len() * 2);
-            let mut owner: Vec<Owner> = Vec::with_capacity(new.len() * 2);
-            self.head_ops(&mut new, &mut ops, &mut owner, Owner::Head);
+        // The packets whose heads the last pass copied, or else new ones with their heads
+        // copied now; in the vectors kept between passes (`kept.rs`), never moved in bulk.
+        let mut batch = core::mem::take(&mut self.carry);
+        if batch.is_empty() {
+            let skip = parked_ports(&self.parked);
+            more |= self.take_tx(&skip, now, &mut batch);
+            let mut ops: Vec<CopyOp<'_>> = Vec::with_capacity(batch.len() * 2);
+            let mut owner: Vec<Owner> = Vec::with_capacity(batch.len() * 2);
+            self.head_ops(&mut batch, &mut ops, &mut owner, Owner::Head);
             self.run_copies(platform, &mut ops);
             let failed = failed_heads(&ops, &owner);
             drop(ops);
-            self.fail_heads(&mut new, failed);
-            batch.extend(new);
-        } else {
-            batch.extend(carry);
+            self.fail_heads(&mut batch, failed);
+        }
+        // Parked packets first: they are older than anything else of their senders.
+        if !self.parked.is_empty() {
+            let parked = core::mem::take(&mut self.parked);
+            batch.splice(0..0, parked);
         }
         // Parked or carried over from the last pass: their vif may have gone or failed since.
         batch.retain(|p| self.vifs.get(&p.port).is_some_and(|v| v.fatal.is_none()));
         if batch.is_empty() {
+            self.carry = batch;
             return more;
         }
         let mut blocked = Blocked::default();
@@ -232,13 +234,24 @@ impl<P: Platform> Datapath<P> {
                 }
             }
         }
-        let (parked, mut batch): (Vec<TxPending>, Vec<TxPending>) =
-            batch.into_iter().partition(|p| p.waits_for().is_some());
-        self.parked = parked;
+        if !waiting.is_empty() {
+            // Back-pressure: the waiting packets set aside, in order, the others moved to the
+            // spare vector (which takes the batch's room in exchange).
+            let mut rest = core::mem::take(&mut self.tx_spare);
+            for p in batch.drain(..) {
+                if p.waits_for().is_some() {
+                    self.parked.push(p);
+                } else {
+                    kept::push(&mut rest, p, &mut self.kept_grows);
+                }
+            }
+            self.tx_spare = core::mem::replace(&mut batch, rest);
+        }
         let skip: BTreeSet<PortId> = waiting.into_keys().collect();
-        let (mut next, m) = self.take_tx(&skip, now);
-        more |= m;
-        let mut ok = vec![true; batch.len()];
+        let mut next = core::mem::take(&mut self.tx_spare);
+        more |= self.take_tx(&skip, now, &mut next);
+        let mut ok = core::mem::take(&mut self.tx_ok);
+        kept::refill(&mut ok, batch.len(), true, &mut self.kept_grows);
         let failed = {
             let mut ops: Vec<CopyOp<'_>> = Vec::with_capacity(batch.len() * 4);
             let mut owner: Vec<Owner> = Vec::with_capacity(batch.len() * 4);
@@ -253,28 +266,33 @@ impl<P: Platform> Datapath<P> {
             failed_heads(&ops, &owner)
         };
         self.fail_heads(&mut next, failed);
-        let mut retry = Vec::new();
-        for (p, ok) in batch.into_iter().zip(ok) {
-            if let Some(p) = self.finish_tx(p, ok, now) {
-                retry.push(p);
-            }
+        let mut retry = false;
+        for (p, &ok) in batch.iter_mut().zip(&ok) {
+            retry |= self.finish_tx(p, ok, now);
         }
-        if !retry.is_empty() {
+        if retry {
+            // A direct copy failed (rare): those packets keep their plan.
+            let retry: Vec<TxPending> = batch
+                .drain(..)
+                .filter(|p| matches!(p.plan, Plan::Direct { .. }))
+                .collect();
             self.retry_direct(platform, retry);
         }
         next.retain(|p| !p.head.is_empty());
         more |= !next.is_empty();
-        self.carry = next;
+        self.carry = kept::trimmed(next);
+        self.tx_spare = kept::emptied(batch);
+        self.tx_ok = kept::emptied(ok);
         more
     }
 
-    /// Takes up to the budget of packets from every vif's TX ring; malformed ones are
-    /// answered at once.
-    fn take_tx(&mut self, skip: &BTreeSet<PortId>, now: u64) -> (Vec<TxPending>, bool) {
-        let mut batch: Vec<TxPending> = Vec::new();
+    /// Takes up to the budget of packets from every vif's TX ring into `batch` (empty);
+    /// malformed ones are answered at once. Returns whether a budget was exhausted.
+    fn take_tx(&mut self, skip: &BTreeSet<PortId>, now: u64, batch: &mut Vec<TxPending>) -> bool {
         let mut bytes = 0usize;
         let mut more = false;
-        for port in self.vif_order() {
+        let order = self.vif_order();
+        for &port in &order {
             let Some(vif) = self.vifs.get_mut(&port) else {
                 continue;
             };
@@ -333,7 +351,7 @@ impl<P: Platform> Datapath<P> {
                         // packet as answered.
                         let first = usize::from(packet.pieces[0].len);
                         let head = if first > 0 { first } else { packet.len };
-                        batch.push(TxPending {
+                        let p = TxPending {
                             port,
                             head: vec![0u8; head.min(HEAD_LEN)],
                             ids: chain.ids,
@@ -342,7 +360,8 @@ impl<P: Platform> Datapath<P> {
                             packet,
                             plan: Plan::None,
                             parked_since: None,
-                        });
+                        };
+                        kept::push(batch, p, &mut self.kept_grows);
                     }
                     Err(e) => {
                         tx_error(vif, &mut self.switch, port, &e);
@@ -354,7 +373,8 @@ impl<P: Platform> Datapath<P> {
                 }
             }
         }
-        (batch, more)
+        self.order = kept::emptied(order);
+        more
     }
 
     /// Adds the copies of the first bytes of every packet in `batch` to `ops`.
@@ -642,15 +662,17 @@ impl<P: Platform> Datapath<P> {
         }
     }
 
-    /// Answers a packet whose body was copied (or not). A direct packet whose copy failed
-    /// gets its receiver's buffers answered with errors now (in ring order) and is returned
-    /// to find out whose grant was bad.
-    fn finish_tx(&mut self, mut p: TxPending, copied: bool, now: u64) -> Option<TxPending> {
+    /// Answers a packet whose body was copied (or not), leaving it without a plan. A direct
+    /// packet whose copy failed gets its receiver's buffers answered with errors now (in
+    /// ring order) and keeps its plan: `true`, to find out whose grant was bad.
+    fn finish_tx(&mut self, p: &mut TxPending, copied: bool, now: u64) -> bool {
         match core::mem::replace(&mut p.plan, Plan::None) {
             // Parked packets never get here: `tx_pass` sets them aside before the copies.
-            Plan::None | Plan::Wait(_) => None,
+            Plan::None | Plan::Wait(_) => false,
             Plan::Local(buf) => {
-                let vif = self.vifs.get_mut(&p.port)?;
+                let Some(vif) = self.vifs.get_mut(&p.port) else {
+                    return false;
+                };
                 let status = if copied {
                     TxStatus::Okay
                 } else {
@@ -658,11 +680,11 @@ impl<P: Platform> Datapath<P> {
                 };
                 if let Err(e) = respond_tx(vif, &p.ids, p.extras, status) {
                     vif.fail(format!("tx ring: {e}"));
-                    return None;
+                    return false;
                 }
                 if !copied {
                     tx_error(vif, &mut self.switch, p.port, &TxError::Copy);
-                    return None;
+                    return false;
                 }
                 let mut packet = Packet {
                     data: buf,
@@ -674,11 +696,11 @@ impl<P: Platform> Datapath<P> {
                     if let Some(c) = self.switch.counters_mut(p.port) {
                         c.in_errors += 1;
                     }
-                    return None;
+                    return false;
                 }
                 self.stats.switched += 1;
                 self.switch.ingress(p.port, packet, now);
-                None
+                false
             }
             Plan::Direct { to, reqs, layout } => {
                 if !copied {
@@ -688,20 +710,22 @@ impl<P: Platform> Datapath<P> {
                         }
                     }
                     p.plan = Plan::Direct { to, reqs, layout };
-                    return Some(p);
+                    return true;
                 }
                 if let Some(dst) = self.vifs.get_mut(&to) {
-                    if let Err(e) = respond_rx_direct(dst, &p, &reqs, &layout) {
+                    if let Err(e) = respond_rx_direct(dst, p, &reqs, &layout) {
                         dst.fail(format!("rx ring: {e}"));
                     }
                 }
-                let vif = self.vifs.get_mut(&p.port)?;
+                let Some(vif) = self.vifs.get_mut(&p.port) else {
+                    return false;
+                };
                 if let Err(e) = respond_tx(vif, &p.ids, p.extras, TxStatus::Okay) {
                     vif.fail(format!("tx ring: {e}"));
                 }
                 self.stats.direct += 1;
                 self.switch.count_direct(p.port, to, p.packet.len, true);
-                None
+                false
             }
         }
     }
