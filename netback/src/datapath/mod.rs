@@ -27,6 +27,7 @@
 //! sender error responses and `tx-errors`.
 
 mod kept;
+mod layout;
 mod rx;
 mod storm;
 mod tx;

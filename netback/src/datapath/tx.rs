@@ -14,8 +14,8 @@
 //!
 //! A direct packet keeps the sender's slot layout (one copy per slot, each at the same
 //! offset in the receiver's buffer) when that layout is one netfront handles well (see
-//! [`DIRECT_MAX_SLOTS`]); otherwise it is re-laid into full pages on the way, as a queued
-//! packet would be.
+//! `DIRECT_MAX_SLOTS` in `layout.rs`); otherwise it is re-laid into full pages on the way,
+//! as a queued packet would be.
 //!
 //! Back-pressure: a packet for one port whose queue is full waits (is *parked*) instead of
 //! being dropped, and its sender's ring is not read further meanwhile, so the sender's own
@@ -36,9 +36,8 @@ use alloc::vec::Vec;
 use minios::platform::{local_room, CopyDst, CopyOp, CopySrc, ForeignRef, Platform};
 use minios::ring::RingAccessError;
 use xen_abi::netif::{NetifRxRequest, NETIF_RSP_ERROR};
-use xen_abi::XEN_PAGE_SIZE;
 
-use super::rx::data_slots;
+use super::layout::{pieces, Layout, DIRECT_MAX_BUFFERS};
 use super::{kept, Datapath, Vif, TX_PASS_BYTES};
 use crate::frame::{self, ETH_HLEN, IPPROTO_TCP};
 use crate::packet::{Csum, Packet, MIN_MSS};
@@ -52,24 +51,26 @@ use crate::wire::{
 /// `XEN_NETBACK_TX_COPY_LEN`).
 pub const HEAD_LEN: usize = 128;
 
-/// Most data slots of a packet copied directly (Linux's `MAX_SKB_FRAGS` with 4 KiB pages);
-/// longer chains are re-laid into full pages through our memory.
-pub const DIRECT_MAX_SLOTS: usize = 17;
-
 /// Longest a packet waits for room in its receiver's queue before it is dropped.
 pub const PARK_MAX_NS: u64 = 200_000_000;
 
 /// The first slot of a direct packet that is not TCP/UDP must hold this much (or all of it).
 const DIRECT_MIN_FIRST: usize = 64;
 
-/// A packet taken from a TX ring.
+/// The first bytes of a packet, copied into our memory (at most [`HEAD_LEN`]).
+type Head = heapless::Vec<u8, HEAD_LEN>;
+
+/// The receiver's buffers taken for a direct packet.
+type RxBuffers = heapless::Vec<RxRequestRepr, DIRECT_MAX_BUFFERS>;
+
+/// A packet taken from a TX ring: held inline (no heap but a local packet's buffer).
 pub(super) struct TxPending {
     port: PortId,
     ids: SlotIds,
     extras: usize,
     packet: TxPacket,
     csum: Csum,
-    head: Vec<u8>,
+    head: Head,
     plan: Plan,
     /// Since when it waits for room in its receiver's queue.
     parked_since: Option<u64>,
@@ -106,31 +107,9 @@ enum Plan {
     /// extra slot, the other data slots), laid out as `layout` says.
     Direct {
         to: PortId,
-        reqs: Vec<RxRequestRepr>,
-        layout: Vec<BufSpan>,
+        reqs: RxBuffers,
+        layout: Layout,
     },
-}
-
-/// Where a piece of a direct packet goes in a receiver's buffer: offset and length (one
-/// per receiver ring slot; a "slot" itself is always a ring entry).
-type BufSpan = (u16, u16);
-
-/// The receiver's slot layout of a direct packet: the sender's own layout when netfront
-/// handles it well (one copy per slot), else full pages from offset 0 like a queued packet.
-fn direct_layout(p: &TxPending, headers: usize) -> Vec<BufSpan> {
-    let data = pieces(&p.packet).count();
-    let first = pieces(&p.packet)
-        .next()
-        .map_or(0, |piece| usize::from(piece.len));
-    if data <= DIRECT_MAX_SLOTS && first >= headers.min(p.packet.len) {
-        return pieces(&p.packet).map(|pc| (pc.offset, pc.len)).collect();
-    }
-    (0..data_slots(p.packet.len))
-        .map(|k| {
-            let len = (p.packet.len - k * XEN_PAGE_SIZE).min(XEN_PAGE_SIZE);
-            (0, len as u16)
-        })
-        .collect()
 }
 
 /// What a copy operation belongs to.
@@ -173,11 +152,6 @@ impl Blocked {
 /// The senders of parked packets (their rings are not read until those have gone).
 fn parked_ports(parked: &[TxPending]) -> BTreeSet<PortId> {
     parked.iter().map(|p| p.port).collect()
-}
-
-/// Non-empty pieces of a packet, in order.
-fn pieces(p: &TxPacket) -> impl Iterator<Item = &tx_chain::Piece> {
-    p.pieces.iter().filter(|piece| piece.len > 0)
 }
 
 impl<P: Platform> Datapath<P> {
@@ -353,7 +327,7 @@ impl<P: Platform> Datapath<P> {
                         let head = if first > 0 { first } else { packet.len };
                         let p = TxPending {
                             port,
-                            head: vec![0u8; head.min(HEAD_LEN)],
+                            head: zeroed_head(head),
                             ids: chain.ids,
                             extras: chain.extras,
                             csum,
@@ -489,7 +463,7 @@ impl<P: Platform> Datapath<P> {
         p: &TxPending,
         to: PortId,
         blocked: &Blocked,
-    ) -> Option<(Vec<RxRequestRepr>, Vec<BufSpan>)> {
+    ) -> Option<(RxBuffers, Layout)> {
         if blocked.contains(to) || self.switch.queued(to) > 0 {
             self.stats.local_behind_queue += 1;
             return None;
@@ -521,8 +495,8 @@ impl<P: Platform> Datapath<P> {
         }
         let headers = frame::locate_l4_in(&p.head, p.packet.len)
             .map_or(DIRECT_MIN_FIRST, |info| info.headers_len().max(ETH_HLEN));
-        let layout = direct_layout(p, headers);
-        let data = layout.len();
+        let layout = Layout::of(&p.packet, headers);
+        let data = layout.slots(&p.packet);
         let vif = self.vifs.get_mut(&to)?;
         if vif.fatal.is_some() {
             return None;
@@ -531,6 +505,9 @@ impl<P: Platform> Datapath<P> {
             return None;
         }
         let need = data + usize::from(gso.is_some());
+        if need > DIRECT_MAX_BUFFERS {
+            return None; // cannot happen (see DIRECT_MAX_BUFFERS)
+        }
         match vif.conn.rx.unconsumed() {
             Ok(n) if n as usize >= need => {}
             Ok(_) => {
@@ -542,10 +519,13 @@ impl<P: Platform> Datapath<P> {
                 return None;
             }
         }
-        let mut reqs = Vec::with_capacity(need);
+        let mut reqs = RxBuffers::new();
         for _ in 0..need {
             match vif.conn.rx.take::<NetifRxRequest>() {
-                Ok(r) => reqs.push(RxRequestRepr::parse(&r)),
+                Ok(r) => {
+                    // Room checked above.
+                    let _ = reqs.push(RxRequestRepr::parse(&r));
+                }
                 Err(e) => {
                     vif.fail(format!("rx ring: {e}"));
                     return None;
@@ -573,7 +553,7 @@ impl<P: Platform> Datapath<P> {
                 ..
             } = p;
             // What the switch and the offload checks examined: our own copy.
-            let head: &'a Vec<u8> = head;
+            let head: &'a Head = head;
             let Some(src_dom) = self.vifs.get(port).map(|v| v.conn.frontend) else {
                 continue;
             };
@@ -616,14 +596,14 @@ impl<P: Platform> Datapath<P> {
                     // copy, not again from the sender's page: the receiver gets exactly the
                     // headers that were checked (anti-spoofing, forwarding, offloads), even
                     // if the sender rewrites its page meanwhile.
-                    let mut slots = layout.iter().enumerate().filter(|(_, s)| s.1 > 0);
+                    let mut slots = layout.spans(packet).enumerate().filter(|(_, s)| s.1 > 0);
                     let mut dst = slots.next();
                     let mut dst_used = 0u16;
                     let mut at = 0usize; // packet offset of the next byte
                     for piece in pieces(packet) {
                         let mut src_used = 0u16;
                         while src_used < piece.len {
-                            let Some((k, &(d_off, d_len))) = dst else {
+                            let Some((k, (d_off, d_len))) = dst else {
                                 ok[i] = false;
                                 break;
                             };
@@ -713,7 +693,7 @@ impl<P: Platform> Datapath<P> {
                     return true;
                 }
                 if let Some(dst) = self.vifs.get_mut(&to) {
-                    if let Err(e) = respond_rx_direct(dst, p, &reqs, &layout) {
+                    if let Err(e) = respond_rx_direct(dst, p, &reqs, layout) {
                         dst.fail(format!("rx ring: {e}"));
                     }
                 }
@@ -792,6 +772,14 @@ impl<P: Platform> Datapath<P> {
     }
 }
 
+/// A head of `len` bytes (at most [`HEAD_LEN`]), zeroed, to copy a packet's first bytes into.
+fn zeroed_head(len: usize) -> Head {
+    let mut head = Head::new();
+    // `resize` only fails beyond the capacity: the length is capped to it.
+    let _ = head.resize(len.min(HEAD_LEN), 0);
+    head
+}
+
 /// Answers one chain: the first slot, `NETIF_RSP_NULL` for each extra-info slot, the rest.
 fn respond_tx<P: Platform>(
     vif: &mut Vif<P>,
@@ -824,12 +812,13 @@ fn respond_rx_direct<P: Platform>(
     vif: &mut Vif<P>,
     p: &TxPending,
     reqs: &[RxRequestRepr],
-    layout: &[BufSpan],
+    layout: Layout,
 ) -> Result<(), RingAccessError> {
     vif.notify_rx = true;
     let gso = p.packet.gso;
+    let slots = layout.slots(&p.packet);
     let mut reqs = reqs.iter();
-    for (k, &(offset, len)) in layout.iter().enumerate() {
+    for (k, (offset, len)) in layout.spans(&p.packet).enumerate() {
         let Some(req) = reqs.next() else { break };
         let rsp = RxResponseRepr {
             id: req.id,
@@ -839,7 +828,7 @@ fn respond_rx_direct<P: Platform>(
             } else {
                 RxCsum::default()
             },
-            more_data: k + 1 < layout.len(),
+            more_data: k + 1 < slots,
             extra_info: k == 0 && gso.is_some(),
             status: len as i16,
         };
