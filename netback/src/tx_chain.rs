@@ -62,6 +62,11 @@ impl SlotIds {
         self.inline.iter().chain(&self.spill).copied()
     }
 
+    /// The ids in chain order, in two parts: the first [`MAX_SLOTS`], the rest.
+    pub fn as_slices(&self) -> (&[u16], &[u16]) {
+        (&self.inline, &self.spill)
+    }
+
     /// Whether ids went to the heap (a chain longer than [`MAX_SLOTS`]).
     pub fn spilled(&self) -> bool {
         self.spill.capacity() > 0

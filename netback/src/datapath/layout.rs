@@ -50,17 +50,46 @@ impl Layout {
     }
 
     /// Each receiver data slot's span, in order.
-    pub(super) fn spans(self, p: &TxPacket) -> impl Iterator<Item = BufSpan> + '_ {
-        let sender = self == Layout::Sender;
-        let own = pieces(p)
-            .filter(move |_| sender)
-            .map(|pc| (pc.offset, pc.len));
-        let pages = if sender { 0 } else { data_slots(p.len) };
-        let full = (0..pages).map(move |k| {
-            let len = (p.len - k * XEN_PAGE_SIZE).min(XEN_PAGE_SIZE);
-            (0, len as u16)
-        });
-        own.chain(full)
+    pub(super) fn spans(self, p: &TxPacket) -> Spans<'_> {
+        match self {
+            Layout::Sender => Spans::Sender(p.pieces.iter()),
+            Layout::Pages => Spans::Pages { left: p.len },
+        }
+    }
+}
+
+/// The spans of a [`Layout`], one per receiver data slot.
+pub(super) enum Spans<'a> {
+    /// The sender's non-empty pieces.
+    Sender(core::slice::Iter<'a, Piece>),
+    /// Full pages until `left` bytes are laid out (at least one slot).
+    Pages {
+        /// Bytes not laid out yet (`usize::MAX`: done).
+        left: usize,
+    },
+}
+
+impl Iterator for Spans<'_> {
+    type Item = BufSpan;
+
+    #[inline]
+    fn next(&mut self) -> Option<BufSpan> {
+        match self {
+            Spans::Sender(pieces) => pieces
+                .find(|piece| piece.len > 0)
+                .map(|piece| (piece.offset, piece.len)),
+            Spans::Pages { left } => {
+                if *left == usize::MAX {
+                    return None;
+                }
+                let len = (*left).min(XEN_PAGE_SIZE);
+                *left -= len;
+                if *left == 0 {
+                    *left = usize::MAX;
+                }
+                Some((0, len as u16))
+            }
+        }
     }
 }
 

@@ -26,6 +26,7 @@
 //! reports the reason and the framework disconnects it. Malformed packets only cost their
 //! sender error responses and `tx-errors`.
 
+mod head;
 mod kept;
 mod layout;
 mod rx;

@@ -37,6 +37,7 @@ use minios::platform::{local_room, CopyDst, CopyOp, CopySrc, ForeignRef, Platfor
 use minios::ring::RingAccessError;
 use xen_abi::netif::{NetifRxRequest, NETIF_RSP_ERROR};
 
+use super::head::Head;
 use super::layout::{pieces, Layout, DIRECT_MAX_BUFFERS};
 use super::{kept, Datapath, Vif, TX_PASS_BYTES};
 use crate::frame::{self, ETH_HLEN, IPPROTO_TCP};
@@ -56,9 +57,6 @@ pub const PARK_MAX_NS: u64 = 200_000_000;
 
 /// The first slot of a direct packet that is not TCP/UDP must hold this much (or all of it).
 const DIRECT_MIN_FIRST: usize = 64;
-
-/// The first bytes of a packet, copied into our memory (at most [`HEAD_LEN`]).
-type Head = heapless::Vec<u8, HEAD_LEN>;
 
 /// The receiver's buffers taken for a direct packet.
 type RxBuffers = heapless::Vec<RxRequestRepr, DIRECT_MAX_BUFFERS>;
@@ -327,7 +325,7 @@ impl<P: Platform> Datapath<P> {
                         let head = if first > 0 { first } else { packet.len };
                         let p = TxPending {
                             port,
-                            head: zeroed_head(head),
+                            head: Head::zeroed(head),
                             ids: chain.ids,
                             extras: chain.extras,
                             csum,
@@ -772,14 +770,6 @@ impl<P: Platform> Datapath<P> {
     }
 }
 
-/// A head of `len` bytes (at most [`HEAD_LEN`]), zeroed, to copy a packet's first bytes into.
-fn zeroed_head(len: usize) -> Head {
-    let mut head = Head::new();
-    // `resize` only fails beyond the capacity: the length is capped to it.
-    let _ = head.resize(len.min(HEAD_LEN), 0);
-    head
-}
-
 /// Answers one chain: the first slot, `NETIF_RSP_NULL` for each extra-info slot, the rest.
 fn respond_tx<P: Platform>(
     vif: &mut Vif<P>,
@@ -789,8 +779,12 @@ fn respond_tx<P: Platform>(
 ) -> Result<(), RingAccessError> {
     vif.notify_tx = true;
     let ring = &mut vif.conn.tx;
-    let mut ids = ids.iter();
-    if let Some(id) = ids.next() {
+    let (ids, more_ids) = ids.as_slices();
+    let (first, rest) = match ids.split_first() {
+        Some((&id, rest)) => (Some(id), rest),
+        None => (None, ids),
+    };
+    if let Some(id) = first {
         ring.respond(&TxResponseRepr { id, status }.emit())?;
     }
     for _ in 0..extras {
@@ -800,7 +794,10 @@ fn respond_tx<P: Platform>(
         };
         ring.respond(&null.emit())?;
     }
-    for id in ids {
+    for &id in rest {
+        ring.respond(&TxResponseRepr { id, status }.emit())?;
+    }
+    for &id in more_ids {
         ring.respond(&TxResponseRepr { id, status }.emit())?;
     }
     Ok(())
