@@ -10,6 +10,10 @@
 //! Two outcomes: a malformed packet costs the frontend an error response for its slots
 //! ([`TxError`]); a chain that cannot be delimited — it runs past the requests the frontend
 //! produced, or the ring indices are corrupt — is a [`ChainFatal`] and disconnects the vif.
+//!
+//! No heap allocation for a well-formed chain: its ids and pieces are fixed-capacity lists
+//! of [`MAX_SLOTS`] entries ([`SlotIds`], [`Pieces`]); only a chain longer than that — an
+//! error — keeps its further ids on the heap.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -22,6 +26,52 @@ use crate::wire::{ExtraKind, ExtraRepr, Gso, TxRequestRepr, WireError};
 
 /// Most data slots a packet may use (`XEN_NETIF_NR_SLOTS_MIN`, what Linux netback accepts).
 pub const MAX_SLOTS: usize = XEN_NETIF_NR_SLOTS_MIN;
+
+/// A packet's data pieces: at most [`MAX_SLOTS`], held inline.
+pub type Pieces = heapless::Vec<Piece, MAX_SLOTS>;
+
+/// The ids of a chain's data slots, first slot first, to answer each: the first
+/// [`MAX_SLOTS`] inline; the rest of a longer chain (always [`TxError::TooManySlots`]) on the
+/// heap, at most the TX ring's size.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlotIds {
+    inline: heapless::Vec<u16, MAX_SLOTS>,
+    spill: Vec<u16>,
+}
+
+impl SlotIds {
+    /// Appends the next slot's id.
+    pub fn push(&mut self, id: u16) {
+        if let Err(id) = self.inline.push(id) {
+            self.spill.push(id);
+        }
+    }
+
+    /// Ids held (the chain's data slots).
+    pub fn len(&self) -> usize {
+        self.inline.len() + self.spill.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.inline.is_empty()
+    }
+
+    /// The ids in chain order.
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        self.inline.iter().chain(&self.spill).copied()
+    }
+
+    /// The ids in chain order, in two parts: the first [`MAX_SLOTS`], the rest.
+    pub fn as_slices(&self) -> (&[u16], &[u16]) {
+        (&self.inline, &self.spill)
+    }
+
+    /// Whether ids went to the heap (a chain longer than [`MAX_SLOTS`]).
+    pub fn spilled(&self) -> bool {
+        self.spill.capacity() > 0
+    }
+}
 
 /// Where the slots of a chain come from: the TX ring (copying each slot out once).
 pub trait SlotSource {
@@ -48,7 +98,7 @@ pub struct Piece {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxPacket {
     /// Data pieces; their lengths sum to `len`.
-    pub pieces: Vec<Piece>,
+    pub pieces: Pieces,
     /// Total length.
     pub len: usize,
     /// `NETTXF_csum_blank`.
@@ -154,7 +204,7 @@ impl fmt::Display for ChainFatal {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chain {
     /// Ids of the data slots, to answer each (first slot first).
-    pub ids: Vec<u16>,
+    pub ids: SlotIds,
     /// Extra-info slots, answered with `NETIF_RSP_NULL` each.
     pub extras: usize,
     /// The packet, or why it is an error.
@@ -171,7 +221,7 @@ fn keep(e: TxError, error: &mut Option<TxError>) {
 pub fn read_chain(src: &mut impl SlotSource) -> Result<Chain, ChainFatal> {
     let first = TxRequestRepr::parse(&src.take_request()?);
     let mut taken = 1;
-    let mut ids = Vec::with_capacity(4);
+    let mut ids = SlotIds::default();
     ids.push(first.id);
     let mut error: Option<TxError> = None;
 
@@ -205,8 +255,9 @@ pub fn read_chain(src: &mut impl SlotSource) -> Result<Chain, ChainFatal> {
     // Data slots: the first slot's own length is what the later ones leave of its size.
     let total = usize::from(first.size);
     let mut remaining = total;
-    let mut pieces = Vec::with_capacity(4);
-    pieces.push(Piece {
+    let mut pieces = Pieces::new();
+    // The first of MAX_SLOTS: there is room.
+    let _ = pieces.push(Piece {
         gref: first.gref,
         offset: first.offset,
         len: 0,
@@ -244,13 +295,12 @@ pub fn read_chain(src: &mut impl SlotSource) -> Result<Chain, ChainFatal> {
                 &mut error,
             );
         }
-        if pieces.len() < MAX_SLOTS {
-            pieces.push(Piece {
-                gref: slot.gref,
-                offset: slot.offset,
-                len: slot.size,
-            });
-        }
+        // Beyond MAX_SLOTS the chain is an error (`TooManySlots` below): no more pieces kept.
+        let _ = pieces.push(Piece {
+            gref: slot.gref,
+            offset: slot.offset,
+            len: slot.size,
+        });
     }
     pieces[0].len = remaining as u16;
     if !first.fits_page(remaining) {
@@ -338,6 +388,11 @@ pub(crate) mod tests {
         }
     }
 
+    /// A chain's ids as a list.
+    fn ids(c: &Chain) -> Vec<u16> {
+        c.ids.iter().collect()
+    }
+
     pub(crate) fn slot(id: u16, gref: u32, offset: u16, size: u16, more: bool) -> TxRequestRepr {
         TxRequestRepr {
             gref,
@@ -356,13 +411,13 @@ pub(crate) mod tests {
         let mut s = Slots::default();
         s.req(slot(3, 10, 100, 60, false));
         let c = read_chain(&mut s).unwrap();
-        assert_eq!(c.ids, vec![3]);
+        assert_eq!(ids(&c), vec![3]);
         assert_eq!(c.extras, 0);
         let p = c.packet.unwrap();
         assert_eq!(p.len, 60);
         assert_eq!(
-            p.pieces,
-            vec![Piece {
+            p.pieces[..],
+            [Piece {
                 gref: 10,
                 offset: 100,
                 len: 60
@@ -387,7 +442,7 @@ pub(crate) mod tests {
         s.req(slot(2, 11, 0, 4096, true));
         s.req(slot(3, 12, 0, 4000, false));
         let c = read_chain(&mut s).unwrap();
-        assert_eq!((c.ids.clone(), c.extras), (vec![1, 2, 3], 1));
+        assert_eq!((ids(&c), c.extras), (vec![1, 2, 3], 1));
         let p = c.packet.unwrap();
         assert_eq!(p.pieces[0].len, 9000 - 8096);
         assert_eq!(
@@ -408,7 +463,7 @@ pub(crate) mod tests {
             .req(slot(2, 11, 0, 200, false));
         let c = read_chain(&mut s).unwrap();
         assert!(matches!(c.packet, Err(TxError::SlotTooBig { slot: 1, .. })));
-        assert_eq!(c.ids, vec![1, 2], "every slot is still answered");
+        assert_eq!(ids(&c), vec![1, 2], "every slot is still answered");
         // Crossing the page.
         let mut s = Slots::default();
         s.req(slot(1, 10, 4000, 200, false));
@@ -444,6 +499,7 @@ pub(crate) mod tests {
         }
         let c = read_chain(&mut s).unwrap();
         let p = c.packet.unwrap();
+        assert!(!c.ids.spilled(), "18 ids: held inline");
         assert_eq!((p.pieces.len(), p.pieces[0].len), (18, 60 - 17 * 3));
         // 19: error, all 19 answered.
         let mut s = Slots::default();
@@ -454,6 +510,12 @@ pub(crate) mod tests {
         let c = read_chain(&mut s).unwrap();
         assert_eq!(c.packet, Err(TxError::TooManySlots { slots: 19 }));
         assert_eq!(c.ids.len(), 19);
+        assert!(c.ids.spilled());
+        assert_eq!(
+            ids(&c),
+            (0..19).collect::<Vec<u16>>(),
+            "all answered, in order"
+        );
     }
 
     #[test]
@@ -483,7 +545,7 @@ pub(crate) mod tests {
             c.packet,
             Err(TxError::Extra(WireError::UnknownExtraType(9)))
         );
-        assert_eq!((c.ids, c.extras), (vec![5], 2));
-        assert_eq!(read_chain(&mut s).unwrap().ids, vec![6]);
+        assert_eq!((ids(&c), c.extras), (vec![5], 2));
+        assert_eq!(ids(&read_chain(&mut s).unwrap()), vec![6]);
     }
 }

@@ -26,6 +26,9 @@
 //! reports the reason and the framework disconnects it. Malformed packets only cost their
 //! sender error responses and `tx-errors`.
 
+mod head;
+mod kept;
+mod layout;
 mod rx;
 mod storm;
 mod tx;
@@ -44,6 +47,7 @@ use crate::switch::{PortConfig, PortCounters, PortId, Switch};
 use crate::uplink::{UplinkCounters, UplinkPort};
 use alloc::boxed::Box;
 
+pub use kept::{KeptMemory, KEEP_BYTES_MAX, KEEP_PACKETS};
 pub use rx::RX_PASS_SLOTS;
 pub use tx::{HEAD_LEN, PARK_MAX_NS};
 
@@ -135,12 +139,21 @@ pub struct Datapath<P: Platform> {
     tx_batch: usize,
     next_first: PortId,
     stats: DatapathStats,
-    /// Packets whose heads were copied at the end of the last pass, to decide in the next.
+    /// Packets whose heads were copied at the end of the last pass, to decide in the next
+    /// (its room kept, `kept.rs`).
     carry: Vec<tx::TxPending>,
     /// Packets waiting for room in their receiver's queue, oldest first.
     parked: Vec<tx::TxPending>,
     /// Receivers that let a packet wait too long: not waited for until their queue drains.
     stalled: BTreeSet<PortId>,
+    /// Kept between passes, empty (`kept.rs`): the TX pass's second packet vector ...
+    tx_spare: Vec<tx::TxPending>,
+    /// ... its per-packet flags ...
+    tx_ok: Vec<bool>,
+    /// ... and the order of the vifs.
+    order: Vec<PortId>,
+    /// Times one of those (or `carry`) had to grow during a pass.
+    kept_grows: u64,
 }
 
 impl<P: Platform> Datapath<P> {
@@ -156,6 +169,21 @@ impl<P: Platform> Datapath<P> {
             carry: Vec::new(),
             parked: Vec::new(),
             stalled: BTreeSet::new(),
+            tx_spare: Vec::new(),
+            tx_ok: Vec::new(),
+            order: Vec::new(),
+            kept_grows: 0,
+        }
+    }
+
+    /// Memory kept between passes to spare the next pass allocations (see `kept.rs`).
+    pub fn kept_memory(&self) -> KeptMemory {
+        KeptMemory {
+            bytes: kept::bytes(&self.carry)
+                + kept::bytes(&self.tx_spare)
+                + kept::bytes(&self.tx_ok)
+                + kept::bytes(&self.order),
+            grows: self.kept_grows,
         }
     }
 
@@ -232,9 +260,12 @@ impl<P: Platform> Datapath<P> {
         self.uplink.as_ref().map(|(id, _)| *id)
     }
 
-    /// Ports in the order to serve them this pass (rotating, for fairness).
+    /// Ports in the order to serve them this pass (rotating, for fairness), in the kept
+    /// vector (`self.order`, to give back).
     fn vif_order(&mut self) -> Vec<PortId> {
-        let mut order: Vec<PortId> = self.vifs.keys().copied().collect();
+        let mut order = core::mem::take(&mut self.order);
+        order.clear();
+        kept::extend(&mut order, self.vifs.keys().copied(), &mut self.kept_grows);
         if let Some(pos) = order.iter().position(|&p| p >= self.next_first) {
             order.rotate_left(pos);
         }

@@ -14,8 +14,8 @@
 //!
 //! A direct packet keeps the sender's slot layout (one copy per slot, each at the same
 //! offset in the receiver's buffer) when that layout is one netfront handles well (see
-//! [`DIRECT_MAX_SLOTS`]); otherwise it is re-laid into full pages on the way, as a queued
-//! packet would be.
+//! `DIRECT_MAX_SLOTS` in `layout.rs`); otherwise it is re-laid into full pages on the way,
+//! as a queued packet would be.
 //!
 //! Back-pressure: a packet for one port whose queue is full waits (is *parked*) instead of
 //! being dropped, and its sender's ring is not read further meanwhile, so the sender's own
@@ -36,14 +36,14 @@ use alloc::vec::Vec;
 use minios::platform::{local_room, CopyDst, CopyOp, CopySrc, ForeignRef, Platform};
 use minios::ring::RingAccessError;
 use xen_abi::netif::{NetifRxRequest, NETIF_RSP_ERROR};
-use xen_abi::XEN_PAGE_SIZE;
 
-use super::rx::data_slots;
-use super::{Datapath, Vif, TX_PASS_BYTES};
+use super::head::Head;
+use super::layout::{pieces, Layout, DIRECT_MAX_BUFFERS};
+use super::{kept, Datapath, Vif, TX_PASS_BYTES};
 use crate::frame::{self, ETH_HLEN, IPPROTO_TCP};
 use crate::packet::{Csum, Packet, MIN_MSS};
 use crate::switch::{Decision, PortId, Switch};
-use crate::tx_chain::{self, Chain, TxError, TxPacket};
+use crate::tx_chain::{self, Chain, SlotIds, TxError, TxPacket};
 use crate::wire::{
     ExtraKind, ExtraRepr, GsoKind, RxCsum, RxRequestRepr, RxResponseRepr, TxResponseRepr, TxStatus,
 };
@@ -52,24 +52,23 @@ use crate::wire::{
 /// `XEN_NETBACK_TX_COPY_LEN`).
 pub const HEAD_LEN: usize = 128;
 
-/// Most data slots of a packet copied directly (Linux's `MAX_SKB_FRAGS` with 4 KiB pages);
-/// longer chains are re-laid into full pages through our memory.
-pub const DIRECT_MAX_SLOTS: usize = 17;
-
 /// Longest a packet waits for room in its receiver's queue before it is dropped.
 pub const PARK_MAX_NS: u64 = 200_000_000;
 
 /// The first slot of a direct packet that is not TCP/UDP must hold this much (or all of it).
 const DIRECT_MIN_FIRST: usize = 64;
 
-/// A packet taken from a TX ring.
+/// The receiver's buffers taken for a direct packet.
+type RxBuffers = heapless::Vec<RxRequestRepr, DIRECT_MAX_BUFFERS>;
+
+/// A packet taken from a TX ring: held inline (no heap but a local packet's buffer).
 pub(super) struct TxPending {
     port: PortId,
-    ids: Vec<u16>,
+    ids: SlotIds,
     extras: usize,
     packet: TxPacket,
     csum: Csum,
-    head: Vec<u8>,
+    head: Head,
     plan: Plan,
     /// Since when it waits for room in its receiver's queue.
     parked_since: Option<u64>,
@@ -106,31 +105,9 @@ enum Plan {
     /// extra slot, the other data slots), laid out as `layout` says.
     Direct {
         to: PortId,
-        reqs: Vec<RxRequestRepr>,
-        layout: Vec<BufSpan>,
+        reqs: RxBuffers,
+        layout: Layout,
     },
-}
-
-/// Where a piece of a direct packet goes in a receiver's buffer: offset and length (one
-/// per receiver ring slot; a "slot" itself is always a ring entry).
-type BufSpan = (u16, u16);
-
-/// The receiver's slot layout of a direct packet: the sender's own layout when netfront
-/// handles it well (one copy per slot), else full pages from offset 0 like a queued packet.
-fn direct_layout(p: &TxPending, headers: usize) -> Vec<BufSpan> {
-    let data = pieces(&p.packet).count();
-    let first = pieces(&p.packet)
-        .next()
-        .map_or(0, |piece| usize::from(piece.len));
-    if data <= DIRECT_MAX_SLOTS && first >= headers.min(p.packet.len) {
-        return pieces(&p.packet).map(|pc| (pc.offset, pc.len)).collect();
-    }
-    (0..data_slots(p.packet.len))
-        .map(|k| {
-            let len = (p.packet.len - k * XEN_PAGE_SIZE).min(XEN_PAGE_SIZE);
-            (0, len as u16)
-        })
-        .collect()
 }
 
 /// What a copy operation belongs to.
@@ -175,11 +152,6 @@ fn parked_ports(parked: &[TxPending]) -> BTreeSet<PortId> {
     parked.iter().map(|p| p.port).collect()
 }
 
-/// Non-empty pieces of a packet, in order.
-fn pieces(p: &TxPacket) -> impl Iterator<Item = &tx_chain::Piece> {
-    p.pieces.iter().filter(|piece| piece.len > 0)
-}
-
 impl<P: Platform> Datapath<P> {
     /// One pass of TX: returns whether work is left for another pass (a budget was
     /// exhausted, or packets whose heads were just copied wait to be decided).
@@ -189,27 +161,29 @@ impl<P: Platform> Datapath<P> {
     /// batch of grant copies instead of two.
     pub(super) fn tx_pass(&mut self, platform: &P, now: u64) -> bool {
         let mut more = false;
-        // Parked packets first: they are older than anything else of their senders.
-        let mut batch = core::mem::take(&mut self.parked);
-        let carry = core::mem::take(&mut self.carry);
-        if carry.is_empty() {
-            let skip = parked_ports(&batch);
-            let (mut new, m) = self.take_tx(&skip, now);
-            more |= m;
-            let mut ops: Vec<CopyOp<'_>> = Vec::with_capacity(new.len() * 2);
-            let mut owner: Vec<Owner> = Vec::with_capacity(new.len() * 2);
-            self.head_ops(&mut new, &mut ops, &mut owner, Owner::Head);
+        // The packets whose heads the last pass copied, or else new ones with their heads
+        // copied now; in the vectors kept between passes (`kept.rs`), never moved in bulk.
+        let mut batch = core::mem::take(&mut self.carry);
+        if batch.is_empty() {
+            let skip = parked_ports(&self.parked);
+            more |= self.take_tx(&skip, now, &mut batch);
+            let mut ops: Vec<CopyOp<'_>> = Vec::with_capacity(batch.len() * 2);
+            let mut owner: Vec<Owner> = Vec::with_capacity(batch.len() * 2);
+            self.head_ops(&mut batch, &mut ops, &mut owner, Owner::Head);
             self.run_copies(platform, &mut ops);
             let failed = failed_heads(&ops, &owner);
             drop(ops);
-            self.fail_heads(&mut new, failed);
-            batch.extend(new);
-        } else {
-            batch.extend(carry);
+            self.fail_heads(&mut batch, failed);
+        }
+        // Parked packets first: they are older than anything else of their senders.
+        if !self.parked.is_empty() {
+            let parked = core::mem::take(&mut self.parked);
+            batch.splice(0..0, parked);
         }
         // Parked or carried over from the last pass: their vif may have gone or failed since.
         batch.retain(|p| self.vifs.get(&p.port).is_some_and(|v| v.fatal.is_none()));
         if batch.is_empty() {
+            self.carry = batch;
             return more;
         }
         let mut blocked = Blocked::default();
@@ -232,13 +206,24 @@ impl<P: Platform> Datapath<P> {
                 }
             }
         }
-        let (parked, mut batch): (Vec<TxPending>, Vec<TxPending>) =
-            batch.into_iter().partition(|p| p.waits_for().is_some());
-        self.parked = parked;
+        if !waiting.is_empty() {
+            // Back-pressure: the waiting packets set aside, in order, the others moved to the
+            // spare vector (which takes the batch's room in exchange).
+            let mut rest = core::mem::take(&mut self.tx_spare);
+            for p in batch.drain(..) {
+                if p.waits_for().is_some() {
+                    self.parked.push(p);
+                } else {
+                    kept::push(&mut rest, p, &mut self.kept_grows);
+                }
+            }
+            self.tx_spare = core::mem::replace(&mut batch, rest);
+        }
         let skip: BTreeSet<PortId> = waiting.into_keys().collect();
-        let (mut next, m) = self.take_tx(&skip, now);
-        more |= m;
-        let mut ok = vec![true; batch.len()];
+        let mut next = core::mem::take(&mut self.tx_spare);
+        more |= self.take_tx(&skip, now, &mut next);
+        let mut ok = core::mem::take(&mut self.tx_ok);
+        kept::refill(&mut ok, batch.len(), true, &mut self.kept_grows);
         let failed = {
             let mut ops: Vec<CopyOp<'_>> = Vec::with_capacity(batch.len() * 4);
             let mut owner: Vec<Owner> = Vec::with_capacity(batch.len() * 4);
@@ -253,28 +238,33 @@ impl<P: Platform> Datapath<P> {
             failed_heads(&ops, &owner)
         };
         self.fail_heads(&mut next, failed);
-        let mut retry = Vec::new();
-        for (p, ok) in batch.into_iter().zip(ok) {
-            if let Some(p) = self.finish_tx(p, ok, now) {
-                retry.push(p);
-            }
+        let mut retry = false;
+        for (p, &ok) in batch.iter_mut().zip(&ok) {
+            retry |= self.finish_tx(p, ok, now);
         }
-        if !retry.is_empty() {
+        if retry {
+            // A direct copy failed (rare): those packets keep their plan.
+            let retry: Vec<TxPending> = batch
+                .drain(..)
+                .filter(|p| matches!(p.plan, Plan::Direct { .. }))
+                .collect();
             self.retry_direct(platform, retry);
         }
         next.retain(|p| !p.head.is_empty());
         more |= !next.is_empty();
-        self.carry = next;
+        self.carry = kept::trimmed(next);
+        self.tx_spare = kept::emptied(batch);
+        self.tx_ok = kept::emptied(ok);
         more
     }
 
-    /// Takes up to the budget of packets from every vif's TX ring; malformed ones are
-    /// answered at once.
-    fn take_tx(&mut self, skip: &BTreeSet<PortId>, now: u64) -> (Vec<TxPending>, bool) {
-        let mut batch: Vec<TxPending> = Vec::new();
+    /// Takes up to the budget of packets from every vif's TX ring into `batch` (empty);
+    /// malformed ones are answered at once. Returns whether a budget was exhausted.
+    fn take_tx(&mut self, skip: &BTreeSet<PortId>, now: u64, batch: &mut Vec<TxPending>) -> bool {
         let mut bytes = 0usize;
         let mut more = false;
-        for port in self.vif_order() {
+        let order = self.vif_order();
+        for &port in &order {
             let Some(vif) = self.vifs.get_mut(&port) else {
                 continue;
             };
@@ -333,16 +323,17 @@ impl<P: Platform> Datapath<P> {
                         // packet as answered.
                         let first = usize::from(packet.pieces[0].len);
                         let head = if first > 0 { first } else { packet.len };
-                        batch.push(TxPending {
+                        let p = TxPending {
                             port,
-                            head: vec![0u8; head.min(HEAD_LEN)],
+                            head: Head::zeroed(head),
                             ids: chain.ids,
                             extras: chain.extras,
                             csum,
                             packet,
                             plan: Plan::None,
                             parked_since: None,
-                        });
+                        };
+                        kept::push(batch, p, &mut self.kept_grows);
                     }
                     Err(e) => {
                         tx_error(vif, &mut self.switch, port, &e);
@@ -354,7 +345,8 @@ impl<P: Platform> Datapath<P> {
                 }
             }
         }
-        (batch, more)
+        self.order = kept::emptied(order);
+        more
     }
 
     /// Adds the copies of the first bytes of every packet in `batch` to `ops`.
@@ -469,7 +461,7 @@ impl<P: Platform> Datapath<P> {
         p: &TxPending,
         to: PortId,
         blocked: &Blocked,
-    ) -> Option<(Vec<RxRequestRepr>, Vec<BufSpan>)> {
+    ) -> Option<(RxBuffers, Layout)> {
         if blocked.contains(to) || self.switch.queued(to) > 0 {
             self.stats.local_behind_queue += 1;
             return None;
@@ -501,8 +493,8 @@ impl<P: Platform> Datapath<P> {
         }
         let headers = frame::locate_l4_in(&p.head, p.packet.len)
             .map_or(DIRECT_MIN_FIRST, |info| info.headers_len().max(ETH_HLEN));
-        let layout = direct_layout(p, headers);
-        let data = layout.len();
+        let layout = Layout::of(&p.packet, headers);
+        let data = layout.slots(&p.packet);
         let vif = self.vifs.get_mut(&to)?;
         if vif.fatal.is_some() {
             return None;
@@ -511,6 +503,9 @@ impl<P: Platform> Datapath<P> {
             return None;
         }
         let need = data + usize::from(gso.is_some());
+        if need > DIRECT_MAX_BUFFERS {
+            return None; // cannot happen (see DIRECT_MAX_BUFFERS)
+        }
         match vif.conn.rx.unconsumed() {
             Ok(n) if n as usize >= need => {}
             Ok(_) => {
@@ -522,10 +517,13 @@ impl<P: Platform> Datapath<P> {
                 return None;
             }
         }
-        let mut reqs = Vec::with_capacity(need);
+        let mut reqs = RxBuffers::new();
         for _ in 0..need {
             match vif.conn.rx.take::<NetifRxRequest>() {
-                Ok(r) => reqs.push(RxRequestRepr::parse(&r)),
+                Ok(r) => {
+                    // Room checked above.
+                    let _ = reqs.push(RxRequestRepr::parse(&r));
+                }
                 Err(e) => {
                     vif.fail(format!("rx ring: {e}"));
                     return None;
@@ -553,7 +551,7 @@ impl<P: Platform> Datapath<P> {
                 ..
             } = p;
             // What the switch and the offload checks examined: our own copy.
-            let head: &'a Vec<u8> = head;
+            let head: &'a Head = head;
             let Some(src_dom) = self.vifs.get(port).map(|v| v.conn.frontend) else {
                 continue;
             };
@@ -596,14 +594,14 @@ impl<P: Platform> Datapath<P> {
                     // copy, not again from the sender's page: the receiver gets exactly the
                     // headers that were checked (anti-spoofing, forwarding, offloads), even
                     // if the sender rewrites its page meanwhile.
-                    let mut slots = layout.iter().enumerate().filter(|(_, s)| s.1 > 0);
+                    let mut slots = layout.spans(packet).enumerate().filter(|(_, s)| s.1 > 0);
                     let mut dst = slots.next();
                     let mut dst_used = 0u16;
                     let mut at = 0usize; // packet offset of the next byte
                     for piece in pieces(packet) {
                         let mut src_used = 0u16;
                         while src_used < piece.len {
-                            let Some((k, &(d_off, d_len))) = dst else {
+                            let Some((k, (d_off, d_len))) = dst else {
                                 ok[i] = false;
                                 break;
                             };
@@ -642,15 +640,17 @@ impl<P: Platform> Datapath<P> {
         }
     }
 
-    /// Answers a packet whose body was copied (or not). A direct packet whose copy failed
-    /// gets its receiver's buffers answered with errors now (in ring order) and is returned
-    /// to find out whose grant was bad.
-    fn finish_tx(&mut self, mut p: TxPending, copied: bool, now: u64) -> Option<TxPending> {
+    /// Answers a packet whose body was copied (or not), leaving it without a plan. A direct
+    /// packet whose copy failed gets its receiver's buffers answered with errors now (in
+    /// ring order) and keeps its plan: `true`, to find out whose grant was bad.
+    fn finish_tx(&mut self, p: &mut TxPending, copied: bool, now: u64) -> bool {
         match core::mem::replace(&mut p.plan, Plan::None) {
             // Parked packets never get here: `tx_pass` sets them aside before the copies.
-            Plan::None | Plan::Wait(_) => None,
+            Plan::None | Plan::Wait(_) => false,
             Plan::Local(buf) => {
-                let vif = self.vifs.get_mut(&p.port)?;
+                let Some(vif) = self.vifs.get_mut(&p.port) else {
+                    return false;
+                };
                 let status = if copied {
                     TxStatus::Okay
                 } else {
@@ -658,11 +658,11 @@ impl<P: Platform> Datapath<P> {
                 };
                 if let Err(e) = respond_tx(vif, &p.ids, p.extras, status) {
                     vif.fail(format!("tx ring: {e}"));
-                    return None;
+                    return false;
                 }
                 if !copied {
                     tx_error(vif, &mut self.switch, p.port, &TxError::Copy);
-                    return None;
+                    return false;
                 }
                 let mut packet = Packet {
                     data: buf,
@@ -674,11 +674,11 @@ impl<P: Platform> Datapath<P> {
                     if let Some(c) = self.switch.counters_mut(p.port) {
                         c.in_errors += 1;
                     }
-                    return None;
+                    return false;
                 }
                 self.stats.switched += 1;
                 self.switch.ingress(p.port, packet, now);
-                None
+                false
             }
             Plan::Direct { to, reqs, layout } => {
                 if !copied {
@@ -688,20 +688,22 @@ impl<P: Platform> Datapath<P> {
                         }
                     }
                     p.plan = Plan::Direct { to, reqs, layout };
-                    return Some(p);
+                    return true;
                 }
                 if let Some(dst) = self.vifs.get_mut(&to) {
-                    if let Err(e) = respond_rx_direct(dst, &p, &reqs, &layout) {
+                    if let Err(e) = respond_rx_direct(dst, p, &reqs, layout) {
                         dst.fail(format!("rx ring: {e}"));
                     }
                 }
-                let vif = self.vifs.get_mut(&p.port)?;
+                let Some(vif) = self.vifs.get_mut(&p.port) else {
+                    return false;
+                };
                 if let Err(e) = respond_tx(vif, &p.ids, p.extras, TxStatus::Okay) {
                     vif.fail(format!("tx ring: {e}"));
                 }
                 self.stats.direct += 1;
                 self.switch.count_direct(p.port, to, p.packet.len, true);
-                None
+                false
             }
         }
     }
@@ -771,14 +773,18 @@ impl<P: Platform> Datapath<P> {
 /// Answers one chain: the first slot, `NETIF_RSP_NULL` for each extra-info slot, the rest.
 fn respond_tx<P: Platform>(
     vif: &mut Vif<P>,
-    ids: &[u16],
+    ids: &SlotIds,
     extras: usize,
     status: TxStatus,
 ) -> Result<(), RingAccessError> {
     vif.notify_tx = true;
     let ring = &mut vif.conn.tx;
-    let mut ids = ids.iter();
-    if let Some(&id) = ids.next() {
+    let (ids, more_ids) = ids.as_slices();
+    let (first, rest) = match ids.split_first() {
+        Some((&id, rest)) => (Some(id), rest),
+        None => (None, ids),
+    };
+    if let Some(id) = first {
         ring.respond(&TxResponseRepr { id, status }.emit())?;
     }
     for _ in 0..extras {
@@ -788,7 +794,10 @@ fn respond_tx<P: Platform>(
         };
         ring.respond(&null.emit())?;
     }
-    for &id in ids {
+    for &id in rest {
+        ring.respond(&TxResponseRepr { id, status }.emit())?;
+    }
+    for &id in more_ids {
         ring.respond(&TxResponseRepr { id, status }.emit())?;
     }
     Ok(())
@@ -800,12 +809,13 @@ fn respond_rx_direct<P: Platform>(
     vif: &mut Vif<P>,
     p: &TxPending,
     reqs: &[RxRequestRepr],
-    layout: &[BufSpan],
+    layout: Layout,
 ) -> Result<(), RingAccessError> {
     vif.notify_rx = true;
     let gso = p.packet.gso;
+    let slots = layout.slots(&p.packet);
     let mut reqs = reqs.iter();
-    for (k, &(offset, len)) in layout.iter().enumerate() {
+    for (k, (offset, len)) in layout.spans(&p.packet).enumerate() {
         let Some(req) = reqs.next() else { break };
         let rsp = RxResponseRepr {
             id: req.id,
@@ -815,7 +825,7 @@ fn respond_rx_direct<P: Platform>(
             } else {
                 RxCsum::default()
             },
-            more_data: k + 1 < layout.len(),
+            more_data: k + 1 < slots,
             extra_info: k == 0 && gso.is_some(),
             status: len as i16,
         };
