@@ -20,7 +20,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use minios::event_throttle::{EventThrottle, Verdict, SPURIOUS_LIMIT};
+use minios::event_throttle::{count_hold, EventThrottle, Verdict};
 use minios::platform::{DomId, EventChannel, Platform, XenErrno};
 use minios::ring::{BackChannel, RingAccessError};
 use xen_abi::sndif::{XensndReq, XensndResp};
@@ -190,14 +190,7 @@ impl<P: Platform> Stream<P> {
             if let Verdict::Held { until_ns, started } = v {
                 self.held_until = Some(self.held_until.map_or(until_ns, |t| t.min(until_ns)));
                 if started {
-                    stats.event_holds += 1;
-                    if stats.event_holds == 1 {
-                        log::info!(
-                            "{}: event storm ({SPURIOUS_LIMIT} notifications in a row with \
-                             nothing new): holding its event channel back",
-                            self.label
-                        );
-                    }
+                    count_hold(&mut stats.event_holds, &self.label);
                 }
             }
         }

@@ -15,9 +15,10 @@
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
+use alloc::string::String;
 use alloc::vec::Vec;
 
-use minios::event_throttle::{EventThrottle, Verdict, SPURIOUS_LIMIT};
+use minios::event_throttle::{count_hold, EventThrottle, Verdict};
 use minios::platform::{DomId, EventChannel, PageSet, Platform};
 use minios::ring::{BackChannel, RingAccessError};
 use xen_abi::blkif::BlkifResponse;
@@ -188,14 +189,8 @@ impl<P: Platform> Queue<P> {
             Verdict::Open => None,
             Verdict::Held { until_ns, started } => {
                 if started {
-                    stats.event_holds += 1;
-                    if stats.event_holds == 1 {
-                        log::info!(
-                            "{}: event storm ({SPURIOUS_LIMIT} notifications in a row with \
-                             no new request): holding its event channel back",
-                            stats.label()
-                        );
-                    }
+                    let label = String::from(stats.label());
+                    count_hold(&mut stats.event_holds, &label);
                 }
                 Some(until_ns)
             }

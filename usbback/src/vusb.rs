@@ -27,7 +27,7 @@ use alloc::vec::Vec;
 
 use log::{info, warn};
 use minios::data_area::CounterPublisher;
-use minios::event_throttle::{EventThrottle, Verdict, SPURIOUS_LIMIT};
+use minios::event_throttle::{count_hold, EventThrottle, Verdict};
 use minios::platform::{Access, EventChannel, Platform, XenErrno};
 use minios::ring::{BackChannel, RingAccessError};
 use minios::xenbus::{quote, BackendDevice, BackendDriver, DeviceCtx, DeviceError};
@@ -844,14 +844,8 @@ impl<P: Platform> BackendDevice<P> for Vusb<P> {
                 c.events.account(&c.channel, now, fired, moved)
             {
                 if started {
-                    self.stats.event_holds += 1;
-                    if self.stats.event_holds == 1 {
-                        info!(
-                            "{}: event storm ({SPURIOUS_LIMIT} notifications in a row with \
-                             no new request): holding its event channel back",
-                            self.stats.label()
-                        );
-                    }
+                    let label = String::from(self.stats.label());
+                    count_hold(&mut self.stats.event_holds, &label);
                 }
                 ctx.wake_at(until_ns);
             }

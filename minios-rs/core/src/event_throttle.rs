@@ -15,6 +15,10 @@
 //! [`EventThrottle::account`] once it knows whether the poll found anything new, and ask to
 //! be polled again by the instant `account` returns.
 
+use core::fmt;
+
+use log::info;
+
 use crate::platform::EventChannel;
 
 /// Empty notifications in a row after which a port is held back.
@@ -105,14 +109,26 @@ impl EventThrottle {
     }
 }
 
+/// Counts a hold that [`EventThrottle::account`] just started (`Verdict::Held { started:
+/// true, .. }`) in `holds`, the device's `event_holds` counter, and logs the device's first.
+pub fn count_hold(holds: &mut u64, label: &dyn fmt::Display) {
+    *holds += 1;
+    if *holds == 1 {
+        info!(
+            "{label}: event storm ({SPURIOUS_LIMIT} notifications in a row with nothing new): \
+             holding its event channel back"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::World;
+    use crate::host::{HostChannel, World};
     use crate::platform::Events;
 
-    #[test]
-    fn a_storm_is_held_back_with_growing_holds_and_work_ends_it() {
+    /// A frontend's port and the backend's end of it.
+    fn bound_pair() -> (World, HostChannel, HostChannel) {
         let world = World::new();
         let (be, fe) = (
             world.create_domain(1, "backend"),
@@ -120,6 +136,12 @@ mod tests {
         );
         let fch = fe.alloc_unbound(1).unwrap();
         let bch = be.bind_interdomain(5, fch.port()).unwrap();
+        (world, fch, bch)
+    }
+
+    #[test]
+    fn a_storm_is_held_back_with_growing_holds_and_work_ends_it() {
+        let (world, fch, bch) = bound_pair();
         let mut t = EventThrottle::new();
         let mut now = 0;
         // Seven empty notifications: still open.
@@ -196,13 +218,7 @@ mod tests {
 
     #[test]
     fn an_occasional_empty_notification_is_never_held() {
-        let world = World::new();
-        let (be, fe) = (
-            world.create_domain(1, "backend"),
-            world.create_domain(5, "frontend"),
-        );
-        let fch = fe.alloc_unbound(1).unwrap();
-        let bch = be.bind_interdomain(5, fch.port()).unwrap();
+        let (_world, fch, bch) = bound_pair();
         let mut t = EventThrottle::new();
         for round in 0..1000u64 {
             fch.notify().unwrap();

@@ -340,14 +340,8 @@ impl<P: Platform> Datapath<P> {
                     .account(&c.tx_evt, c.rx_evt.as_ref(), &c.tx, &c.rx, now);
             if started {
                 self.stats.event_holds += 1;
-                if vif.events.holds == 1 {
-                    info!(
-                        "{}: event storm ({} notifications in a row with nothing new): \
-                         holding its event channel back",
-                        self.switch.describe(port),
-                        minios::event_throttle::SPURIOUS_LIMIT
-                    );
-                }
+                let label = self.switch.describe(port);
+                minios::event_throttle::count_hold(&mut vif.events.holds, &label);
             }
             if let Some(t) = until {
                 wake = Some(wake.map_or(t, |w| w.min(t)));

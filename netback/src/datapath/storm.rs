@@ -20,7 +20,8 @@ pub struct VifEvents {
     rx_fired: bool,
     seen_tx: Option<u32>,
     seen_rx: Option<u32>,
-    /// Holds started on either port.
+    /// Holds started on either port (counted by the data path with
+    /// [`minios::event_throttle::count_hold`]).
     pub holds: u64,
 }
 
@@ -77,9 +78,6 @@ impl VifEvents {
             ),
         }
         (self.tx_fired, self.rx_fired) = (false, false);
-        if started {
-            self.holds += 1;
-        }
         (until, started)
     }
 }

@@ -68,6 +68,14 @@ struct State {
     copy_hooks: CopyHooks,
 }
 
+impl State {
+    /// Whether `domid`'s `wait` returns at once: one of its unmasked ports is pending or one
+    /// of its xenstore connections has bytes to read.
+    fn has_wakeup(&self, domid: DomId) -> bool {
+        self.events.any_pending(domid) || self.xs.domain_has_output(domid)
+    }
+}
+
 /// Test hooks run after each grant-copy batch.
 #[derive(Default)]
 struct CopyHooks(Vec<Box<dyn FnMut() + Send>>);
@@ -484,6 +492,12 @@ impl HostDomain {
         &self.world
     }
 
+    /// Whether [`Platform::wait`] would return at once (something would wake the domain)
+    /// rather than block: e.g. a held-back port's notifications must not.
+    pub fn has_wakeup(&self) -> bool {
+        self.world.lock().has_wakeup(self.domid)
+    }
+
     /// A new xenstore connection for this domain.
     pub fn xs_transport(&self) -> HostXs {
         let conn = self.world.lock().xs.connect(self.domid);
@@ -883,7 +897,7 @@ impl Platform for HostDomain {
     /// no deadline counts an idle wait ([`World::idle_waits`]) and returns.
     fn wait(&self, deadline_ns: Option<u64>) {
         let mut s = self.world.lock();
-        if s.events.any_pending(self.domid) || s.xs.domain_has_output(self.domid) {
+        if s.has_wakeup(self.domid) {
             return;
         }
         match deadline_ns {
