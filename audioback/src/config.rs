@@ -8,8 +8,9 @@
 //! audioback.rate=<hz>          device rate (8000..=192000, default 48000)
 //! audioback.channels=<n>       device channels (1..=8, default 2)
 //! audioback.period=<frames>    device period (64..=16384, default 1024)
-//! audioback.queue=<periods>    periods queued in the device (2..=16, default 2): with the
-//!                              period, the bound on mixing latency
+//! audioback.queue=<periods>    periods queued in the device (2..=16, default 4): with the
+//!                              period, the bound on mixing latency; the mixer may run
+//!                              up to queue - 1 periods late without the card running dry
 //! audioback.linger=<ms>       silence played after the last stream stops, before the
 //!                              device stops (0..=10000, default 500)
 //! audioback.voices=<n>         open streams over all guests (1..=256, default 32)
@@ -68,7 +69,7 @@ impl Default for Config {
                 channels: 2,
                 period_frames: 1024,
             },
-            queue_periods: 2,
+            queue_periods: 4,
             voices: 32,
             linger_ms: 500,
             options: Options::default(),

@@ -146,7 +146,7 @@ fn start<P: Platform + Clone + 'static>(
         "device: {what}, {} Hz, {} channels, period {} frames, {} queued",
         p.rate, p.channels, p.period_frames, q
     );
-    exec.spawn(EngineTask(engine.clone()))
+    exec.spawn(EngineTask::new(engine.clone()))
         .map_err(|e| StartError::new(format_args!("mixer task: {e}")))?;
     exec.spawn(EngineStatus::new(engine.clone(), config.options.stats_ms))
         .map_err(|e| StartError::new(format_args!("status task: {e}")))?;

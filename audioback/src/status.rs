@@ -3,7 +3,9 @@
 //!
 //! `periods-played` and `periods-recorded` count device periods; `device-underruns` counts
 //! the times the device played silence because the mixer was late (the driver domain did
-//! not run in time), which the per-card `underruns` (a guest that was late) do not show.
+//! not run in time), which the per-card `underruns` (a guest that was late) do not show;
+//! `mixer-late-max-us` is the latest the mixer ran after the time it asked for (what the
+//! device's queue of periods must cover).
 
 use minios::data_area::{self, CounterPublisher, Published};
 use minios::executor::{Ctx, Task};
@@ -45,6 +47,7 @@ impl<P: Platform> Task<P> for EngineStatus {
             ("periods-played", st.periods_played),
             ("periods-recorded", st.periods_recorded),
             ("device-underruns", st.device_underruns),
+            ("mixer-late-max-us", st.late_max_us),
         ];
         // The last change before the mixer goes idle is published too.
         if let Published::NotYet(at) = publisher.publish(cx.xs, cx.now_ns(), &values) {

@@ -3,13 +3,14 @@
 //!
 //! Every request gets exactly one response in the same pass (the frontend waits for each,
 //! with a 3 s timeout): OPEN checks the parameters against the stream's offer (`-EINVAL`
-//! otherwise) and maps the buffer once (an OPEN of an open stream replaces it); CLOSE (also without an OPEN, as Linux's
-//! `hw_free` sends it) drops it; WRITE queues the buffer's bytes for the mixer, READ hands
-//! out captured bytes; TRIGGER moves the mixer's voice between stopped, running and
-//! paused (a STOP drops what is queued); HW_PARAM_QUERY answers the offer narrowed to the
-//! guest's intervals; the volume and mute operations set the voice's per-channel gains.
-//! Anything that makes no sense in the stream's state gets `-EINVAL`, counted and logged
-//! once per class. Only a corrupted ring fails the device.
+//! otherwise) and maps the buffer once (an OPEN of an open stream replaces it); CLOSE (also
+//! without an OPEN, as Linux's `hw_free` sends it) drops it; WRITE queues the buffer's bytes
+//! for the mixer, READ hands out captured bytes; TRIGGER moves the mixer's voice between
+//! stopped, running and paused (a STOP drops what is queued and moves the position to where
+//! the frontend restarts, telling it so); HW_PARAM_QUERY answers the offer
+//! narrowed to the guest's intervals; the volume and mute operations set the voice's
+//! per-channel gains. Anything that makes no sense in the stream's state gets `-EINVAL`,
+//! counted and logged once per class. Only a corrupted ring fails the device.
 //!
 //! After the requests, a `CUR_POS` event reports the position once it has crossed a
 //! period boundary since the last report, or once a playback stream has played all it was
@@ -445,12 +446,16 @@ impl<P: Platform> Stream<P> {
         let open = self.open_for(stats, "trigger", None)?;
         let mut engine = engine.borrow_mut();
         let voice = engine.voice_mut(open.voice)?;
+        let mut restart_at = None;
         let next = match (voice.state, t) {
             (VoiceState::Stopped, Trigger::Start) => VoiceState::Running,
             (VoiceState::Running, Trigger::Pause) => VoiceState::Paused,
             (VoiceState::Paused, Trigger::Resume) => VoiceState::Running,
             (_, Trigger::Stop) => {
                 voice.clear();
+                let at = restart_position(open.reported, open.params.buffer_bytes);
+                voice.position = at;
+                restart_at = Some(at).filter(|&at| at != open.reported);
                 VoiceState::Stopped
             }
             (state, t) => {
@@ -462,7 +467,28 @@ impl<P: Platform> Stream<P> {
             }
         };
         voice.state = next;
+        drop(engine);
+        if let Some(at) = restart_at {
+            // Told before the STOP's answer, so the frontend has it before it restarts.
+            self.send_position(stats, at);
+        }
         Some(0)
+    }
+
+    /// Writes a `CUR_POS` event for `position` and notifies the frontend.
+    fn send_position(&mut self, stats: &mut Stats, position: u64) {
+        let Some(open) = self.open.as_mut() else {
+            return;
+        };
+        match self.events.cur_pos(position) {
+            Ok(true) => {
+                stats.events += 1;
+                open.reported = position;
+                let _ = self.event_channel.notify();
+            }
+            Ok(false) => stats.events_dropped += 1,
+            Err(e) => stats.error(ErrorClass::Buffer, &format_args!("event page: {e}")),
+        }
     }
 
     fn count_underruns(&mut self, stats: &mut Stats) {
@@ -499,16 +525,20 @@ impl<P: Platform> Stream<P> {
         if position <= open.reported || !(crossed || drained) {
             return;
         }
-        match self.events.cur_pos(position) {
-            Ok(true) => {
-                stats.events += 1;
-                open.reported = position;
-                let _ = self.event_channel.notify();
-            }
-            Ok(false) => stats.events_dropped += 1,
-            Err(e) => stats.error(ErrorClass::Buffer, &format_args!("event page: {e}")),
-        }
+        self.send_position(stats, position);
     }
+}
+
+/// Where a stream restarts after a STOP whose last reported position was `reported`: the
+/// next multiple of the buffer's size. Linux's `snd_xen_front` keeps its pointer across
+/// the stop (modulo the buffer) while ALSA's prepare counts from 0 again, so from any other
+/// position the frontend would write that much more than its buffer holds; the event for
+/// this position brings its pointer back to the buffer's start. The mixer counts from here
+/// too (not from what it had taken beyond the last report, which was dropped with the
+/// queue).
+fn restart_position(reported: u64, buffer_bytes: u32) -> u64 {
+    let buffer = u64::from(buffer_bytes.max(1));
+    reported.div_ceil(buffer) * buffer
 }
 
 impl<P: Platform> Drop for Stream<P> {

@@ -75,6 +75,8 @@ fn a_late_mixer_shows_in_the_driver_domains_status() {
         env.advance(5 * MS);
     }
     assert_eq!(env.status("device-underruns"), Some(0), "on time so far");
+    let late = env.status("mixer-late-max-us").unwrap();
+    assert!(late <= 5_000, "late by at most a step so far: {late} us");
     // The driver domain does not run for 300 ms: its 4 queued periods (40 ms) run out.
     env.world.advance(300 * MS);
     env.settle();
@@ -86,6 +88,10 @@ fn a_late_mixer_shows_in_the_driver_domains_status() {
     assert_eq!(env.status("periods-played"), Some(st.periods_played));
     assert!(st.periods_played >= 40, "{st:?}");
     assert_eq!(env.status("periods-recorded"), Some(0));
+    // The stall shows as the mixer's lateness.
+    let late = env.status("mixer-late-max-us").unwrap();
+    assert!((250_000..=300_000).contains(&late), "{late} us");
+    assert_eq!(late, st.late_max_us);
 }
 
 #[test]
@@ -328,4 +334,53 @@ fn pause_resume_and_stop_move_the_stream() {
         -22,
         "not paused"
     );
+}
+
+/// ALSA's recovery from an underrun (or a drop) stops the stream and prepares it again:
+/// ALSA counts from 0 while Linux's `snd_xen_front` keeps its pointer modulo the buffer,
+/// so a frontend stopped at a position inside the buffer writes that much more than the
+/// buffer holds once it restarts. The backend moves the position to the buffer's next
+/// multiple at the STOP and tells the frontend, and counts from there itself (not from
+/// what its mixer had taken beyond the last report): the frontend's refill then fits.
+#[test]
+fn a_stop_and_restart_keeps_the_frontends_pointer_in_step() {
+    let mut env = Env::new();
+    let mut f = Front::attach(&mut env, 5, 0, &card_keys(&[("pb", "p")], &[]));
+    // Periods of two device periods: the mixer takes bytes no report covers yet.
+    let open = OpenArgs {
+        period: 8192,
+        ..STEREO48
+    };
+    let buffer = open.buffer as u64;
+    assert_eq!(f.open(&mut env, 0, open), 0);
+    let mut p = Player::new(0, pattern(40 * 1024), buffer as usize);
+    p.step(&mut env, &mut f);
+    // Run until the frontend's position is inside the buffer and the mixer has taken
+    // bytes beyond it.
+    for _ in 0..500 {
+        env.advance(MS);
+        p.step(&mut env, &mut f);
+        let taken = env.engine.borrow().stats().periods_played * 4096;
+        if p.hw % buffer != 0 && taken > p.hw {
+            break;
+        }
+    }
+    let stopped_at = p.hw;
+    assert_ne!(stopped_at % buffer, 0, "stopped inside the buffer");
+    assert_eq!(f.trigger(&mut env, 0, XENSND_OP_TRIGGER_STOP), 0);
+    for (_, pos) in f.streams[0].take_events() {
+        p.hw = pos;
+    }
+    assert_eq!(
+        p.hw,
+        stopped_at.div_ceil(buffer) * buffer,
+        "told the restart position"
+    );
+    // ALSA's prepare: it counts from 0, snd_xen_front's pointer stays at hw % buffer.
+    p.written = (p.hw - p.hw % buffer) as usize;
+    p.started = false;
+    play_all(&mut env, &mut [(&mut f, &mut p)], 5);
+    let st = &f.streams[0];
+    assert_eq!(st.bad_ids, 0);
+    assert_eq!(st.events.last().unwrap().1, p.data.len() as u64);
 }

@@ -48,6 +48,10 @@ pub struct EngineStats {
     pub periods_recorded: u64,
     /// Device underruns (the device played silence because the mixer was late).
     pub device_underruns: u64,
+    /// The latest the mixer ran after the time it asked to be woken at, in µs (the
+    /// driver domain busy elsewhere or not scheduled): near a queue's worth of periods,
+    /// the device underruns.
+    pub late_max_us: u64,
 }
 
 /// The device, the voices and the mix buffers.
@@ -109,6 +113,11 @@ impl Engine {
     /// The playback device's parameters.
     pub fn playback_params(&self) -> DeviceParams {
         self.sink.params()
+    }
+
+    /// Notes that the mixer ran `late_ns` after the time it asked for.
+    pub fn note_late(&mut self, late_ns: u64) {
+        self.stats.late_max_us = self.stats.late_max_us.max(late_ns / 1_000);
     }
 
     /// Counters.
@@ -259,14 +268,30 @@ impl Engine {
 
 /// Runs the engine on the executor (spawn it before the backend, so a pass mixes first and
 /// the streams then report the new positions).
-pub struct EngineTask(pub SharedEngine);
+pub struct EngineTask {
+    engine: SharedEngine,
+    /// When the engine asked to run next.
+    due: Option<u64>,
+}
+
+impl EngineTask {
+    /// The task running `engine`.
+    pub fn new(engine: SharedEngine) -> Self {
+        Self { engine, due: None }
+    }
+}
 
 impl<P: Platform> Task<P> for EngineTask {
     fn poll(&mut self, cx: &mut Ctx<'_, P>) {
-        let Ok(mut engine) = self.0.try_borrow_mut() else {
+        let Ok(mut engine) = self.engine.try_borrow_mut() else {
             return;
         };
-        if let Some(at) = engine.pump(cx.now_ns()) {
+        let now = cx.now_ns();
+        if let Some(due) = self.due.filter(|&d| now >= d) {
+            engine.note_late(now - due);
+        }
+        self.due = engine.pump(now);
+        if let Some(at) = self.due {
             cx.wake_at(at);
         }
     }

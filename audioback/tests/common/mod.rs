@@ -61,7 +61,7 @@ impl Env {
         .shared();
         let backend = Backend::new(SndDriver::new(engine.clone(), options), DD).shared();
         let mut exec = Executor::new(dd.clone(), dd.xenstore());
-        exec.spawn(EngineTask(engine.clone())).unwrap();
+        exec.spawn(EngineTask::new(engine.clone())).unwrap();
         exec.spawn(EngineStatus::new(engine.clone(), options.stats_ms))
             .unwrap();
         exec.spawn(backend.clone()).unwrap();
@@ -485,7 +485,8 @@ impl Player {
             self.hw = pos;
         }
         loop {
-            let free = self.buffer - (self.written - self.hw as usize);
+            // What ALSA lets the application write: the buffer beyond the position.
+            let free = (self.buffer + self.hw as usize).saturating_sub(self.written);
             let left = self.data.len() - self.written;
             let at = self.written % self.buffer;
             let n = free.min(left).min(self.buffer - at);
