@@ -146,6 +146,8 @@ fn start<P: Platform + Clone + 'static>(
         "device: {what}, {} Hz, {} channels, period {} frames, {} queued",
         p.rate, p.channels, p.period_frames, q
     );
+    let hook = crate::mixer::wait_hook(engine.clone(), exec.platform().clone());
+    exec.xenstore().set_wait_hook(hook);
     exec.spawn(EngineTask::new(engine.clone()))
         .map_err(|e| StartError::new(format_args!("mixer task: {e}")))?;
     exec.spawn(EngineStatus::new(engine.clone(), config.options.stats_ms))

@@ -12,9 +12,10 @@
 //! per-channel gains. Anything that makes no sense in the stream's state gets `-EINVAL`,
 //! counted and logged once per class. Only a corrupted ring fails the device.
 //!
-//! After the requests, a `CUR_POS` event reports the position once it has crossed a
-//! period boundary since the last report, or once a playback stream has played all it was
-//! given (so a last, partial period is reported and the frontend's drain ends).
+//! After the requests, `CUR_POS` events report the position once it has crossed a period
+//! boundary since the last report (one event per boundary crossed, so no step reaches a
+//! buffer's size), or once a playback stream has played all it was given (so a last,
+//! partial period is reported and the frontend's drain ends).
 
 use alloc::format;
 use alloc::string::String;
@@ -34,6 +35,10 @@ use crate::mixer::{SharedEngine, VoiceId, VoiceState};
 use crate::params::OpenParams;
 use crate::stats::{ErrorClass, Stats};
 use crate::wire::{Parsed, Request, Trigger, VolumeOp};
+
+/// Events one report writes at most (one per period boundary crossed): the rest follow on
+/// the next pass.
+const MAX_EVENTS_PER_REPORT: usize = 16;
 
 /// The request ring of a stream.
 pub type ReqRing<M> = BackChannel<M, XensndReq, XensndResp>;
@@ -452,9 +457,8 @@ impl<P: Platform> Stream<P> {
             (VoiceState::Running, Trigger::Pause) => VoiceState::Paused,
             (VoiceState::Paused, Trigger::Resume) => VoiceState::Running,
             (_, Trigger::Stop) => {
-                voice.clear();
                 let at = restart_position(open.reported, open.params.buffer_bytes);
-                voice.position = at;
+                voice.restart(at);
                 restart_at = Some(at).filter(|&at| at != open.reported);
                 VoiceState::Stopped
             }
@@ -501,7 +505,7 @@ impl<P: Platform> Stream<P> {
         }
     }
 
-    /// Writes a `CUR_POS` event when the position crossed a period boundary, or when a
+    /// Writes `CUR_POS` events when the position crossed a period boundary, or when a
     /// playback stream has played everything it was given (the last, partial period of a
     /// stream: without it the frontend's drain waits for a position that never comes).
     fn report(&mut self, stats: &mut Stats) {
@@ -513,19 +517,36 @@ impl<P: Platform> Stream<P> {
         if period == 0 {
             return;
         }
-        let Some((position, drained)) = self.engine.borrow().voice(open.voice).map(|v| {
-            (
-                v.position,
-                v.direction == Direction::Playback && v.queued() == 0,
-            )
-        }) else {
+        let Some((position, drained)) = self
+            .engine
+            .borrow()
+            .voice(open.voice)
+            .map(|v| (v.reported_position(), v.drained()))
+        else {
             return;
         };
         let crossed = position / period > open.reported / period;
         if position <= open.reported || !(crossed || drained) {
             return;
         }
-        self.send_position(stats, position);
+        // One event per period boundary crossed (then the position itself): the frontend
+        // keeps its pointer modulo the buffer, so a single jump of a buffer or more (the
+        // mixer filling a deep device queue at the start) would look like no progress.
+        let mut at = open.reported;
+        for _ in 0..MAX_EVENTS_PER_REPORT {
+            // The next boundary while another one lies before the position, else the
+            // position itself (so every event falls in a later period than the one before).
+            let next = (at / period + 1) * period;
+            at = if next + period <= position {
+                next
+            } else {
+                position
+            };
+            self.send_position(stats, at);
+            if at == position || self.open.as_ref().is_none_or(|o| o.reported != at) {
+                break;
+            }
+        }
     }
 }
 

@@ -306,26 +306,46 @@ fn pause_resume_and_stop_move_the_stream() {
         -22,
         "already running"
     );
-    env.advance(20 * MS);
+    let step = |env: &mut Env, ms: u64| {
+        for _ in 0..ms {
+            env.advance(MS);
+        }
+    };
+    step(&mut env, 20);
     assert_eq!(f.trigger(&mut env, 0, XENSND_OP_TRIGGER_PAUSE), 0);
     let at_pause = env.engine.borrow().stats().periods_played;
     f.streams[0].take_events();
     let pos = f.streams[0].events.last().map_or(0, |e| e.1);
-    env.advance(50 * MS);
+    // What the card had queued still plays out (the position is what it played), then
+    // nothing moves.
+    step(&mut env, 60);
+    f.streams[0].take_events();
+    let played_out = f.streams[0].events.last().map_or(0, |e| e.1);
+    let queue_bytes = 4 * DEVICE.period_frames as u64 * 4;
+    // 20 ms played before the pause (192 bytes a millisecond), then at most the queue.
+    assert!(
+        played_out <= 20 * 192 + queue_bytes,
+        "{pos} then {played_out}"
+    );
+    step(&mut env, 50);
     f.streams[0].take_events();
     assert_eq!(
         f.streams[0].events.last().map_or(0, |e| e.1),
-        pos,
+        played_out,
         "no progress while paused"
     );
-    assert!(
-        env.engine.borrow().stats().periods_played <= at_pause + 4,
-        "the card stops"
+    assert_eq!(
+        env.engine.borrow().stats().periods_played,
+        at_pause,
+        "nothing more is mixed"
     );
     assert_eq!(f.trigger(&mut env, 0, XENSND_OP_TRIGGER_RESUME), 0);
-    env.advance(40 * MS);
+    step(&mut env, 60);
     f.streams[0].take_events();
-    assert!(f.streams[0].events.last().unwrap().1 > pos, "resumed");
+    assert!(
+        f.streams[0].events.last().unwrap().1 > played_out,
+        "resumed"
+    );
     assert_eq!(f.trigger(&mut env, 0, XENSND_OP_TRIGGER_STOP), 0);
     // Stopped: the queue was dropped, a whole buffer fits again.
     assert_eq!(f.write(&mut env, 0, 0, &pattern(4096)), 0);
@@ -383,4 +403,36 @@ fn a_stop_and_restart_keeps_the_frontends_pointer_in_step() {
     let st = &f.streams[0];
     assert_eq!(st.bad_ids, 0);
     assert_eq!(st.events.last().unwrap().1, p.data.len() as u64);
+}
+
+/// A device queue as deep as the guest's buffer. Taking the whole buffer at the start
+/// would report it all played at once: ALSA sees the hardware catch up with the
+/// application and stops the stream (an underrun in the guest, a gap in the sound). The
+/// mixer writes at most a period less than the buffer ahead, and every step the frontend
+/// sees stays below a buffer (its pointer is kept modulo the buffer).
+#[test]
+fn a_device_queue_as_deep_as_the_guest_buffer_never_runs_the_guest_dry() {
+    let mut env = Env::new();
+    let mut f = Front::attach(&mut env, 5, 0, &card_keys(&[("pb", "p")], &[]));
+    // The test device queues 4 periods of 480 frames: 7680 bytes, this stream's buffer.
+    let queue_bytes = 4 * DEVICE.period_frames as u32 * 4;
+    let open = OpenArgs {
+        buffer: queue_bytes,
+        period: queue_bytes / 4,
+        ..STEREO48
+    };
+    assert_eq!(f.open(&mut env, 0, open), 0);
+    let mut p = Player::new(0, pattern(20 * 1024), queue_bytes as usize);
+    p.pointer = Some(AlsaPointer::new(u64::from(queue_bytes)));
+    play_all(&mut env, &mut [(&mut f, &mut p)], 2);
+    assert_eq!(p.xruns, 0, "the guest never ran dry");
+    let st = &f.streams[0];
+    assert_eq!(st.bad_ids, 0);
+    assert!(
+        st.events
+            .windows(2)
+            .all(|w| w[1].1 - w[0].1 < u64::from(queue_bytes)),
+        "no step of a whole buffer"
+    );
+    assert_eq!(env.engine.borrow().stats().device_underruns, 0);
 }

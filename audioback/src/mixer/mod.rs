@@ -6,7 +6,12 @@
 //! channel `c mod n`), applies its gains ([`volume`]), and adds into a 32-bit mix that is
 //! saturated to 16 bits once (clipping-safe: a loud mix clips, never wraps). The mixer
 //! writes whole periods while the device has room, so at most the device's queue of
-//! periods is in flight (bounded latency); each voice holds at most its stream's buffer
+//! periods is in flight (bounded latency). The position a guest is told follows what the
+//! device has played of its voice, but stays at most half the guest's buffer behind what
+//! the mixer has taken ([`Voice::reported_position`]). While a
+//! running voice lacks a period's data and the device holds more than
+//! [`LOW_WATER_PERIODS`], the mixer waits for the guest (the device's queue covers a late
+//! guest); below that it mixes what there is. Each voice holds at most its stream's buffer
 //! (bounded memory), and there are at most `max_voices` voices.
 //!
 //! The [`Engine`] is shared (`Rc<RefCell<…>>`) between the backend's streams, which add
@@ -24,7 +29,8 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use minios::executor::{Ctx, Task};
-use minios::platform::Platform;
+use minios::platform::{Clock, Platform};
+use minios::xenstore::WaitHook;
 
 use crate::card::Direction;
 use crate::device::{DeviceParams, PcmSink, PcmSource};
@@ -34,6 +40,10 @@ pub use voice::{Voice, VoiceState};
 
 /// Periods the mixer handles per pass at most (a late pass catches up, bounded).
 pub const MAX_PERIODS_PER_PASS: usize = 8;
+
+/// Periods left in the device below which the mixer mixes even when a guest's voice lacks
+/// data (it plays silence for what is missing); above it, it waits for the guest.
+pub const LOW_WATER_PERIODS: usize = 2;
 
 /// A voice's handle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +78,8 @@ pub struct Engine {
     linger_ns: u64,
     /// When the last playback stream stopped (the device still running).
     idle_since: Option<u64>,
+    /// When the engine asked to run next.
+    due: Option<u64>,
 }
 
 /// The engine as the backend's streams and the task share it.
@@ -93,6 +105,7 @@ impl Engine {
             stats: EngineStats::default(),
             linger_ns: 0,
             idle_since: None,
+            due: None,
         }
     }
 
@@ -113,11 +126,6 @@ impl Engine {
     /// The playback device's parameters.
     pub fn playback_params(&self) -> DeviceParams {
         self.sink.params()
-    }
-
-    /// Notes that the mixer ran `late_ns` after the time it asked for.
-    pub fn note_late(&mut self, late_ns: u64) {
-        self.stats.late_max_us = self.stats.late_max_us.max(late_ns / 1_000);
     }
 
     /// Counters.
@@ -176,18 +184,30 @@ impl Engine {
     }
 
     /// Mixes and records what is due at `now_ns`; returns when to run again (`None`: idle
-    /// until a stream starts).
+    /// until a stream starts). Running later than the time it last returned counts in
+    /// [`EngineStats::late_max_us`].
     pub fn pump(&mut self, now_ns: u64) -> Option<u64> {
+        if let Some(due) = self.due.filter(|&d| now_ns >= d) {
+            let late_us = (now_ns - due) / 1_000;
+            self.stats.late_max_us = self.stats.late_max_us.max(late_us);
+        }
         let play = self.pump_playback(now_ns);
         let rec = self.pump_capture(now_ns);
-        match (play, rec) {
+        self.due = match (play, rec) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        }
+        };
+        self.due
     }
 
     fn pump_playback(&mut self, now: u64) -> Option<u64> {
         let p = self.sink.params();
+        if self.sink.running() {
+            let played = self.sink.position(now);
+            for v in self.voices.iter_mut().flatten() {
+                v.note_played(played);
+            }
+        }
         if !self.running(Direction::Playback) {
             if !self.sink.running() {
                 self.idle_since = None;
@@ -201,41 +221,100 @@ impl Engine {
                         break;
                     }
                     self.out.fill(0);
-                    self.sink.write(&self.out);
+                    self.write_period(now);
                 }
-                return Some(self.sink.next_space_ns(now).unwrap_or(until).min(until));
+                let at = self.sink.next_space_ns(now).unwrap_or(until).min(until);
+                return Some(self.next_played_ns(now).map_or(at, |t| t.min(at)));
             }
             // Let the queued periods play out, then stop the device.
             let queued = self.sink.queued(now) as u64;
             if queued == 0 {
                 self.sink.stop();
+                self.flush_played();
                 return None;
             }
             let ns = (queued * 1_000_000_000).div_ceil(u64::from(p.rate.max(1)));
-            return Some(now.saturating_add(ns));
+            let at = now.saturating_add(ns);
+            return Some(self.next_played_ns(now).map_or(at, |t| t.min(at)));
         }
         self.idle_since = None;
         if !self.sink.running() {
             self.sink.start(now);
+            self.flush_played();
         }
         let dev_ch = usize::from(p.channels);
+        let period = p.period_frames;
+        let low = LOW_WATER_PERIODS * period;
         for _ in 0..MAX_PERIODS_PER_PASS {
-            if self.sink.writable(now) < p.period_frames {
-                break;
+            if self.sink.writable(now) < period {
+                return self.sink.next_space_ns(now);
+            }
+            let queued = self.sink.queued(now);
+            let ready = self.voices.iter().flatten().all(|v| {
+                v.direction != Direction::Playback
+                    || v.state != VoiceState::Running
+                    || v.can_fill(period, p.rate)
+            });
+            if !ready && queued > low {
+                // Wait for the guest until the device is down to the low-water mark (a
+                // guest's WRITE makes a pass sooner), running meanwhile whenever more of a
+                // voice has played, so its position reaches the guest on time.
+                let frames = (queued - low) as u64;
+                let ns = (frames * 1_000_000_000).div_ceil(u64::from(p.rate.max(1)));
+                let low_water = now.saturating_add(ns);
+                return Some(
+                    self.next_played_ns(now)
+                        .map_or(low_water, |t| t.min(low_water)),
+                );
             }
             self.mix.fill(0);
             for v in self.voices.iter_mut().flatten() {
                 if v.direction == Direction::Playback && v.state == VoiceState::Running {
-                    v.mix_into(&mut self.mix, dev_ch, p.period_frames);
+                    v.mix_into(&mut self.mix, dev_ch, period);
                 }
             }
             for (o, m) in self.out.iter_mut().zip(&self.mix) {
                 *o = clamp16(*m) as i16;
             }
-            self.sink.write(&self.out);
+            self.write_period(now);
             self.stats.periods_played += 1;
         }
-        self.sink.next_space_ns(now)
+        Some(now)
+    }
+
+    /// Writes `out` to the device and notes, for every playback voice, where its bytes
+    /// taken so far end in the device (in the device's own count of frames, which skips
+    /// ahead over an underrun).
+    fn write_period(&mut self, now: u64) {
+        self.sink.write(&self.out);
+        let end = self.sink.position(now) + self.sink.queued(now) as u64;
+        for v in self.voices.iter_mut().flatten() {
+            if v.direction == Direction::Playback {
+                v.note_written(end);
+            }
+        }
+    }
+
+    /// When more of some voice will have played (its position moves: the guest must hear
+    /// of it), if any voice has bytes in the device.
+    fn next_played_ns(&mut self, now: u64) -> Option<u64> {
+        let played = self.sink.position(now);
+        let next = self
+            .voices
+            .iter()
+            .flatten()
+            .filter_map(Voice::next_played_at)
+            .min()?;
+        let frames = next.saturating_sub(played).max(1);
+        let rate = u64::from(self.sink.params().rate.max(1));
+        Some(now.saturating_add((frames * 1_000_000_000).div_ceil(rate)))
+    }
+
+    /// Counts every voice's bytes in the device as played (it stopped, or starts afresh).
+    fn flush_played(&mut self) {
+        for v in self.voices.iter_mut().flatten() {
+            v.flush_played();
+        }
     }
 
     fn pump_capture(&mut self, now: u64) -> Option<u64> {
@@ -268,31 +347,32 @@ impl Engine {
 
 /// Runs the engine on the executor (spawn it before the backend, so a pass mixes first and
 /// the streams then report the new positions).
-pub struct EngineTask {
-    engine: SharedEngine,
-    /// When the engine asked to run next.
-    due: Option<u64>,
-}
+pub struct EngineTask(SharedEngine);
 
 impl EngineTask {
     /// The task running `engine`.
     pub fn new(engine: SharedEngine) -> Self {
-        Self { engine, due: None }
+        Self(engine)
     }
 }
 
 impl<P: Platform> Task<P> for EngineTask {
     fn poll(&mut self, cx: &mut Ctx<'_, P>) {
-        let Ok(mut engine) = self.engine.try_borrow_mut() else {
+        let Ok(mut engine) = self.0.try_borrow_mut() else {
             return;
         };
-        let now = cx.now_ns();
-        if let Some(due) = self.due.filter(|&d| now >= d) {
-            engine.note_late(now - due);
-        }
-        self.due = engine.pump(now);
-        if let Some(at) = self.due {
+        if let Some(at) = engine.pump(cx.now_ns()) {
             cx.wake_at(at);
         }
     }
+}
+
+/// The engine as a xenstore wait hook ([`minios::xenstore::WaitHook`]): while a task waits
+/// for a xenstore reply (a guest's card connecting, counters being published), the mixer
+/// still runs on time. Skipped while the engine is in use.
+pub fn wait_hook<C: Clock + 'static>(engine: SharedEngine, clock: C) -> WaitHook {
+    Box::new(move || {
+        let now = clock.now_ns();
+        engine.try_borrow_mut().ok().and_then(|mut e| e.pump(now))
+    })
 }

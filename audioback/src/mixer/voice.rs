@@ -2,8 +2,11 @@
 //! buffer size), its format and rate conversion, its gains, and its position.
 //!
 //! Playback: `WRITE`s append the guest's bytes; the mixer takes frames as the device needs
-//! them; the position counts bytes taken. Capture: the mixer appends converted device
-//! frames; `READ`s take them; the position counts bytes appended.
+//! them; the position counts bytes taken, and `played` the bytes the device has played;
+//! the guest is told [`Voice::reported_position`]: what was played, but at most half its
+//! buffer behind what was taken. Capture: the
+//! mixer appends converted device frames; `READ`s take them; the position counts bytes
+//! appended.
 
 use alloc::collections::VecDeque;
 
@@ -39,6 +42,11 @@ pub struct Voice {
     resampler: Resampler,
     /// Bytes taken (playback) or produced (capture) since the open.
     pub position: u64,
+    /// Playback: bytes the device has played (at most `position`).
+    played: u64,
+    /// Playback: (device frame count, `position`) at the end of each period written to the
+    /// device and not yet played (at most the device's queue of periods).
+    in_device: VecDeque<(u64, u64)>,
     /// Periods in which a running playback voice ran out of data.
     pub underruns: u64,
     /// Capture bytes dropped because the guest did not read them in time.
@@ -64,6 +72,8 @@ impl Voice {
             fifo: VecDeque::new(),
             resampler,
             position: 0,
+            played: 0,
+            in_device: VecDeque::new(),
             underruns: 0,
             overruns: 0,
         }
@@ -72,6 +82,97 @@ impl Voice {
     /// Bytes in flight.
     pub fn queued(&self) -> usize {
         self.fifo.len()
+    }
+
+    /// Whether the voice holds enough to play `dev_frames` frames at `dev_rate` (one frame
+    /// more for a converting voice's interpolation).
+    pub fn can_fill(&self, dev_frames: usize, dev_rate: u32) -> bool {
+        let fb = self.params.frame_bytes().max(1);
+        let have = (self.fifo.len() / fb) as u64;
+        let rate = u64::from(self.params.rate);
+        let dev = u64::from(dev_rate.max(1));
+        let need = if rate == dev {
+            dev_frames as u64
+        } else {
+            (dev_frames as u64 * rate).div_ceil(dev) + 1
+        };
+        have >= need
+    }
+
+    /// The stream's buffer in frames at `dev_rate`.
+    pub fn buffer_frames_at(&self, dev_rate: u32) -> usize {
+        let fb = self.params.frame_bytes().max(1) as u64;
+        let frames = u64::from(self.params.buffer_bytes) / fb;
+        (frames * u64::from(dev_rate) / u64::from(self.params.rate.max(1))) as usize
+    }
+
+    /// The position the guest is told: for capture the bytes captured; for playback the
+    /// bytes the device has played, but never more than half the stream's buffer (in whole
+    /// periods, at least one) behind what the mixer has taken. Counted when taken, a deep
+    /// device queue would show the guest its whole buffer played the moment it is taken
+    /// (ALSA then stops the stream as an underrun); counted only when played, a guest
+    /// joining a running device would wait the device's whole queue for its first position
+    /// (ALSA gives up waiting after 1.1 buffer times: `EIO`).
+    pub fn reported_position(&self) -> u64 {
+        match self.direction {
+            Direction::Playback => self.played.max(self.position.saturating_sub(self.lag())),
+            Direction::Capture => self.position,
+        }
+    }
+
+    /// How far the reported position may stay behind the bytes taken.
+    fn lag(&self) -> u64 {
+        let period = u64::from(self.params.period_bytes.max(1));
+        let half = u64::from(self.params.buffer_bytes) / 2;
+        (half / period * period).max(period)
+    }
+
+    /// Whether everything the voice was given has been played.
+    pub fn drained(&self) -> bool {
+        self.direction == Direction::Playback
+            && self.fifo.is_empty()
+            && self.played == self.position
+    }
+
+    /// Notes that a period ending at device frame `dev_end` was written to the device.
+    pub fn note_written(&mut self, dev_end: u64) {
+        if self
+            .in_device
+            .back()
+            .is_none_or(|&(_, p)| p != self.position)
+        {
+            self.in_device.push_back((dev_end, self.position));
+        }
+    }
+
+    /// Notes that the device has played up to frame `dev_played`.
+    pub fn note_played(&mut self, dev_played: u64) {
+        while let Some(&(end, pos)) = self.in_device.front() {
+            if end > dev_played {
+                break;
+            }
+            self.played = pos;
+            self.in_device.pop_front();
+        }
+    }
+
+    /// The device frame at which more of this voice will have played, if any is queued.
+    pub fn next_played_at(&self) -> Option<u64> {
+        self.in_device.front().map(|&(end, _)| end)
+    }
+
+    /// Counts everything taken as played (the device stopped or started afresh).
+    pub fn flush_played(&mut self) {
+        self.in_device.clear();
+        self.played = self.position;
+    }
+
+    /// Drops the bytes in flight (STOP) and counts from `at` on (taken and played).
+    pub fn restart(&mut self, at: u64) {
+        self.clear();
+        self.in_device.clear();
+        self.position = at;
+        self.played = at;
     }
 
     /// Drops the bytes in flight (STOP).

@@ -464,6 +464,44 @@ pub struct Player {
     /// Position the backend last reported.
     pub hw: u64,
     pub started: bool,
+    /// When set, positions reach the player as Linux's frontend and ALSA see them.
+    pub pointer: Option<AlsaPointer>,
+    /// Times the position caught up with what was written before the end (ALSA would stop
+    /// the stream: an underrun in the guest).
+    pub xruns: u32,
+}
+
+/// The position as Linux's `snd_xen_front` and ALSA see it: the frontend adds each event's
+/// step to a pointer kept modulo the buffer, and ALSA (reading that pointer after every
+/// event, the most often it can) counts a wrap whenever it went backwards. A step of a
+/// whole buffer is lost.
+pub struct AlsaPointer {
+    buffer: u64,
+    backend: u64,
+    pointer: u64,
+    /// The position ALSA believes, in bytes.
+    pub alsa: u64,
+}
+
+impl AlsaPointer {
+    pub fn new(buffer: u64) -> Self {
+        Self {
+            buffer,
+            backend: 0,
+            pointer: 0,
+            alsa: 0,
+        }
+    }
+
+    /// A CUR_POS event at `pos`; returns the position ALSA now believes.
+    pub fn event(&mut self, pos: u64) -> u64 {
+        let step = pos.wrapping_sub(self.backend);
+        self.backend = pos;
+        self.pointer = (self.pointer + step) % self.buffer;
+        let old = self.alsa % self.buffer;
+        self.alsa += (self.pointer + self.buffer - old) % self.buffer;
+        self.alsa
+    }
 }
 
 impl Player {
@@ -475,14 +513,24 @@ impl Player {
             written: 0,
             hw: 0,
             started: false,
+            pointer: None,
+            xruns: 0,
         }
     }
 
     /// Writes what fits; starts after the first fill. Asserts every request succeeded.
     pub fn step(&mut self, env: &mut Env, f: &mut Front) {
         for (_, pos) in f.streams[self.s].take_events() {
+            let pos = match &mut self.pointer {
+                Some(p) => p.event(pos),
+                None => pos,
+            };
             assert!(pos >= self.hw, "position never goes back");
             self.hw = pos;
+            // ALSA stops a stream whose hardware caught up with the application.
+            if self.started && self.hw as usize >= self.written && self.written < self.data.len() {
+                self.xruns += 1;
+            }
         }
         loop {
             // What ALSA lets the application write: the buffer beyond the position.

@@ -469,6 +469,13 @@ pub trait XsTransport {
 
     /// Blocks until [`recv`](Self::recv) may return data. Spurious returns are allowed.
     fn wait_readable(&mut self) -> Result<(), TransportError>;
+
+    /// [`wait_readable`](Self::wait_readable), returning by `deadline_ns` (the platform's
+    /// clock) at the latest when one is given. Default: the deadline is not honoured.
+    fn wait_readable_until(&mut self, deadline_ns: Option<u64>) -> Result<(), TransportError> {
+        let _ = deadline_ns;
+        self.wait_readable()
+    }
 }
 
 impl<T: XsTransport + ?Sized> XsTransport for alloc::boxed::Box<T> {
@@ -480,6 +487,9 @@ impl<T: XsTransport + ?Sized> XsTransport for alloc::boxed::Box<T> {
     }
     fn wait_readable(&mut self) -> Result<(), TransportError> {
         (**self).wait_readable()
+    }
+    fn wait_readable_until(&mut self, deadline_ns: Option<u64>) -> Result<(), TransportError> {
+        (**self).wait_readable_until(deadline_ns)
     }
 }
 

@@ -15,8 +15,10 @@ pub struct Global<T> {
 }
 
 // SAFETY: access goes through `with`/`try_with`, which hand out one `&mut T` at a time
-// (the atomic `busy` flag refuses a second, re-entrant borrow). One vCPU, so no parallelism.
-unsafe impl<T: Send> Sync for Global<T> {}
+// (the atomic `busy` flag refuses a second, re-entrant borrow). One vCPU and no threads, so
+// no parallelism, and a value never moves to another thread: `T` need not be `Send` (the
+// xenstore client may hold a wait hook over `Rc`s).
+unsafe impl<T> Sync for Global<T> {}
 
 impl<T> Global<T> {
     /// A cell holding `value`.

@@ -157,9 +157,13 @@ impl XsTransport for RingTransport {
     }
 
     fn wait_readable(&mut self) -> Result<(), TransportError> {
+        self.wait_readable_until(None)
+    }
+
+    fn wait_readable_until(&mut self, deadline_ns: Option<u64>) -> Result<(), TransportError> {
         self.channel.take_pending();
         let ring = &self.ring;
-        crate::events::block(None, || ring.readable());
+        crate::events::block(deadline_ns, || ring.readable());
         Ok(())
     }
 }

@@ -267,7 +267,14 @@ pub struct Xenstore<T> {
     events: VecDeque<WatchEvent>,
     event_bytes: usize,
     stats: XsStats,
+    wait_hook: Option<WaitHook>,
 }
+
+/// Work that cannot wait for a xenstore reply (a sound card's mixer): run while a request
+/// waits for its reply; returns when it must run again (`None`: only once the reply came).
+/// Replies from a busy dom0 can take a tenth of a second and more under load, and the
+/// executor's tasks all wait behind a task's xenstore request.
+pub type WaitHook = alloc::boxed::Box<dyn FnMut() -> Option<u64>>;
 
 impl<T> fmt::Debug for Xenstore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -300,7 +307,14 @@ impl<T: XsTransport> Xenstore<T> {
             events: VecDeque::new(),
             event_bytes: 0,
             stats: XsStats::default(),
+            wait_hook: None,
         }
+    }
+
+    /// Runs `hook` whenever a request waits for its reply, and again by the time it asks
+    /// for (see [`WaitHook`]).
+    pub fn set_wait_hook(&mut self, hook: WaitHook) {
+        self.wait_hook = Some(hook);
     }
 
     /// The transport.
@@ -322,7 +336,8 @@ impl<T: XsTransport> Xenstore<T> {
         self.transport.send(&self.tx_buf[..n])?;
         loop {
             let Some((header, payload)) = self.next_message()? else {
-                self.transport.wait_readable()?;
+                let deadline = self.wait_hook.as_mut().and_then(|hook| hook());
+                self.transport.wait_readable_until(deadline)?;
                 continue;
             };
             if header.msg_type == XsMsgType::WatchEvent {

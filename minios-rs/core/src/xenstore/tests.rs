@@ -539,3 +539,52 @@ fn encode_matches_the_wire_format() {
     let n = encode(XsMsgType::Write, 1, 0, &[b"/a\0v"], &mut expect).unwrap();
     assert_eq!(xs.transport_mut().0, &expect[..n]);
 }
+
+#[test]
+fn a_wait_hook_runs_while_a_reply_is_awaited_and_sets_the_deadline() {
+    // The reply comes after the third wait; every wait runs the hook first and returns by
+    // the deadline the hook asked for.
+    struct Slow {
+        waits: Vec<Option<u64>>,
+        reply: Vec<u8>,
+    }
+    impl XsTransport for Slow {
+        fn send(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+            let h = Header::parse(bytes).expect("a valid header");
+            self.reply = msg(XsMsgType::Read as u32, h.req_id, b"v");
+            Ok(())
+        }
+        fn recv(&mut self, buf: &mut [u8]) -> Result<usize, TransportError> {
+            if self.waits.len() < 3 {
+                return Ok(0);
+            }
+            let n = buf.len().min(self.reply.len());
+            buf[..n].copy_from_slice(&self.reply[..n]);
+            self.reply.drain(..n);
+            Ok(n)
+        }
+        fn wait_readable(&mut self) -> Result<(), TransportError> {
+            unreachable!("the deadline-aware wait is used")
+        }
+        fn wait_readable_until(&mut self, deadline_ns: Option<u64>) -> Result<(), TransportError> {
+            self.waits.push(deadline_ns);
+            Ok(())
+        }
+    }
+    let runs = alloc::rc::Rc::new(core::cell::Cell::new(0u64));
+    let mut xs = Xenstore::new(Slow {
+        waits: Vec::new(),
+        reply: Vec::new(),
+    });
+    let r = runs.clone();
+    xs.set_wait_hook(Box::new(move || {
+        r.set(r.get() + 1);
+        Some(1_000 * r.get())
+    }));
+    assert_eq!(xs.read("/x").unwrap(), b"v");
+    assert_eq!(runs.get(), 3);
+    assert_eq!(
+        xs.transport_mut().waits,
+        [Some(1_000), Some(2_000), Some(3_000)]
+    );
+}
