@@ -51,6 +51,8 @@ fn virtio_net(netdev: &str, mac: &str, addr: &str, file_server: &Path) -> Vec<St
 fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
     let addr = format!("addr=0x{:02x}", d.slot());
     let scratch = &m.scratch;
+    // A disk device's image file (what `[[disk_check]]` reads after the boot).
+    let image = |d: QemuDevice| d.disk_image().unwrap_or("disk.img");
     Ok(match d {
         QemuDevice::VirtioNet => virtio_net("usernet", "52:54:00:12:34:56", &addr, &m.file_server),
         QemuDevice::VirtioNet2 => {
@@ -60,7 +62,7 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
             virtio_net("usernet3", "52:54:00:12:34:58", &addr, &m.file_server)
         }
         QemuDevice::VirtioBlk => {
-            let img = scratch_image(scratch, "virtio-blk.img", 64)?;
+            let img = scratch_image(scratch, image(d), 64)?;
             vec![
                 "-drive".into(),
                 // discard=unmap: a guest's discard punches a hole in the image (reads
@@ -74,7 +76,7 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
             ]
         }
         QemuDevice::Nvme => {
-            let img = scratch_image(scratch, "nvme.img", 64)?;
+            let img = scratch_image(scratch, image(d), 96)?;
             vec![
                 "-drive".into(),
                 // discard=unmap: Dataset Management (deallocate) punches a hole in the image.
@@ -87,7 +89,7 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
             ]
         }
         QemuDevice::Nvme4k => {
-            let img = scratch_image(scratch, "nvme-4k.img", 32)?;
+            let img = scratch_image(scratch, image(d), 32)?;
             vec![
                 "-drive".into(),
                 format!(

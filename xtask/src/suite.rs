@@ -85,7 +85,13 @@ pub fn test() -> Result {
 }
 
 /// Scenarios the demo boots.
-const DEMO: &[&str] = &["appliance-up-down", "appliance-restart"];
+const DEMO: &[&str] = &[
+    "appliance-up-down",
+    "appliance-restart",
+    "blkdd-durable",
+    "usbdd-storage",
+    "sounddd-play",
+];
 
 /// Boots the appliance in the testbed and prints what each guest got.
 pub fn demo() -> Result {

@@ -199,6 +199,7 @@ pub fn run_scenarios(
     let _ = std::fs::copy(&log, logs.join("latest.log"));
     let mut results = results::collect(&names, &outcome.lines);
     wav_checks(scenarios, &cache.base.join("scratch"), &mut results);
+    disk_checks(scenarios, &cache.base.join("scratch"), &mut results);
     let mut text = format!("\n{}", results::table(&results));
     let failed: Vec<&ScenarioResult> = results
         .iter()
@@ -236,6 +237,37 @@ pub fn run_scenarios(
     })
 }
 
+/// Runs the scenarios' `[[disk_check]]`s on the disk images QEMU used (QEMU has exited: what
+/// a guest flushed is in the file or was lost) and adds them to their results; a failed one
+/// fails the scenario.
+fn disk_checks(scenarios: &[(Scenario, String)], scratch: &Path, results: &mut [ScenarioResult]) {
+    for (s, _) in scenarios {
+        let Some(r) = results.iter_mut().find(|r| r.name == s.name) else {
+            continue;
+        };
+        for check in &s.disk_checks {
+            let (name, ok, detail) = check.run(scratch);
+            r.reports.push((
+                DISK_REPORT.to_string(),
+                format!("{name}: {detail} ({})", if ok { "ok" } else { "FAILED" }),
+            ));
+            eprintln!(
+                "  host check {}: {name} {}: {detail}",
+                s.name,
+                if ok { "pass" } else { "FAIL" }
+            );
+            r.passed &= ok;
+            r.checks.push((name, ok, detail));
+        }
+    }
+}
+
+/// The report section (for people: `cargo xtask demo`) of the `[[disk_check]]` results.
+const DISK_REPORT: &str = "What the disks held after the boot (their images, checked on the host)";
+
+/// The report section (for people: `cargo xtask demo`) of the `[[wav_check]]` results.
+const WAV_REPORT: &str = "What the sound card played (QEMU's output, checked on the host)";
+
 /// Runs the scenarios' `[[wav_check]]`s on what QEMU's sound card wrote (now that QEMU has
 /// exited and finished the file) and adds them to their results; a failed one fails the
 /// scenario.
@@ -254,6 +286,10 @@ fn wav_checks(scenarios: &[(Scenario, String)], scratch: &Path, results: &mut [S
                     if ok { "pass" } else { "FAIL" }
                 );
                 r.passed &= ok;
+                r.reports.push((
+                    WAV_REPORT.to_string(),
+                    format!("{name}: {detail} ({})", if ok { "ok" } else { "FAILED" }),
+                ));
                 r.checks.push((name, ok, detail));
             }
         }

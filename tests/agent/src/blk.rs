@@ -30,9 +30,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use testbed_agent::blkpattern::{check_block, make_block, xorshift, BLOCK};
+
 const O_DIRECT: i32 = 0o40000;
-const BLOCK: usize = 4096;
-const MAGIC: u32 = 0x5844_4442; // "XDDB"
 
 /// Runs `blk <args>`.
 pub fn main(args: &[&str]) -> Result<(), String> {
@@ -174,81 +174,6 @@ fn region(o: &Opts, dev_size: u64) -> Result<(u64, u64), String> {
         ));
     }
     Ok((o.start / BLOCK as u64, len / BLOCK as u64))
-}
-
-/// CRC32C (Castagnoli), bitwise table built once.
-fn crc32c(data: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let t = TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (i, e) in t.iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0x82f6_3b78 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-            *e = c;
-        }
-        t
-    });
-    let mut c = !0u32;
-    for &b in data {
-        c = t[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
-}
-
-fn xorshift(state: &mut u64) -> u64 {
-    let mut x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-}
-
-/// Fills one block's image: header + payload from (seed, block, generation).
-fn make_block(out: &mut [u8], seed: u64, block: u64, gen: u32) {
-    let mut s = seed ^ block.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (u64::from(gen) << 40) | 1;
-    for chunk in out[16..].chunks_mut(8) {
-        let v = xorshift(&mut s).to_le_bytes();
-        chunk.copy_from_slice(&v[..chunk.len()]);
-    }
-    let crc = crc32c(&out[16..]);
-    out[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-    out[4..8].copy_from_slice(&(block as u32).to_le_bytes());
-    out[8..12].copy_from_slice(&gen.to_le_bytes());
-    out[12..16].copy_from_slice(&crc.to_le_bytes());
-}
-
-/// Compares a block read back with what it should be; explains a mismatch.
-fn check_block(
-    got: &[u8],
-    seed: u64,
-    block: u64,
-    gen: u32,
-    scratch: &mut [u8],
-) -> Result<(), String> {
-    make_block(scratch, seed, block, gen);
-    if got == scratch {
-        return Ok(());
-    }
-    let word = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-    let why = if word(got, 0) != MAGIC {
-        "no block header (never written or overwritten by something else)".to_string()
-    } else if u64::from(word(got, 4)) != block & 0xffff_ffff {
-        format!("holds block {} (misplaced)", word(got, 4))
-    } else if word(got, 8) != gen {
-        format!("holds generation {} (stale or lost write)", word(got, 8))
-    } else if crc32c(&got[16..]) != word(got, 12) {
-        "payload corrupt (crc32c mismatch)".to_string()
-    } else {
-        "payload differs".to_string()
-    };
-    Err(format!("block {block} (expected generation {gen}): {why}"))
 }
 
 fn verify(dev: &str, o: &Opts) -> Result<(), String> {
@@ -471,29 +396,4 @@ fn bench(dev: &str, o: &Opts) -> Result<(), String> {
         xs.write(&format!("data/bench/{name}-iops"), &format!("{iops:.1}"))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crc32c_known_value() {
-        assert_eq!(crc32c(b"123456789"), 0xe306_9283);
-    }
-
-    #[test]
-    fn blocks_explain_mismatches() {
-        let mut a = vec![0u8; BLOCK];
-        let mut s = vec![0u8; BLOCK];
-        make_block(&mut a, 7, 42, 3);
-        assert!(check_block(&a, 7, 42, 3, &mut s).is_ok());
-        let e = check_block(&a, 7, 42, 4, &mut s).unwrap_err();
-        assert!(e.contains("generation 3"), "{e}");
-        let e = check_block(&a, 7, 43, 3, &mut s).unwrap_err();
-        assert!(e.contains("misplaced"), "{e}");
-        a[100] ^= 1;
-        let e = check_block(&a, 7, 42, 3, &mut s).unwrap_err();
-        assert!(e.contains("crc32c"), "{e}");
-    }
 }

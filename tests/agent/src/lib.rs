@@ -3,6 +3,7 @@
 //! scenarios, and the initramfs writer.
 #![forbid(unsafe_code)]
 
+pub mod blkpattern;
 pub mod cpio;
 pub mod events;
 pub mod hostenv;

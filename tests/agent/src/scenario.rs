@@ -37,6 +37,60 @@ pub struct Scenario {
     /// Checks of what the sound card played (QEMU's wav file), run on the host after QEMU.
     #[serde(default, rename = "wav_check")]
     pub wav_checks: Vec<crate::wav::WavCheck>,
+    /// Checks of what a disk device holds (its image file), run on the host after QEMU.
+    #[serde(default, rename = "disk_check")]
+    pub disk_checks: Vec<DiskCheck>,
+}
+
+/// A check, on the host once QEMU has exited, that a region of a disk device's image holds
+/// the pattern `testbed-agent blk fill --seed SEED` wrote (what a guest flushed reached
+/// the device, whatever the driver domains did after).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskCheck {
+    /// The check's name.
+    pub name: String,
+    /// The disk device (`virtio-blk`, `nvme`, `nvme-4k`).
+    pub device: QemuDevice,
+    /// Where the region starts in the image (`64M`, bytes without a suffix).
+    pub start: String,
+    /// Its length.
+    pub len: String,
+    /// The pattern's seed.
+    pub seed: u64,
+}
+
+impl DiskCheck {
+    /// Runs the check on the images in `scratch`: (name, passed, detail).
+    pub fn run(&self, scratch: &std::path::Path) -> (String, bool, String) {
+        let result = self.region().and_then(|(start, len)| {
+            let image = self.device.disk_image().ok_or("not a disk device")?;
+            crate::blkpattern::check_file(&scratch.join(image), start, len, self.seed)
+                .map(|n| format!("{} MiB at {} of {image} intact", n >> 20, self.start))
+        });
+        match result {
+            Ok(d) => (self.name.clone(), true, d),
+            Err(e) => (self.name.clone(), false, e),
+        }
+    }
+
+    fn region(&self) -> Result<(u64, u64), String> {
+        Ok((size(&self.start)?, size(&self.len)?))
+    }
+}
+
+/// A size: a number of bytes, or of KiB/MiB/GiB with `K`, `M`, `G`.
+fn size(v: &str) -> Result<u64, String> {
+    let (num, shift) = match v.chars().last() {
+        Some('K') => (&v[..v.len() - 1], 10),
+        Some('M') => (&v[..v.len() - 1], 20),
+        Some('G') => (&v[..v.len() - 1], 30),
+        _ => (v, 0),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("bad size `{v}`"))
 }
 
 fn default_scenario_timeout() -> u64 {
@@ -74,6 +128,16 @@ pub enum QemuDevice {
 }
 
 impl QemuDevice {
+    /// The image file (in the testbed's scratch directory) of a disk device.
+    pub fn disk_image(self) -> Option<&'static str> {
+        match self {
+            QemuDevice::VirtioBlk => Some("virtio-blk.img"),
+            QemuDevice::Nvme => Some("nvme.img"),
+            QemuDevice::Nvme4k => Some("nvme-4k.img"),
+            _ => None,
+        }
+    }
+
     /// Every device, in PCI slot order.
     pub const ALL: [QemuDevice; 8] = [
         QemuDevice::VirtioNet,
@@ -555,6 +619,16 @@ impl Scenario {
         }
         if !self.wav_checks.is_empty() && !self.qemu_devices.contains(&QemuDevice::Sound) {
             return Err("a wav_check needs the sound device in qemu_devices".into());
+        }
+        for c in &self.disk_checks {
+            if c.device.disk_image().is_none() || !self.qemu_devices.contains(&c.device) {
+                return Err(format!(
+                    "disk_check `{}`: {:?} is not a disk device in qemu_devices",
+                    c.name, c.device
+                ));
+            }
+            c.region()
+                .map_err(|e| format!("disk_check `{}`: {e}", c.name))?;
         }
         for f in &self.files {
             if !f.path.starts_with('/') {
