@@ -8,11 +8,11 @@
 //! writes whole periods while the device has room, so at most the device's queue of
 //! periods is in flight (bounded latency). The position a guest is told follows what the
 //! device has played of its voice, but stays at most half the guest's buffer behind what
-//! the mixer has taken ([`Voice::reported_position`]). While a
-//! running voice lacks a period's data and the device holds more than
-//! [`LOW_WATER_PERIODS`], the mixer waits for the guest (the device's queue covers a late
-//! guest); below that it mixes what there is. Each voice holds at most its stream's buffer
-//! (bounded memory), and there are at most `max_voices` voices.
+//! the mixer has taken ([`Voice::reported_position`]). While a running voice lacks a
+//! period's data and the device holds more than [`LOW_WATER_PERIODS`], the mixer waits for
+//! the guest (the device's queue covers a late guest); below that it mixes what there is.
+//! Each voice holds at most its stream's buffer (bounded memory), and there are at most
+//! `max_voices` voices.
 //!
 //! The [`Engine`] is shared (`Rc<RefCell<…>>`) between the backend's streams, which add
 //! voices and feed them, and [`EngineTask`], which runs it on the executor: it mixes when
