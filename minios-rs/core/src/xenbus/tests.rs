@@ -395,6 +395,29 @@ fn close_and_reconnect() {
 }
 
 #[test]
+fn reconnect_seen_only_as_closing_then_connected() {
+    let mut h = Harness::new();
+    let mut fe = h.guest(5, 0);
+    fe.connect();
+    h.settle();
+    fe.state("5");
+    h.settle();
+    assert_eq!(h.be_state(&fe.dev).as_deref(), Some("5"));
+    // The frontend closes and starts over before we read its state again: all we see is
+    // Closing, then Connected with fresh rings.
+    fe.state("6");
+    fe.state("1");
+    fe.setup_rings();
+    fe.state("4");
+    h.settle();
+    assert_eq!(h.be_state(&fe.dev).as_deref(), Some("4"));
+    fe.send(3, 3);
+    h.settle();
+    assert_eq!(fe.responses(), [TestRsp { id: 3, status: 4 }]);
+    assert_eq!((h.world.live_mappings(DD), h.world.open_ports(DD)), (1, 1));
+}
+
+#[test]
 fn flapping_frontend_costs_bounded_work_and_leaks_nothing() {
     let mut h = Harness::new();
     let mut fe = h.guest(5, 0);

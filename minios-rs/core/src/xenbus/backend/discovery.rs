@@ -156,6 +156,7 @@ impl<P: Platform, D: BackendDriver<P>> Backend<P, D> {
             connected: false,
             failed: false,
             failures: 0,
+            fail_logged_ns: None,
             last_fe: None,
             removal: Removal::None,
         };

@@ -113,6 +113,8 @@ struct DeviceEntry<Dev> {
     failed: bool,
     /// Failures so far (log lines thin out as this grows).
     failures: u32,
+    /// When the last failure was logged (ns), so a failure is logged at least once a second.
+    fail_logged_ns: Option<u64>,
     /// The frontend state last acted on.
     last_fe: Option<XenbusState>,
     removal: Removal,

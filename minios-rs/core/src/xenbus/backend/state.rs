@@ -14,6 +14,9 @@ use crate::executor::Ctx;
 use crate::platform::{DomId, Platform, XenErrno};
 use crate::xenstore::{Event, Store, XsError};
 
+/// A device's failures are logged at least this far apart, beyond the 1st, 2nd, 4th, 8th…
+const FAIL_LOG_INTERVAL_NS: u64 = 1_000_000_000;
+
 impl<P: Platform, D: BackendDriver<P>> Backend<P, D> {
     /// Runs `f` on a probed, non-failed device with a fresh context; an error fails it.
     pub(super) fn with_device(
@@ -124,14 +127,16 @@ impl<P: Platform, D: BackendDriver<P>> Backend<P, D> {
                 }
             }
             Initialised | Connected => {
-                if slot.failed || slot.connected || slot.state == Closing {
-                    if slot.failed || slot.state == Closing {
+                if slot.failed || slot.connected {
+                    if slot.failed {
                         self.stats.ignored_events += 1;
                     }
                     return;
                 }
-                if slot.state == Closed {
-                    // Reconnect with Initialising skipped.
+                if matches!(slot.state, Closed | Closing) {
+                    // Reconnect with Initialising skipped, or with the frontend's Closed and
+                    // Initialising missed: we read the state when we get to a watch event, and
+                    // a frontend that closes and starts over quickly can be Connected by then.
                     self.restart(cx, slot);
                     if slot.failed {
                         return;
@@ -235,8 +240,15 @@ impl<P: Platform, D: BackendDriver<P>> Backend<P, D> {
         }
         slot.failed = true;
         slot.failures = slot.failures.saturating_add(1);
-        // A frontend can make a device fail over and over: log the 1st, 2nd, 4th, 8th… time.
-        if slot.failures.is_power_of_two() {
+        // A frontend can make a device fail over and over: log the 1st, 2nd, 4th, 8th… time,
+        // and any failure at least a second after the last one logged (so the reason of the
+        // failure that left a device Closing is always on the console, at most once a second).
+        let now = cx.now_ns();
+        let quiet = slot
+            .fail_logged_ns
+            .is_none_or(|t| now.saturating_sub(t) >= FAIL_LOG_INTERVAL_NS);
+        if slot.failures.is_power_of_two() || quiet {
+            slot.fail_logged_ns = Some(now);
             warn!("{}: failed (#{}): {err}", slot.id, slot.failures);
         }
         self.disconnect(cx, slot);
