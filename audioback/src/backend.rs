@@ -32,6 +32,7 @@ use crate::events::EventRing;
 use crate::mixer::SharedEngine;
 use crate::stats::Stats;
 use crate::stream::{label, ReqRing, Stream, StreamRings};
+use crate::stream_status::StreamStatus;
 
 /// Backend limits (configurable from the command line, see the README).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,11 +80,13 @@ impl<P: Platform> BackendDriver<P> for SndDriver {
 
     fn probe(&mut self, ctx: &mut DeviceCtx<'_, P>) -> Result<Vsnd<P>, DeviceError> {
         let label = format!("{}", ctx.id);
+        let counters = CounterPublisher::for_device(ctx, self.options.stats_ms);
         Ok(Vsnd {
             options: self.options,
             engine: self.engine.clone(),
             stats: Stats::new(label),
-            counters: CounterPublisher::for_device(ctx, self.options.stats_ms),
+            stream_status: StreamStatus::new(counters.dir(), self.options.stats_ms),
+            counters,
             streams: Vec::new(),
         })
     }
@@ -95,6 +98,7 @@ pub struct Vsnd<P: Platform> {
     engine: SharedEngine,
     stats: Stats,
     counters: CounterPublisher,
+    stream_status: StreamStatus,
     streams: Vec<Stream<P>>,
 }
 
@@ -225,6 +229,7 @@ impl<P: Platform> BackendDevice<P> for Vsnd<P> {
             self.counters.due_now();
             self.counters.publish_device(ctx, &self.stats.fields());
         }
+        self.stream_status.clear(ctx.xs);
     }
 
     fn poll(&mut self, ctx: &mut DeviceCtx<'_, P>) -> Result<(), DeviceError> {
@@ -245,6 +250,8 @@ impl<P: Platform> BackendDevice<P> for Vsnd<P> {
             ctx.wake_now();
         }
         self.counters.publish_device(ctx, &self.stats.fields());
+        let lines: Vec<String> = self.streams.iter().map(Stream::status).collect();
+        self.stream_status.publish(ctx, &lines);
         Ok(())
     }
 

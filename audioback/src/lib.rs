@@ -34,6 +34,7 @@ pub mod snddd;
 pub mod stats;
 pub mod status;
 pub mod stream;
+pub mod stream_status;
 pub mod wire;
 
 pub use backend::{Options, SndDriver, Vsnd};

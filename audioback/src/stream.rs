@@ -85,6 +85,8 @@ pub struct Stream<P: Platform> {
     seen: Option<u32>,
     /// While a port is held back: when to poll again to end the hold.
     held_until: Option<u64>,
+    /// Periods this stream ran out of data, over all its opens.
+    underruns: u64,
 }
 
 fn errno(e: XenErrno) -> i32 {
@@ -113,6 +115,7 @@ impl<P: Platform> Stream<P> {
             storm: (EventThrottle::new(), EventThrottle::new()),
             seen: None,
             held_until: None,
+            underruns: 0,
         }
     }
 
@@ -130,6 +133,37 @@ impl<P: Platform> Stream<P> {
     pub fn state(&self) -> Option<VoiceState> {
         let open = self.open.as_ref()?;
         self.engine.borrow().voice(open.voice).map(|v| v.state)
+    }
+
+    /// Periods this stream ran out of data, over all its opens (counted as it polls).
+    pub fn underruns(&self) -> u64 {
+        self.underruns
+    }
+
+    /// One line for `xddctl status`: direction, state (`closed`, `open` before a start or
+    /// after a stop, `running`, `paused`), the open format, the underruns:
+    /// `playback running 48000 Hz s16_le 2 ch, 3 underruns`.
+    pub fn status(&self) -> String {
+        let direction = match self.cfg.direction {
+            Direction::Playback => "playback",
+            Direction::Capture => "capture",
+        };
+        let Some(open) = self.open.as_ref() else {
+            return format!("{direction} closed, {} underruns", self.underruns);
+        };
+        let state = match self.state() {
+            Some(VoiceState::Running) => "running",
+            Some(VoiceState::Paused) => "paused",
+            Some(VoiceState::Stopped) | None => "open",
+        };
+        let p = &open.params;
+        format!(
+            "{direction} {state} {} Hz {} {} ch, {} underruns",
+            p.rate,
+            p.format.name(),
+            p.channels,
+            self.underruns
+        )
     }
 
     /// The id the next event gets.
@@ -500,7 +534,9 @@ impl<P: Platform> Stream<P> {
             return;
         };
         if let Some(v) = self.engine.borrow().voice(open.voice) {
-            stats.underruns += v.underruns.saturating_sub(open.underruns_seen);
+            let new = v.underruns.saturating_sub(open.underruns_seen);
+            stats.underruns += new;
+            self.underruns += new;
             open.underruns_seen = v.underruns;
         }
     }

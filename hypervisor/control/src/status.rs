@@ -107,8 +107,10 @@ fn usb_ports(ts: &dyn Toolstack, dir: &str) -> String {
     }
 }
 
-/// A sound card's counters (audioback's `data/vsnd/…`): ` (played 1.4 MiB, recorded 0 KiB,
-/// 0 underruns)`, or nothing before the first publication.
+/// A sound card's counters and streams (audioback's `data/vsnd/…`): ` (played 1.4 MiB,
+/// recorded 0 KiB, 0 underruns; stream 0 playback running 48000 Hz s16_le 2 ch, 0
+/// underruns; stream 1 capture closed, 0 underruns)`, or nothing before the first
+/// publication.
 fn sound_counters(ts: &dyn Toolstack, data: &str) -> String {
     let read = |k: &str| {
         ts.read(&format!("{data}/{k}"))
@@ -119,7 +121,8 @@ fn sound_counters(ts: &dyn Toolstack, data: &str) -> String {
         read("bytes_recorded"),
         read("underruns"),
     ];
-    if counters.iter().all(Option::is_none) {
+    let streams = sound_streams(ts, &format!("{data}/stream"));
+    if counters.iter().all(Option::is_none) && streams.is_empty() {
         return String::new();
     }
     // Counters are published when they change: one not there yet is still 0.
@@ -131,11 +134,40 @@ fn sound_counters(ts: &dyn Toolstack, data: &str) -> String {
             format!("{} KiB", b / 1024)
         }
     };
-    format!(
-        " (played {}, recorded {}, {underruns} underruns)",
+    let mut parts = vec![format!(
+        "played {}, recorded {}, {underruns} underruns",
         size(played),
         size(recorded)
-    )
+    )];
+    parts.extend(streams);
+    format!(" ({})", parts.join("; "))
+}
+
+/// Longest stream line shown (what a driver domain wrote, cut).
+const MAX_STREAM_LINE: usize = 80;
+
+/// A card's streams in their order: `stream 0 playback running 48000 Hz s16_le 2 ch, 0
+/// underruns`. The lines come from the driver domain: only printable ASCII is shown, cut
+/// to [`MAX_STREAM_LINE`].
+fn sound_streams(ts: &dyn Toolstack, dir: &str) -> Vec<String> {
+    let mut index: Vec<u32> = ts
+        .directory(dir)
+        .iter()
+        .filter_map(|i| i.parse().ok())
+        .collect();
+    index.sort_unstable();
+    index
+        .into_iter()
+        .filter_map(|i| {
+            let line = ts.read(&format!("{dir}/{i}"))?;
+            let shown: String = line
+                .chars()
+                .filter(|c| c.is_ascii_graphic() || *c == ' ')
+                .take(MAX_STREAM_LINE)
+                .collect();
+            Some(format!("stream {i} {shown}"))
+        })
+        .collect()
 }
 
 /// What a domain uses from driver domains: `vif/0 on netdd Connected, …` (dom0 backends are
@@ -417,6 +449,30 @@ mod tests {
             rows[0]
                 .backends
                 .ends_with(", vsnd web1/0 Connected (played 1.4 MiB, recorded 0 KiB, 3 underruns)"),
+            "{}",
+            rows[0].backends
+        );
+        // Its streams follow in their order, as the driver domain wrote them (printable
+        // text only).
+        let streams = format!("/local/domain/{netdd}/data/vsnd/{web1}/0/stream");
+        for (i, line) in [
+            ("10", "capture closed, 0 underruns"),
+            (
+                "2",
+                "playback running 48000 Hz s16_le 2 ch, 3 underruns\x1b[2J",
+            ),
+        ] {
+            fake.state()
+                .xs
+                .insert(format!("{streams}/{i}"), line.into());
+        }
+        let rows = gather(Some(&a), &fake).unwrap();
+        assert!(
+            rows[0].backends.ends_with(
+                ", vsnd web1/0 Connected (played 1.4 MiB, recorded 0 KiB, 3 underruns; stream 2 \
+                 playback running 48000 Hz s16_le 2 ch, 3 underruns[2J; stream 10 capture \
+                 closed, 0 underruns)"
+            ),
             "{}",
             rows[0].backends
         );
