@@ -22,6 +22,7 @@ use log::info;
 use minios::data_area::CounterPublisher;
 use minios::platform::{Access, Platform};
 use minios::xenbus::{quote, BackendDevice, BackendDriver, DeviceCtx, DeviceError};
+use minios::xenstore::Store;
 use xen_abi::sndif::{
     XENSND_FIELD_BE_VERSIONS, XENSND_FIELD_EVT_CHNL, XENSND_FIELD_EVT_EVT_CHNL,
     XENSND_FIELD_EVT_RING_REF, XENSND_FIELD_FE_VERSION, XENSND_FIELD_RING_REF,
@@ -30,6 +31,7 @@ use xen_abi::sndif::{
 use crate::card::{read_card, Limits, StreamConfig};
 use crate::events::EventRing;
 use crate::mixer::SharedEngine;
+use crate::policy::{Policy, POLICY_KEY};
 use crate::stats::Stats;
 use crate::stream::{label, ReqRing, Stream, StreamRings};
 use crate::stream_status::StreamStatus;
@@ -45,6 +47,8 @@ pub struct Options {
     pub budget: usize,
     /// Interval of the per-device counters in xenstore, in ms (0: never).
     pub stats_ms: u64,
+    /// What a card whose backend directory has no `xdd-policy` may do.
+    pub policy: Policy,
 }
 
 impl Default for Options {
@@ -54,6 +58,7 @@ impl Default for Options {
             max_buffer: 256 * 1024,
             budget: 32,
             stats_ms: 1000,
+            policy: Policy::OPEN,
         }
     }
 }
@@ -88,6 +93,7 @@ impl<P: Platform> BackendDriver<P> for SndDriver {
             stream_status: StreamStatus::new(counters.dir(), self.options.stats_ms),
             counters,
             streams: Vec::new(),
+            policy: None,
         })
     }
 }
@@ -100,6 +106,8 @@ pub struct Vsnd<P: Platform> {
     counters: CounterPublisher,
     stream_status: StreamStatus,
     streams: Vec<Stream<P>>,
+    /// The card's `xdd-policy`, once read (until it is, each OPEN reads it).
+    policy: Option<Policy>,
 }
 
 impl<P: Platform> Vsnd<P> {
@@ -175,6 +183,7 @@ impl<P: Platform> BackendDevice<P> for Vsnd<P> {
 
     fn connect(&mut self, ctx: &mut DeviceCtx<'_, P>) -> Result<(), DeviceError> {
         self.streams.clear();
+        self.policy = None;
         match ctx.read_frontend_opt(XENSND_FIELD_FE_VERSION)?.as_deref() {
             None | Some(b"2") => {}
             Some(other) => {
@@ -236,15 +245,43 @@ impl<P: Platform> BackendDevice<P> for Vsnd<P> {
         let mut more = false;
         let budget = self.options.budget;
         let now = ctx.now_ns();
+        let default = self.options.policy;
+        let cached = &mut self.policy;
+        let (xs, id) = (&mut *ctx.xs, ctx.id);
+        // Read at the first OPEN that needs it (dom0 writes it right after creating the
+        // guest or re-attaching the card), kept once there.
+        let mut policy = || -> Result<Policy, String> {
+            if let Some(p) = *cached {
+                return Ok(p);
+            }
+            let path = format!("{}/{POLICY_KEY}", id.backend_path);
+            match xs.read_opt(&path) {
+                Ok(None) => Ok(default),
+                Ok(Some(raw)) => {
+                    let text = core::str::from_utf8(&raw)
+                        .map_err(|_| format!("{POLICY_KEY} {}: not text", quote(&raw)))?;
+                    let p = Policy::parse(text)
+                        .map_err(|why| format!("{POLICY_KEY} {}: {why}", quote(&raw)))?;
+                    info!("{id}: policy from {POLICY_KEY}: {p}");
+                    *cached = Some(p);
+                    Ok(p)
+                }
+                Err(e) => Err(format!("cannot read {path}: {e}")),
+            }
+        };
+        let mut hold_until: Option<u64> = None;
         for stream in &mut self.streams {
             more |= stream
-                .poll(ctx.platform, &mut self.stats, budget, now)
+                .poll(ctx.platform, &mut self.stats, budget, now, &mut policy)
                 .map_err(|e| {
                     DeviceError::from(e).context(&format!("stream {}", stream.config().unique_id))
                 })?;
             if let Some(t) = stream.hold_until() {
-                ctx.wake_at(t);
+                hold_until = Some(hold_until.map_or(t, |h| h.min(t)));
             }
+        }
+        if let Some(t) = hold_until {
+            ctx.wake_at(t);
         }
         if more {
             ctx.wake_now();

@@ -19,6 +19,9 @@
 //! audioback.budget=<n>         requests per stream per pass (1..=1024, default 32)
 //! audioback.stats_ms=<n>       per-card counters in xenstore at most every n ms (0 = never,
 //!                              default 1000)
+//! audioback.policy=<what>      what a card whose backend directory has no `xdd-policy`
+//!                              (written by xddctl from the appliance file) may open:
+//!                              `play,record` (default), `play`, `record` or `none`
 //! ```
 //!
 //! Every error names the offending option.
@@ -31,6 +34,7 @@ use minios::options::{options, OptionError};
 
 use crate::backend::Options;
 use crate::device::DeviceParams;
+use crate::policy::Policy;
 
 /// Which sound device plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +129,22 @@ impl Config {
                 }
                 "budget" => o.budget = opt.uint(1, 1024)? as usize,
                 "stats_ms" => o.stats_ms = opt.uint(0, 3_600_000)?,
+                "policy" => {
+                    o.policy = opt.parse("play,record, play, record or none", |v| {
+                        let (play, record) = match v {
+                            "play,record" | "record,play" => (true, true),
+                            "play" => (true, false),
+                            "record" => (false, true),
+                            "none" => (false, false),
+                            _ => return None,
+                        };
+                        Some(Policy {
+                            play,
+                            record,
+                            volume_mdb: 0,
+                        })
+                    })?
+                }
                 _ => return Err(opt.unknown().into()),
             }
         }
@@ -146,7 +166,24 @@ mod tests {
             Config::parse("audioback.device=hda").unwrap().device,
             DeviceKind::Hda
         );
+        assert_eq!(c.options.policy, Policy::OPEN);
+        assert_eq!(
+            Config::parse("audioback.policy=none")
+                .unwrap()
+                .options
+                .policy,
+            Policy::NONE
+        );
+        let play = Config::parse("audioback.policy=play")
+            .unwrap()
+            .options
+            .policy;
+        assert!(play.play && !play.record);
         for (line, want) in [
+            (
+                "audioback.policy=all",
+                "audioback.policy=all: expected play,record, play, record or none",
+            ),
             (
                 "audioback.rate=7",
                 "audioback.rate=7: expected a number in 8000..=192000",

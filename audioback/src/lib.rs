@@ -30,6 +30,7 @@ pub mod events;
 pub mod format;
 pub mod mixer;
 pub mod params;
+pub mod policy;
 pub mod snddd;
 pub mod stats;
 pub mod status;

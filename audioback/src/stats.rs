@@ -24,9 +24,11 @@ pub enum ErrorClass {
     Range,
     /// More bytes written than the stream's buffer holds.
     Overflow,
+    /// An OPEN the card's policy does not allow ([`crate::policy`]).
+    Denied,
 }
 
-const CLASSES: usize = 6;
+const CLASSES: usize = 7;
 
 const CLASS_NAMES: [&str; CLASSES] = [
     "invalid request",
@@ -35,6 +37,7 @@ const CLASS_NAMES: [&str; CLASSES] = [
     "bad buffer",
     "out of range",
     "overflow",
+    "denied by policy",
 ];
 
 const CLASS_KEYS: [&str; CLASSES] = [
@@ -44,6 +47,7 @@ const CLASS_KEYS: [&str; CLASSES] = [
     "err_buffer",
     "err_range",
     "err_overflow",
+    "err_denied",
 ];
 
 /// Keys published per device.
@@ -125,6 +129,7 @@ impl Stats {
             e(3),
             e(4),
             e(5),
+            e(6),
         ]
     }
 }

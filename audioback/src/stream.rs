@@ -33,6 +33,7 @@ use crate::events::EventRing;
 use crate::mixer::volume::{MAX_MDB, MIN_MDB};
 use crate::mixer::{SharedEngine, VoiceId, VoiceState};
 use crate::params::OpenParams;
+use crate::policy::Policy;
 use crate::stats::{ErrorClass, Stats};
 use crate::wire::{Parsed, Request, Trigger, VolumeOp};
 
@@ -181,12 +182,16 @@ impl<P: Platform> Stream<P> {
     /// whether to poll again soon: requests are left, or some were answered (a TRIGGER may
     /// have started the mixer, which runs in the next pass). An error means the frontend
     /// corrupted the ring.
+    ///
+    /// `policy` tells, at an OPEN, what the card may do (or why that is unknown: then
+    /// nothing is allowed).
     pub fn poll(
         &mut self,
         platform: &P,
         stats: &mut Stats,
         budget: usize,
         now_ns: u64,
+        policy: &mut dyn FnMut() -> Result<Policy, String>,
     ) -> Result<bool, RingAccessError> {
         let ring_fired = self.storm.0.take(&self.ring_channel, now_ns);
         let event_fired = self.storm.1.take(&self.event_channel, now_ns);
@@ -206,7 +211,7 @@ impl<P: Platform> Stream<P> {
             done += 1;
             stats.requests += 1;
             let parsed = Parsed::parse(&req);
-            let rsp = self.handle(platform, stats, &parsed);
+            let rsp = self.handle(platform, stats, &parsed, policy);
             self.ring.put_response(&rsp)?;
         }
         if self.ring.push() {
@@ -237,10 +242,16 @@ impl<P: Platform> Stream<P> {
         Ok(more || done > 0)
     }
 
-    fn handle(&mut self, platform: &P, stats: &mut Stats, p: &Parsed) -> XensndResp {
+    fn handle(
+        &mut self,
+        platform: &P,
+        stats: &mut Stats,
+        p: &Parsed,
+        policy: &mut dyn FnMut() -> Result<Policy, String>,
+    ) -> XensndResp {
         let einval = errno(XenErrno::EINVAL);
         match p.request {
-            Request::Open(open) => self.open(platform, stats, p, open),
+            Request::Open(open) => self.open(platform, stats, p, open, policy),
             Request::Close => {
                 self.close(stats);
                 p.respond(0)
@@ -285,11 +296,30 @@ impl<P: Platform> Stream<P> {
         stats: &mut Stats,
         p: &Parsed,
         open: xen_abi::sndif::XensndOpenReq,
+        policy: &mut dyn FnMut() -> Result<Policy, String>,
     ) -> XensndResp {
         // Linux's frontend forgets an open stream without a CLOSE when ALSA sets hardware
         // parameters again (`stream_free` clears `is_open`), then OPENs anew: the new OPEN
         // replaces the old one.
         self.close(stats);
+        let policy = match policy() {
+            Ok(policy) if policy.allows(self.cfg.direction) => policy,
+            Ok(_) => {
+                let what = match self.cfg.direction {
+                    Direction::Playback => "playback",
+                    Direction::Capture => "capture",
+                };
+                stats.error(
+                    ErrorClass::Denied,
+                    &format_args!("open: {what} not allowed for this card"),
+                );
+                return p.respond(errno(XenErrno::EACCES));
+            }
+            Err(why) => {
+                stats.error(ErrorClass::Denied, &format_args!("open: policy: {why}"));
+                return p.respond(errno(XenErrno::EACCES));
+            }
+        };
         let params = match self.cfg.offer.check_open(&open) {
             Ok(params) => params,
             Err(why) => {
@@ -312,6 +342,13 @@ impl<P: Platform> Stream<P> {
                 return p.respond(errno(XenErrno::EBUSY));
             }
         };
+        if policy.volume_mdb != 0 {
+            if let Some(v) = self.engine.borrow_mut().voice_mut(voice) {
+                for c in 0..usize::from(params.channels) {
+                    v.gains.set(c, policy.volume_mdb);
+                }
+            }
+        }
         log::info!(
             "{}: open {} {} Hz {} ch, buffer {} B, period {} B",
             self.label,
