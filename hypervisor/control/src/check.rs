@@ -66,6 +66,9 @@ pub fn describe(app: &Appliance) -> String {
         if !devices.is_empty() {
             parts.push(format!("devices: {}", devices.join(", ")));
         }
+        if let Some(p) = &d.sound {
+            parts.push(format!("sound policy \"{}\"", p.value()));
+        }
         out.push_str(&format!("  {:<width$}  {}\n", d.name, parts.join("; ")));
     }
     out.push_str("start order (each line in parallel, after the lines above are ready):\n");
@@ -83,7 +86,7 @@ pub fn describe(app: &Appliance) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::appliance::tests::{files, load, APPLIANCE};
+    use crate::appliance::tests::{files, load, sound_files, APPLIANCE, SOUND_APPLIANCE};
 
     #[test]
     fn describes_domains_and_orders() {
@@ -107,6 +110,19 @@ mod tests {
             text.ends_with(
                 "start order (each line in parallel, after the lines above are ready):\n  \
              1. netdd, hello\n  2. web1, web2\nstop order:\n  1. web1, web2\n  2. netdd, hello\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn shows_a_guests_sound_policy() {
+        let a = load(SOUND_APPLIANCE, &sound_files()).unwrap();
+        let text = describe(&a);
+        assert!(
+            text.contains(
+                "vsnd #2 on 0; sound policy \"play volume_mdb=-6000\"\n  quiet    guest ; \
+                 config /etc/xen/quiet.cfg; devices: vsnd #0 on sounddd\n"
             ),
             "{text}"
         );

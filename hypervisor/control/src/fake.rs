@@ -255,6 +255,14 @@ impl Toolstack for Fake {
         let devid = (0..)
             .find(|n| !s.xs.keys().any(|k| k.starts_with(&format!("{dir}{n}/"))))
             .unwrap_or(0);
+        // libxl writes the backend directory in the driver domain with the frontend's.
+        let back = format!(
+            "/local/domain/{bid}/backend/{}/{id}/{devid}",
+            kind.xenstore_dir()
+        );
+        s.xs.insert(format!("{back}/frontend-id"), id.to_string());
+        s.xs.insert(format!("{back}/state"), "4".into());
+        s.xs.insert(format!("{dir}{devid}/backend"), back);
         s.xs.insert(format!("{dir}{devid}/backend-id"), bid.to_string());
         s.xs.insert(format!("{dir}{devid}/state"), "4".into());
         if let Some(mac) = args
@@ -272,7 +280,13 @@ impl Toolstack for Fake {
         s.calls.push(format!("detach {domain} {kind} {devid}"));
         let id = *s.domains.get(domain).ok_or("no such domain")?;
         let prefix = format!("/local/domain/{id}/device/{}/{devid}/", kind.xenstore_dir());
-        s.xs.retain(|k, _| !k.starts_with(&prefix));
+        // libxl removes the backend directory too.
+        let back =
+            s.xs.get(&format!("{prefix}backend"))
+                .map(|b| format!("{b}/"));
+        s.xs.retain(|k, _| {
+            !k.starts_with(&prefix) && back.as_ref().is_none_or(|b| !k.starts_with(b))
+        });
         Ok(())
     }
 

@@ -25,6 +25,7 @@ pub mod timeline;
 pub mod toolstack;
 pub mod up;
 pub mod usb;
+pub mod vsnd;
 pub mod vusb;
 pub mod xenstore;
 pub mod xl;

@@ -13,9 +13,10 @@ use crate::status::state_name;
 use crate::timeline::{secs, Timeline};
 use crate::toolstack::{xenstore_alive, Change, DomainInfo, RunState, Toolstack};
 use crate::up::{make_assignable, up};
+use crate::vsnd::{SoundPolicy, POLICY_KEY};
 use crate::vusb::UsbController;
-use std::collections::BTreeMap;
-use std::sync::mpsc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often domains are checked without a release event.
@@ -84,6 +85,9 @@ pub struct Reattach {
     pub args: Result<Vec<String>, String>,
     /// A PVUSB controller xddctl created itself (xl cannot): written again instead.
     pub usb: Option<UsbController>,
+    /// A sound card's policy (its guest's `sound`): written again into the new backend
+    /// directory once the re-attach made it.
+    pub sound: Option<SoundPolicy>,
 }
 
 /// Decides how to re-attach the devices that were on driver domain `dd`: from the xl.cfg
@@ -126,10 +130,14 @@ pub fn plan_reattach(app: &Appliance, dd: &str, fronts: &[Frontend]) -> Vec<Reat
                     })
                     .cloned()
             });
+            let sound = entry
+                .filter(|e| e.kind == DeviceKind::Vsnd)
+                .and_then(|_| app.domain(&f.domain)?.sound);
             Reattach {
                 frontend: f.clone(),
                 args,
                 usb,
+                sound,
             }
         })
         .collect()
@@ -363,24 +371,98 @@ fn wait_ready(
 }
 
 /// The frontend that replaces `old` on driver domain `domid` once it is Connected: same
-/// guest and type, and the same MAC (vifs) or devid (disks: same vdev).
-fn connected_replacement(ts: &dyn Toolstack, old: &Frontend, domid: u32) -> Option<u32> {
+/// guest and type, and the same MAC (vifs) or devid (disks: same vdev), or the devid already
+/// `known` (a sound card whose policy was written).
+fn connected_replacement(
+    ts: &dyn Toolstack,
+    old: &Frontend,
+    domid: u32,
+    known: Option<u32>,
+) -> Option<u32> {
     let dir = old.kind.xenstore_dir();
     let base = format!("/local/domain/{}/device/{dir}", old.domid);
     ts.directory(&base).into_iter().find_map(|devid| {
         let node = format!("{base}/{devid}");
         let devid: u32 = devid.parse().ok()?;
         let read = |k: &str| ts.read(&format!("{node}/{k}"));
-        let same = match old.kind {
-            DeviceKind::Vif => old.mac.is_none() || read("mac") == old.mac,
-            DeviceKind::Disk => devid == old.devid,
-            _ => true,
+        let same = match (known, old.kind) {
+            (Some(k), _) => devid == k,
+            (None, DeviceKind::Vif) => old.mac.is_none() || read("mac") == old.mac,
+            (None, DeviceKind::Disk) => devid == old.devid,
+            (None, _) => true,
         };
         (same
             && read("backend-id") == Some(domid.to_string())
             && read("state").as_deref() == Some("4"))
         .then_some(devid)
     })
+}
+
+/// A sound card of `old`'s guest on driver domain `domid` whose backend directory exists
+/// and that no other re-attach has claimed yet, now claimed: its devid. A guest's cards
+/// share one policy, so which re-attach claims which of its new cards does not matter; each
+/// is claimed once.
+fn unclaimed_card(
+    ts: &dyn Toolstack,
+    old: &Frontend,
+    domid: u32,
+    claimed: &Mutex<BTreeSet<(u32, u32)>>,
+) -> Option<u32> {
+    let fe = old.domid;
+    let base = format!(
+        "/local/domain/{domid}/backend/{}/{fe}",
+        old.kind.xenstore_dir()
+    );
+    let mut claimed = claimed.lock().unwrap_or_else(|e| e.into_inner());
+    let devid = ts
+        .directory(&base)
+        .iter()
+        .filter_map(|d| d.parse::<u32>().ok())
+        .filter(|&d| !claimed.contains(&(fe, d)))
+        .find(|d| ts.read(&format!("{base}/{d}/frontend-id")).is_some())?;
+    claimed.insert((fe, devid));
+    Some(devid)
+}
+
+/// Writes a re-attached sound card's policy as soon as the re-attach made its backend
+/// directory on driver domain `dd` (`domid`), before the guest can open a stream on it. A
+/// card whose policy cannot be written is detached again (it would run with `dd`'s default
+/// policy). Returns the card's devid.
+fn policy_again(
+    ts: &dyn Toolstack,
+    tl: &Timeline,
+    f: &Frontend,
+    (dd, domid): (&str, u32),
+    policy: SoundPolicy,
+    claimed: &Mutex<BTreeSet<(u32, u32)>>,
+    timeout: Duration,
+) -> Result<u32, String> {
+    let Some(devid) = poll_until(timeout, || unclaimed_card(ts, f, domid, claimed)) else {
+        return Err(format!(
+            "vsnd on {dd}: no new backend directory under /local/domain/{domid}/backend/vsnd/{} \
+             within {}; its {POLICY_KEY} is not written",
+            f.domid,
+            secs(timeout)
+        ));
+    };
+    match ts.write_nodes(&[policy.node(domid, f.domid, devid)]) {
+        Ok(()) => {
+            tl.event(&f.domain, "sound", &policy.describe(devid, dd));
+            Ok(devid)
+        }
+        Err(e) => {
+            detach(ts, tl, &Frontend { devid, ..f.clone() });
+            // Its devid may be given to the next card attached.
+            claimed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(f.domid, devid));
+            Err(format!(
+                "vsnd {devid} on {dd}: writing its {POLICY_KEY}: {e}; detached (it would run \
+                 with {dd}'s default policy)"
+            ))
+        }
+    }
 }
 
 /// Re-attaches the planned devices to driver domain `dd` (now `domid`), all in parallel, and
@@ -393,6 +475,9 @@ fn reattach(
     died: Instant,
     timeout: Duration,
 ) -> Vec<String> {
+    // Sound cards whose policy is written: (guest domid, devid).
+    let claimed: Mutex<BTreeSet<(u32, u32)>> = Mutex::new(BTreeSet::new());
+    let claimed = &claimed;
     let one = |r: Reattach| -> Option<String> {
         let f = r.frontend;
         let args = match r.args {
@@ -421,7 +506,17 @@ fn reattach(
             "attached",
             &format!("{} on {dd} ({})", f.kind, args.join(" ")),
         );
-        match poll_until(timeout, || connected_replacement(ts, &f, domid)) {
+        let mut known = None;
+        if let Some(policy) = r.sound {
+            match policy_again(ts, tl, &f, (dd, domid), policy, claimed, timeout) {
+                Ok(devid) => known = Some(devid),
+                Err(e) => {
+                    tl.event(&f.domain, "failed", &e);
+                    return Some(format!("{} {}: policy not written", f.domain, f.kind));
+                }
+            }
+        }
+        match poll_until(timeout, || connected_replacement(ts, &f, domid, known)) {
             Some(devid) => {
                 tl.event(
                     &f.domain,
@@ -535,7 +630,8 @@ pub fn run(app: &Appliance, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), Str
 mod tests {
     use super::*;
     use crate::appliance::tests::{
-        files, load, owning_a_nic, usb_files, MemFiles, APPLIANCE, USB_APPLIANCE,
+        files, load, owning_a_nic, sound_files, usb_files, MemFiles, APPLIANCE, SOUND_APPLIANCE,
+        USB_APPLIANCE,
     };
     use crate::fake::Fake;
     use crate::passthrough::resolve;
@@ -705,6 +801,186 @@ mod tests {
         let lines = tl.lines().join("\n");
         assert!(
             lines.contains("desk         reconnected usbctrl/0 Connected on usbdd (domid 3)"),
+            "{lines}"
+        );
+    }
+
+    /// [`SOUND_APPLIANCE`] up, with the guests' cards on sounddd connected as xl would have
+    /// made them; returns the supervisor's view (checked once) and the domids.
+    fn sound_up<'a>(
+        a: &'a Appliance,
+        fake: &'a Fake,
+        tl: &'a Timeline,
+    ) -> (Supervisor<'a>, BTreeMap<String, u32>) {
+        up(a, fake, tl).unwrap();
+        let ids: BTreeMap<String, u32> = fake
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.name, d.domid))
+            .collect();
+        for (g, devid) in [("radio", 0), ("radio", 1), ("quiet", 0)] {
+            let mut s = fake.state();
+            let base = format!("/local/domain/{}/device/vsnd/{devid}", ids[g]);
+            s.xs.insert(format!("{base}/backend-id"), ids["sounddd"].to_string());
+            s.xs.insert(format!("{base}/state"), "4".into());
+        }
+        let mut sup = Supervisor::new(a, fake, tl);
+        sup.check().unwrap();
+        (sup, ids)
+    }
+
+    #[test]
+    fn a_restarted_sound_driver_domain_gets_the_guests_policy_again() {
+        let a = app_with(SOUND_APPLIANCE, "sound", &sound_files());
+        let fake = Fake::new();
+        let tl = Timeline::new(Box::new(std::io::sink()), None);
+        let (mut sup, ids) = sound_up(&a, &fake, &tl);
+        let (old, radio) = (ids["sounddd"], ids["radio"]);
+        let before = fake.calls().len();
+        fake.kill("sounddd");
+        sup.check().unwrap();
+        let new = fake
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|d| d.name == "sounddd")
+            .unwrap()
+            .domid;
+        assert_ne!(new, old);
+        let mut calls = fake.calls()[before..].to_vec();
+        calls.sort();
+        assert_eq!(
+            calls,
+            [
+                "attach quiet vsnd CARD, backend=sounddd PCM, name=dev0".to_string(),
+                "attach radio vsnd CARD, backend=sounddd, short-name=r0 PCM, name=dev0".into(),
+                "attach radio vsnd CARD, backend=sounddd, short-name=r1 PCM, name=dev0".into(),
+                "create sounddd".into(),
+                "detach quiet vsnd 0".into(),
+                "detach radio vsnd 0".into(),
+                "detach radio vsnd 1".into(),
+                format!("xs-write /local/domain/{new}/backend/vsnd/{radio}/0/xdd-policy (1 nodes)"),
+                format!("xs-write /local/domain/{new}/backend/vsnd/{radio}/1/xdd-policy (1 nodes)"),
+            ]
+        );
+        // Each of radio's new cards has it in its new backend directory; quiet's none.
+        let s = fake.state();
+        let policies: Vec<(&str, &str)> =
+            s.xs.iter()
+                .filter(|(k, _)| k.starts_with(&format!("/local/domain/{new}/")))
+                .filter(|(k, _)| k.ends_with("/xdd-policy"))
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+        let at = |devid| format!("/local/domain/{new}/backend/vsnd/{radio}/{devid}/xdd-policy");
+        let (p0, p1) = (at(0), at(1));
+        assert_eq!(
+            policies,
+            [
+                (p0.as_str(), "play volume_mdb=-6000"),
+                (p1.as_str(), "play volume_mdb=-6000")
+            ]
+        );
+        drop(s);
+        // Written before the card was waited for (each card's `sound` line precedes its
+        // `reconnected` line).
+        let lines = tl.lines();
+        let died = lines.iter().position(|l| l.contains("died")).unwrap();
+        let after = &lines[died..];
+        for devid in [0, 1] {
+            let at = |what: &str| {
+                after
+                    .iter()
+                    .position(|l| l.contains(what))
+                    .unwrap_or_else(|| panic!("{what} not in {after:#?}"))
+            };
+            let sound = at(&format!(
+                "radio        sound       vsnd {devid} on sounddd: policy play volume_mdb=-6000 \
+                 (xdd-policy)"
+            ));
+            let reconnected = at(&format!(
+                "radio        reconnected vsnd/{devid} Connected on sounddd (domid {new})"
+            ));
+            assert!(sound < reconnected, "{after:#?}");
+        }
+    }
+
+    #[test]
+    fn each_new_sound_card_is_claimed_once_its_backend_directory_exists() {
+        let fake = Fake::new();
+        let claimed = Mutex::new(BTreeSet::new());
+        let f = frontend("radio", DeviceKind::Vsnd, 0, None);
+        let base = "/local/domain/4/backend/vsnd/9";
+        let claim = || unclaimed_card(&fake, &f, 4, &claimed);
+        assert_eq!(claim(), None);
+        // A directory still being made (no frontend-id yet) is not taken.
+        fake.state()
+            .xs
+            .insert(format!("{base}/3/state"), "1".into());
+        assert_eq!(claim(), None);
+        for devid in [3, 5] {
+            fake.state()
+                .xs
+                .insert(format!("{base}/{devid}/frontend-id"), "9".into());
+        }
+        // Another guest's card is not radio's.
+        fake.state().xs.insert(
+            "/local/domain/4/backend/vsnd/8/0/frontend-id".into(),
+            "8".into(),
+        );
+        assert_eq!(claim(), Some(3));
+        assert_eq!(claim(), Some(5));
+        assert_eq!(claim(), None);
+    }
+
+    #[test]
+    fn a_card_whose_policy_cannot_be_written_again_is_detached() {
+        let a = app_with(SOUND_APPLIANCE, "sound-fail", &sound_files());
+        let fake = Fake::new();
+        let tl = Timeline::new(Box::new(std::io::sink()), None);
+        let (mut sup, ids) = sound_up(&a, &fake, &tl);
+        fake.kill("sounddd");
+        fake.state().fail_xs_write = Some("EACCES".into());
+        let before = fake.calls().len();
+        sup.check().unwrap();
+        let calls = fake.calls()[before..].to_vec();
+        // radio's two cards detached after the re-attach (quiet's stays: no policy to write).
+        let detaches = calls
+            .iter()
+            .filter(|c| c.starts_with("detach radio"))
+            .count();
+        assert_eq!(detaches, 4, "{calls:?}");
+        let new = fake
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|d| d.name == "sounddd")
+            .unwrap()
+            .domid;
+        let base = format!("/local/domain/{}/device/vsnd", ids["radio"]);
+        assert!(
+            fake.directory(&base).is_empty(),
+            "{:?}",
+            fake.directory(&base)
+        );
+        let quiet = format!("/local/domain/{}/device/vsnd/0/backend-id", ids["quiet"]);
+        assert_eq!(fake.read(&quiet), Some(new.to_string()));
+        let lines = tl.lines();
+        let failed = lines
+            .iter()
+            .filter(|l| {
+                l.contains("radio        failed      vsnd ")
+                    && l.ends_with(
+                        " on sounddd: writing its xdd-policy: EACCES; detached (it would run \
+                         with sounddd's default policy)",
+                    )
+            })
+            .count();
+        assert_eq!(failed, 2, "{lines:#?}");
+        let lines = lines.join("\n");
+        assert!(
+            lines.contains("recovered   in ")
+                && lines.contains("radio vsnd: policy not written, radio vsnd: policy not written"),
             "{lines}"
         );
     }

@@ -378,7 +378,8 @@ pub fn up(app: &Appliance, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), Stri
             scope.spawn(move || {
                 let r = make_assignable(d, ts, tl)
                     .and_then(|_| ts.create(&d.name, &d.config_path))
-                    .and_then(|domid| with_usb_controllers(d, domid, ts, tl));
+                    .and_then(|domid| with_usb_controllers(d, domid, ts, tl))
+                    .and_then(|domid| with_sound_policy(d, domid, ts, tl));
                 let _ = tx.send(Msg::Created(i, r));
             });
             created_at.insert(i, Instant::now());
@@ -471,7 +472,34 @@ fn with_usb_controllers(
     ts: &dyn Toolstack,
     tl: &Timeline,
 ) -> Result<u32, String> {
-    match crate::vusb::create_controllers(d, domid, ts, tl) {
+    destroyed_unless(
+        d,
+        domid,
+        ts,
+        crate::vusb::create_controllers(d, domid, ts, tl),
+    )
+}
+
+/// Writes a just-created guest's sound policy into its cards' backend directories on driver
+/// domains; a guest whose policy cannot be written is destroyed (it would run with the
+/// driver domain's default policy).
+fn with_sound_policy(
+    d: &Domain,
+    domid: u32,
+    ts: &dyn Toolstack,
+    tl: &Timeline,
+) -> Result<u32, String> {
+    destroyed_unless(d, domid, ts, crate::vsnd::write_policies(d, domid, ts, tl))
+}
+
+/// `domid` when what followed its `xl create` worked; else destroys the domain and says so.
+fn destroyed_unless(
+    d: &Domain,
+    domid: u32,
+    ts: &dyn Toolstack,
+    done: Result<(), String>,
+) -> Result<u32, String> {
+    match done {
         Ok(()) => Ok(domid),
         Err(e) => {
             let _ = ts.destroy(&d.name);
@@ -551,7 +579,10 @@ fn rollback(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::appliance::tests::{files, load, owning_a_nic, usb_files, APPLIANCE, USB_APPLIANCE};
+    use crate::appliance::tests::{
+        files, load, owning_a_nic, sound_files, usb_files, APPLIANCE, SOUND_APPLIANCE,
+        USB_APPLIANCE,
+    };
     use crate::fake::Fake;
     use crate::passthrough::resolve;
     use crate::pci::tests::bus;
@@ -640,6 +671,88 @@ mod tests {
         );
         assert!(fake.calls().contains(&"destroy desk".to_string()));
         assert!(!fake.state().domains.contains_key("desk"));
+    }
+
+    #[test]
+    fn a_guests_sound_policy_is_written_into_its_cards_right_after_create() {
+        let a = load(&temp_state(SOUND_APPLIANCE, "sound"), &sound_files()).unwrap();
+        let fake = Fake::new();
+        let tl = quiet();
+        up(&a, &fake, &tl).unwrap();
+        let ids: BTreeMap<String, u32> = fake
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.name, d.domid))
+            .collect();
+        let (dd, radio) = (ids["sounddd"], ids["radio"]);
+        let calls = fake.calls();
+        // radio's two cards on sounddd, right after its create; not its card on dom0, and
+        // nothing for quiet (no `sound`: sounddd's default applies).
+        let writes: Vec<&String> = calls.iter().filter(|c| c.starts_with("xs-write")).collect();
+        assert_eq!(
+            writes,
+            [
+                &format!("xs-write /local/domain/{dd}/backend/vsnd/{radio}/0/xdd-policy (1 nodes)"),
+                &format!("xs-write /local/domain/{dd}/backend/vsnd/{radio}/1/xdd-policy (1 nodes)"),
+            ],
+            "{calls:?}"
+        );
+        assert!(
+            position(&calls, writes[0]) > position(&calls, "create radio"),
+            "{calls:?}"
+        );
+        for devid in [0, 1] {
+            assert_eq!(
+                fake.read(&format!(
+                    "/local/domain/{dd}/backend/vsnd/{radio}/{devid}/xdd-policy"
+                ))
+                .as_deref(),
+                Some("play volume_mdb=-6000")
+            );
+        }
+        let s = fake.state();
+        let policies: Vec<&String> = s.xs.keys().filter(|k| k.ends_with("/xdd-policy")).collect();
+        assert_eq!(policies.len(), 2, "{policies:?}");
+        drop(s);
+        // Part of creating radio: before `up` reports it created.
+        let lines = tl.lines();
+        let at = |what: &str| {
+            lines
+                .iter()
+                .position(|l| l.contains(what))
+                .unwrap_or_else(|| panic!("{what} not in {lines:#?}"))
+        };
+        let created = at("radio        created     domid ");
+        for devid in [0, 1] {
+            let sound = at(&format!(
+                "radio        sound       vsnd {devid} on sounddd: policy play \
+                 volume_mdb=-6000 (xdd-policy)"
+            ));
+            assert!(sound < created, "{lines:#?}");
+        }
+    }
+
+    #[test]
+    fn a_guest_whose_sound_policy_cannot_be_written_is_destroyed_and_up_fails() {
+        let a = load(&temp_state(SOUND_APPLIANCE, "sound-fail"), &sound_files()).unwrap();
+        let fake = Fake::new();
+        fake.state().fail_xs_write = Some("EACCES".into());
+        let err = up(&a, &fake, &quiet()).unwrap_err();
+        let radio = err
+            .split("destroyed domid ")
+            .nth(1)
+            .and_then(|t| t.split(';').next())
+            .unwrap_or_else(|| panic!("{err}"));
+        assert_eq!(
+            err,
+            format!(
+                "cannot create `radio`: vsnd 0 on sounddd: writing its xdd-policy: EACCES; \
+                 destroyed domid {radio}; rolled back: destroyed quiet, sounddd"
+            )
+        );
+        assert!(fake.calls().contains(&"destroy radio".to_string()));
+        assert!(!fake.state().domains.contains_key("radio"));
     }
 
     #[test]

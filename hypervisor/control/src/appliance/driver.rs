@@ -197,6 +197,7 @@ impl Loader<'_> {
                 owns,
                 pci: Vec::new(),
                 usb_controllers: Vec::new(),
+                sound: None,
             },
             cfg,
             uses: d.uses,

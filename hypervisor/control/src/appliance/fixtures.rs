@@ -137,3 +137,44 @@ pub(crate) fn usb_files() -> MemFiles {
     );
     f
 }
+
+/// An appliance with a sound driver domain `sounddd` and two guests with cards on it:
+/// `radio` (a `sound` table: play at -6 dB; two cards on sounddd, one on dom0) and `quiet`
+/// (no `sound`: sounddd's default applies).
+pub(crate) const SOUND_APPLIANCE: &str = r#"
+[settings]
+state_dir = "/run/xdd"
+ready_timeout_s = 20
+
+[[driver_domain]]
+config = "/etc/xdd/sounddd.cfg"
+serves = ["vsnd"]
+
+[[guest]]
+config = "/etc/xen/radio.cfg"
+sound = { volume_db = -6.0 }
+
+[[guest]]
+config = "/etc/xen/quiet.cfg"
+"#;
+
+/// [`files`] plus the xl.cfg files of [`SOUND_APPLIANCE`].
+pub(crate) fn sound_files() -> MemFiles {
+    let mut f = files();
+    f.0.insert(
+        "/etc/xdd/sounddd.cfg".into(),
+        "name = \"sounddd\"\ntype = \"pv\"\ndriver_domain = 1\n".into(),
+    );
+    f.0.insert(
+        "/etc/xen/radio.cfg".into(),
+        "name = \"radio\"\nvsnd = [ [ 'CARD, backend=sounddd, short-name=r0', 'PCM, name=dev0' ],\n  \
+         [ 'CARD, backend=sounddd, short-name=r1', 'PCM, name=dev0' ],\n  \
+         [ 'CARD, backend=0', 'PCM, name=dev0' ] ]\n"
+            .into(),
+    );
+    f.0.insert(
+        "/etc/xen/quiet.cfg".into(),
+        "name = \"quiet\"\nvsnd = [ [ 'CARD, backend=sounddd', 'PCM, name=dev0' ] ]\n".into(),
+    );
+    f
+}

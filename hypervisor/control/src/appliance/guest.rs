@@ -1,9 +1,10 @@
 //! One `[[guest]]` checked into a draft: its own xl.cfg read, its name, its devices (their
-//! backends are checked later, in `backends.rs`).
+//! backends are checked later, in `backends.rs`), its `sound` table (`sound.rs`).
 
 use super::load::{Draft, Loader};
 use super::model::{Domain, Role, Settings};
 use super::schema::GuestToml;
+use super::sound::sound_policy;
 use crate::devices::device_entries;
 
 impl Loader<'_> {
@@ -18,6 +19,10 @@ impl Loader<'_> {
         let cfg = self.read_cfg(&g.config, &label)?;
         let name = self.name_of(g.name, Some(&cfg), &label)?;
         let devices = device_entries(&cfg).map_err(|e| e.to_string())?;
+        let sound = g
+            .sound
+            .map(|t| sound_policy(t, &format!("{}: {label} `{name}`", self.shown)))
+            .transpose()?;
         let origin = format!("config {}", g.config.display());
         let (config_path, generated) = self.with_name(&g.config, &cfg, &name, settings)?;
         Ok(Draft {
@@ -37,6 +42,7 @@ impl Loader<'_> {
                 owns: Vec::new(),
                 pci: Vec::new(),
                 usb_controllers: Vec::new(),
+                sound,
             },
             cfg,
             uses: g.uses,

@@ -1,7 +1,8 @@
 //! Loading an appliance file: [`Appliance::load`] and [`Appliance::parse`], and the order
 //! of the checks — the file's name and settings, each driver domain and guest (`driver.rs`,
-//! `guest.rs`), names unique, backends and dependencies (`backends.rs`), no dependency
-//! cycle. The first mistake found is the error.
+//! `guest.rs`), names unique, backends and dependencies (`backends.rs`), `[[usb]]`
+//! (`usb.rs`), sound policies on served cards (`sound.rs`), no dependency cycle. The first
+//! mistake found is the error.
 
 use super::backends::parse_defaults;
 use super::checks::{check_name, seconds};
@@ -96,6 +97,7 @@ impl Loader<'_> {
 
         self.resolve_backends(&mut drafts, &defaults, &settings.state_dir)?;
         self.assign_usb(&mut drafts, file.usb)?;
+        self.check_sound(&drafts)?;
 
         let nodes: Vec<(String, Vec<String>)> = drafts
             .iter()

@@ -21,6 +21,7 @@
 //! - `backends.rs`: which driver domain serves which device: `[defaults]`, backends checked,
 //!   `needs`, the amended xl.cfg of guests that got a default backend.
 //! - `usb.rs`: `[[usb]]`: USB devices given to guests' PVUSB controllers on driver domains.
+//! - `sound.rs`: a guest's `sound` table: the policy of its sound cards on driver domains.
 //! - `checks.rs`: checks made in several places: domain names, timeouts.
 //! - `fixtures.rs` (tests only): files in memory and the example appliance, for tests
 //!   across the crate.
@@ -34,6 +35,7 @@ mod load;
 mod model;
 mod own_cfg;
 mod schema;
+mod sound;
 mod usb;
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use crate::devices::{DeviceEntry, DeviceKind};
 use crate::graph::Graph;
 use crate::pci::{Bdf, DeviceSpec};
+use crate::vsnd::SoundPolicy;
 use crate::vusb::UsbController;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -91,6 +92,9 @@ pub struct Domain {
     /// Its PVUSB controllers served by driver domains, which xddctl creates itself after
     /// `xl create` (stock xl cannot; they are left out of the xl.cfg it gets).
     pub usb_controllers: Vec<UsbController>,
+    /// What its sound cards served by driver domains may do (a guest's `sound` table),
+    /// written for audioback after `xl create`; `None`: the driver domain's default.
+    pub sound: Option<SoundPolicy>,
 }
 
 /// A checked appliance.

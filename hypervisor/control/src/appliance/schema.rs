@@ -77,7 +77,25 @@ pub(super) struct GuestToml {
     pub(super) config: PathBuf,
     #[serde(default)]
     pub(super) uses: Vec<String>,
+    pub(super) sound: Option<SoundToml>,
 }
+
+/// A guest's `sound = { play = true, record = false, volume_db = -6.0 }`: what its sound
+/// cards on driver domains may do.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SoundToml {
+    pub(super) play: Option<bool>,
+    pub(super) record: Option<bool>,
+    pub(super) volume_db: Option<f64>,
+}
+
+/// `sound.play` when the table leaves it out.
+pub(super) const DEFAULT_PLAY: bool = true;
+/// `sound.record` when the table leaves it out (recording is privacy-sensitive).
+pub(super) const DEFAULT_RECORD: bool = false;
+/// `sound.volume_db` when the table leaves it out.
+pub(super) const DEFAULT_VOLUME_DB: f64 = 0.0;
 
 /// One `[[usb]]`: a USB device of a driver domain's host controller given to a guest.
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,161 @@
+//! PV sound cards served by a driver domain: the policy dom0 gives audioback for a guest's
+//! cards. The appliance file's `sound` table of a `[[guest]]` becomes a [`SoundPolicy`];
+//! xddctl writes it as `xdd-policy` into each of the guest's card's backend directory
+//! (`backend/vsnd/<guest>/<devid>` in the driver domain) right after `xl create`, and again
+//! when `run` re-attaches the card to a restarted driver domain. audioback reads it when the
+//! guest opens a stream; without it the driver domain's default (`audioback.policy=`)
+//! applies.
+
+use crate::appliance::Domain;
+use crate::devices::{is_dom0, DeviceKind};
+use crate::timeline::Timeline;
+use crate::toolstack::Toolstack;
+use crate::vusb::Node;
+
+/// The key in a card's backend directory that audioback reads.
+pub const POLICY_KEY: &str = "xdd-policy";
+/// Lowest volume audioback takes, in milli-dB (silence).
+pub const MIN_MDB: i32 = -100_000;
+/// Highest volume audioback takes, in milli-dB.
+pub const MAX_MDB: i32 = 12_000;
+
+/// What a guest's sound cards may do, and the volume their streams start at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoundPolicy {
+    /// Playback streams may open.
+    pub play: bool,
+    /// Capture streams may open.
+    pub record: bool,
+    /// Gain every stream starts with, in milli-dB ([`MIN_MDB`]..=[`MAX_MDB`]).
+    pub volume_mdb: i32,
+}
+
+impl SoundPolicy {
+    /// The key's value: space-separated `play`, `record`, `volume_mdb=<n>` (the volume left
+    /// out at 0 dB); empty when the card may neither play nor record.
+    pub fn value(&self) -> String {
+        let mut tokens = Vec::new();
+        if self.play {
+            tokens.push("play".to_string());
+        }
+        if self.record {
+            tokens.push("record".to_string());
+        }
+        if self.volume_mdb != 0 {
+            tokens.push(format!("volume_mdb={}", self.volume_mdb));
+        }
+        tokens.join(" ")
+    }
+
+    /// The node to write for card `devid` of guest `fe` on driver domain `be`. It inherits
+    /// the permissions of the backend directory libxl made (owned by the driver domain,
+    /// readable by the guest).
+    pub fn node(&self, be: u32, fe: u32, devid: u32) -> Node {
+        Node {
+            path: policy_path(be, fe, devid),
+            value: self.value(),
+            perms: None,
+        }
+    }
+
+    /// The timeline detail for card `devid` on driver domain `dd`:
+    /// `vsnd 0 on sounddd: policy play volume_mdb=-6000 (xdd-policy)`.
+    pub fn describe(&self, devid: u32, dd: &str) -> String {
+        let value = match self.value() {
+            v if v.is_empty() => "\"\" (neither play nor record)".to_string(),
+            v => v,
+        };
+        format!("vsnd {devid} on {dd}: policy {value} ({POLICY_KEY})")
+    }
+}
+
+/// The backend directory of card `devid` of guest `fe` in driver domain `be`.
+pub fn backend_dir(be: u32, fe: u32, devid: u32) -> String {
+    format!(
+        "/local/domain/{be}/backend/{}/{fe}/{devid}",
+        DeviceKind::Vsnd.xenstore_dir()
+    )
+}
+
+/// Where the policy of card `devid` of guest `fe` in driver domain `be` is written.
+pub fn policy_path(be: u32, fe: u32, devid: u32) -> String {
+    format!("{}/{POLICY_KEY}", backend_dir(be, fe, devid))
+}
+
+/// Writes `guest`'s policy (just created as `domid`) into the backend directory of each of
+/// its sound cards served by a driver domain, which must be running; logs each on the
+/// timeline. Nothing to do for a guest without a `sound` table.
+pub fn write_policies(
+    guest: &Domain,
+    domid: u32,
+    ts: &dyn Toolstack,
+    tl: &Timeline,
+) -> Result<(), String> {
+    let Some(policy) = guest.sound else {
+        return Ok(());
+    };
+    let cards: Vec<_> = guest
+        .devices
+        .iter()
+        .filter(|e| e.kind == DeviceKind::Vsnd)
+        .filter_map(|e| match &e.backend {
+            Some(dd) if !is_dom0(dd) => Some((e, dd.as_str())),
+            _ => None,
+        })
+        .collect();
+    if cards.is_empty() {
+        return Ok(());
+    }
+    let list = ts.list()?;
+    for (e, dd) in cards {
+        let devid = e
+            .devid()
+            .ok_or_else(|| format!("vsnd #{} on {dd}: its devid is not a number", e.index))?;
+        let be = list
+            .iter()
+            .find(|d| d.name == dd && d.state.is_alive())
+            .map(|d| d.domid)
+            .ok_or_else(|| {
+                format!("vsnd {devid} policy: the driver domain `{dd}` is not running")
+            })?;
+        ts.write_nodes(&[policy.node(be, domid, devid)])
+            .map_err(|err| format!("vsnd {devid} on {dd}: writing its {POLICY_KEY}: {err}"))?;
+        tl.event(&guest.name, "sound", &policy.describe(devid, dd));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_what_audioback_parses() {
+        let p = |play, record, volume_mdb| SoundPolicy {
+            play,
+            record,
+            volume_mdb,
+        };
+        assert_eq!(p(true, false, -6000).value(), "play volume_mdb=-6000");
+        assert_eq!(p(true, true, 0).value(), "play record");
+        assert_eq!(p(false, true, 12000).value(), "record volume_mdb=12000");
+        assert_eq!(p(false, false, 0).value(), "");
+        assert_eq!(
+            policy_path(3, 7, 0),
+            "/local/domain/3/backend/vsnd/7/0/xdd-policy"
+        );
+        assert_eq!(
+            p(true, false, -6000).describe(0, "sounddd"),
+            "vsnd 0 on sounddd: policy play volume_mdb=-6000 (xdd-policy)"
+        );
+        assert_eq!(
+            p(false, false, 0).describe(1, "sounddd"),
+            "vsnd 1 on sounddd: policy \"\" (neither play nor record) (xdd-policy)"
+        );
+        let n = p(true, false, 0).node(3, 7, 1);
+        assert_eq!(
+            (n.path.as_str(), n.value.as_str(), n.perms),
+            ("/local/domain/3/backend/vsnd/7/1/xdd-policy", "play", None)
+        );
+    }
+}
