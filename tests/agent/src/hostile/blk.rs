@@ -560,6 +560,8 @@ fn flap(o: &Opts, log: &mut Log) -> Result<String, String> {
         o.count,
         f.be_state()
     ));
+    // Closed before the grants are freed, as in the net flap.
+    f.reset(STALE)?;
     drop(b);
     let mut b = Blk::connect(o, log)?;
     b.round_trip(64, 4)?;

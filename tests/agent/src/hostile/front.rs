@@ -16,6 +16,9 @@ pub const CLOSING: u32 = 5;
 /// Closed.
 pub const CLOSED: u32 = 6;
 
+/// How long a backend state must hold before a reset takes it as the answer.
+pub const SETTLE: Duration = Duration::from_millis(200);
+
 /// One frontend device of this domain, driven by hand.
 pub struct Front {
     /// Our xenstore connection.
@@ -94,21 +97,46 @@ impl Front {
         }
     }
 
-    /// Brings the device back to a fresh start: frontend Closed, then Initialising, until
-    /// the backend waits in InitWait again. `stale` keys (from an earlier run) are removed.
+    /// Brings the device back to a fresh start: frontend Closed until the backend is
+    /// Closed, then Initialising until it waits in InitWait again, as a frontend that
+    /// follows the protocol does. `stale` keys (from an earlier run) are removed first.
+    ///
+    /// Never skipped, and each state must hold for [`SETTLE`]: after an attack (a state
+    /// flood) the backend still works through what it read earlier, and a state it passes
+    /// through on the way (an InitWait it left a moment later) is not an answer to ours.
     pub fn reset(&mut self, stale: &[&str]) -> Result<(), String> {
         for k in stale {
             self.unset(k);
         }
-        if self.be_state() != INIT_WAIT {
-            self.set("state", &CLOSED.to_string())?;
-            self.wait_be(&[CLOSED, INIT_WAIT], 15.0)
-                .map_err(|s| format!("backend stuck in state {s} after frontend Closed"))?;
-            self.set("state", &INITIALISING.to_string())?;
-        }
-        self.wait_be(&[INIT_WAIT], 15.0)
+        self.set("state", &CLOSED.to_string())?;
+        self.wait_be_settled(CLOSED, 15.0)
+            .map_err(|s| format!("backend stuck in state {s} after frontend Closed"))?;
+        self.set("state", &INITIALISING.to_string())?;
+        self.wait_be_settled(INIT_WAIT, 15.0)
             .map_err(|s| format!("backend in state {s}, not InitWait, after a reset"))?;
         Ok(())
+    }
+
+    /// Waits until the backend's state is `want` and stays so for [`SETTLE`]; returns the
+    /// last state seen when `secs` pass first.
+    pub fn wait_be_settled(&mut self, want: u32, secs: f64) -> Result<(), u32> {
+        let end = Instant::now() + Duration::from_secs_f64(secs);
+        let mut since: Option<Instant> = None;
+        loop {
+            let s = self.be_state();
+            if s == want {
+                let t = *since.get_or_insert_with(Instant::now);
+                if t.elapsed() >= SETTLE {
+                    return Ok(());
+                }
+            } else {
+                since = None;
+            }
+            if Instant::now() > end {
+                return Err(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Closes the device (frontend Closed) and waits for the backend to follow, so no

@@ -1025,6 +1025,9 @@ fn flap(o: &Opts, log: &mut Log) -> Result<String, String> {
         t.elapsed().as_secs_f64(),
         f.be_state()
     ));
+    // A frontend that means to start over closes the device before it frees the grants
+    // (the backend may still be working through the flood with them).
+    f.reset(STALE)?;
     drop(n);
     let mut n = Net::connect(o, log)?;
     n.arp()?;
