@@ -87,6 +87,16 @@ impl Fake {
         self.state().calls.clone()
     }
 
+    /// The domains that exist, by name: their domids (what `list` reports).
+    pub fn domids(&self) -> BTreeMap<String, u32> {
+        self.state().domains.clone()
+    }
+
+    /// The domid of domain `name`, which must exist.
+    pub fn domid(&self, name: &str) -> u32 {
+        self.state().domains[name]
+    }
+
     /// Makes a domain exist without `create` (already running before a test).
     pub fn add_running(&self, name: &str) -> u32 {
         let mut s = self.state();

@@ -721,12 +721,7 @@ mod tests {
         let tl = Timeline::new(Box::new(std::io::sink()), None);
         up(&a, &fake, &tl).unwrap();
         // The guests' vifs on netdd, as xl would have made them.
-        let ids: BTreeMap<String, u32> = fake
-            .list()
-            .unwrap()
-            .into_iter()
-            .map(|d| (d.name, d.domid))
-            .collect();
+        let ids = fake.domids();
         for (g, mac) in [("web1", "00:16:3e:00:01:10"), ("web2", "00:16:3e:00:01:11")] {
             let mut s = fake.state();
             let base = format!("/local/domain/{}/device/vif/0", ids[g]);
@@ -813,12 +808,7 @@ mod tests {
         tl: &'a Timeline,
     ) -> (Supervisor<'a>, BTreeMap<String, u32>) {
         up(a, fake, tl).unwrap();
-        let ids: BTreeMap<String, u32> = fake
-            .list()
-            .unwrap()
-            .into_iter()
-            .map(|d| (d.name, d.domid))
-            .collect();
+        let ids = fake.domids();
         for (g, devid) in [("radio", 0), ("radio", 1), ("quiet", 0)] {
             let mut s = fake.state();
             let base = format!("/local/domain/{}/device/vsnd/{devid}", ids[g]);
@@ -840,13 +830,7 @@ mod tests {
         let before = fake.calls().len();
         fake.kill("sounddd");
         sup.check().unwrap();
-        let new = fake
-            .list()
-            .unwrap()
-            .into_iter()
-            .find(|d| d.name == "sounddd")
-            .unwrap()
-            .domid;
+        let new = fake.domid("sounddd");
         assert_ne!(new, old);
         let mut calls = fake.calls()[before..].to_vec();
         calls.sort();
@@ -950,13 +934,7 @@ mod tests {
             .filter(|c| c.starts_with("detach radio"))
             .count();
         assert_eq!(detaches, 4, "{calls:?}");
-        let new = fake
-            .list()
-            .unwrap()
-            .into_iter()
-            .find(|d| d.name == "sounddd")
-            .unwrap()
-            .domid;
+        let new = fake.domid("sounddd");
         let base = format!("/local/domain/{}/device/vsnd", ids["radio"]);
         assert!(
             fake.directory(&base).is_empty(),
@@ -1001,13 +979,7 @@ mod tests {
             fake.calls()[before..],
             ["pci-assignable 0000:00:10.0", "create hello"]
         );
-        let id = fake
-            .list()
-            .unwrap()
-            .into_iter()
-            .find(|d| d.name == "hello")
-            .unwrap()
-            .domid;
+        let id = fake.domid("hello");
         assert_eq!(
             fake.read(&format!("/local/domain/0/backend/pci/{id}/0/dev-0"))
                 .as_deref(),
@@ -1036,12 +1008,7 @@ mod tests {
         let fake = Fake::new();
         let tl = Timeline::new(Box::new(std::io::sink()), None);
         up(&a, &fake, &tl).unwrap();
-        let ids: BTreeMap<String, u32> = fake
-            .list()
-            .unwrap()
-            .into_iter()
-            .map(|d| (d.name, d.domid))
-            .collect();
+        let ids = fake.domids();
         fake.state().xs.insert(
             format!("/local/domain/{}/device/vif/0/backend-id", ids["web1"]),
             ids["netdd"].to_string(),

@@ -679,12 +679,7 @@ mod tests {
         let fake = Fake::new();
         let tl = quiet();
         up(&a, &fake, &tl).unwrap();
-        let ids: BTreeMap<String, u32> = fake
-            .list()
-            .unwrap()
-            .into_iter()
-            .map(|d| (d.name, d.domid))
-            .collect();
+        let ids = fake.domids();
         let (dd, radio) = (ids["sounddd"], ids["radio"]);
         let calls = fake.calls();
         // radio's two cards on sounddd, right after its create; not its card on dom0, and
@@ -806,13 +801,7 @@ mod tests {
         let hello = a.domain("hello").unwrap();
         let text = std::fs::read_to_string(&hello.config_path).unwrap();
         assert!(text.ends_with("pci = [ \"0000:00:10.0\" ]\n"), "{text}");
-        let id = fake
-            .list()
-            .unwrap()
-            .into_iter()
-            .find(|d| d.name == "hello")
-            .unwrap()
-            .domid;
+        let id = fake.domid("hello");
         assert_eq!(
             fake.read(&format!("/local/domain/0/backend/pci/{id}/0/dev-0"))
                 .as_deref(),
@@ -911,13 +900,7 @@ mod tests {
             .fail_create
             .insert("web2".into(), "libxl: error: nic backend not ready".into());
         // netdd existed but has no readiness key yet: it gets one shortly.
-        let id = fake
-            .list()
-            .unwrap()
-            .iter()
-            .find(|d| d.name == "netdd")
-            .unwrap()
-            .domid;
+        let id = fake.domid("netdd");
         fake.state()
             .xs
             .insert(format!("/local/domain/{id}/data/ready"), "1".into());
