@@ -106,7 +106,7 @@ pub struct Vsnd<P: Platform> {
     counters: CounterPublisher,
     stream_status: StreamStatus,
     streams: Vec<Stream<P>>,
-    /// The card's `xdd-policy`, once read (until it is, each OPEN reads it).
+    /// The card's `xdd-policy` as last read (to log it when it changes).
     policy: Option<Policy>,
 }
 
@@ -246,14 +246,12 @@ impl<P: Platform> BackendDevice<P> for Vsnd<P> {
         let budget = self.options.budget;
         let now = ctx.now_ns();
         let default = self.options.policy;
-        let cached = &mut self.policy;
+        let last = &mut self.policy;
         let (xs, id) = (&mut *ctx.xs, ctx.id);
-        // Read at the first OPEN that needs it (dom0 writes it right after creating the
-        // guest or re-attaching the card), kept once there.
+        // Read at each OPEN that needs it: dom0 writes it right after creating the guest or
+        // re-attaching the card, and again when it finds the guest running with an edited
+        // appliance file. Logged when it changes.
         let mut policy = || -> Result<Policy, String> {
-            if let Some(p) = *cached {
-                return Ok(p);
-            }
             let path = format!("{}/{POLICY_KEY}", id.backend_path);
             match xs.read_opt(&path) {
                 Ok(None) => Ok(default),
@@ -262,8 +260,10 @@ impl<P: Platform> BackendDevice<P> for Vsnd<P> {
                         .map_err(|_| format!("{POLICY_KEY} {}: not text", quote(&raw)))?;
                     let p = Policy::parse(text)
                         .map_err(|why| format!("{POLICY_KEY} {}: {why}", quote(&raw)))?;
-                    info!("{id}: policy from {POLICY_KEY}: {p}");
-                    *cached = Some(p);
+                    if *last != Some(p) {
+                        info!("{id}: policy from {POLICY_KEY}: {p}");
+                        *last = Some(p);
+                    }
                     Ok(p)
                 }
                 Err(e) => Err(format!("cannot read {path}: {e}")),

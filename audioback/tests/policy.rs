@@ -56,6 +56,27 @@ fn the_cards_policy_decides_what_opens_and_the_volume() {
 }
 
 #[test]
+fn a_rewritten_policy_applies_from_the_next_open() {
+    let mut env = Env::new();
+    let keys = card_keys(&[("pb", "p"), ("cap", "c")], &[]);
+    let mut f = Front::attach(&mut env, 5, 0, &keys);
+    set_policy(&mut env, "play");
+    assert_eq!(f.open(&mut env, 1, STEREO48), -13, "recording not allowed");
+    assert_eq!(f.open(&mut env, 0, STEREO48), 0);
+    // dom0 rewrites it (xddctl up with an edited appliance file) while the card stays
+    // connected: the next OPENs follow the new value.
+    set_policy(&mut env, "record");
+    assert_eq!(f.open(&mut env, 1, STEREO48), 0, "recording now allowed");
+    assert_eq!(f.close(&mut env, 0), 0);
+    assert_eq!(
+        f.open(&mut env, 0, STEREO48),
+        -13,
+        "playing no longer allowed"
+    );
+    assert_eq!(denied(&env), 2);
+}
+
+#[test]
 fn without_a_policy_the_default_applies_until_dom0_writes_one() {
     let options = Options {
         policy: Policy::NONE,

@@ -355,6 +355,14 @@ pub fn up(app: &Appliance, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), Stri
                 "running",
                 &format!("already running as domid {domid}"),
             );
+            // The appliance file may have changed since the guest started: its sound policy
+            // applies now. A guest left on a driver domain's default would be let do what its
+            // `sound` table forbids, so a policy that cannot be written fails `up`.
+            if let Err(e) = crate::vsnd::rewrite_running_policies(d, domid, ts, tl) {
+                tl.event(&d.name, "failed", &e);
+                tl.event("up", "failed", "nothing created, nothing to roll back");
+                return Err(format!("running `{}`: {e}", d.name));
+            }
         }
     }
     let (tx, rx) = mpsc::channel::<Msg>();
@@ -748,6 +756,90 @@ mod tests {
         );
         assert!(fake.calls().contains(&"destroy radio".to_string()));
         assert!(!fake.state().domains.contains_key("radio"));
+    }
+
+    #[test]
+    fn up_rewrites_the_sound_policy_of_a_guest_it_finds_running() {
+        let a = load(
+            &temp_state(SOUND_APPLIANCE, "sound-running"),
+            &sound_files(),
+        )
+        .unwrap();
+        let fake = Fake::new();
+        let dd = fake.add_running("sounddd");
+        let radio = fake.add_running("radio");
+        {
+            let mut s = fake.state();
+            s.xs.insert(format!("/local/domain/{dd}/data/ready"), "1".into());
+            // Card 0 is attached (libxl made its backend directory), card 1 is not.
+            s.xs.insert(
+                format!("/local/domain/{dd}/backend/vsnd/{radio}/0/frontend-id"),
+                radio.to_string(),
+            );
+            // What the guest's old `sound` table said.
+            s.xs.insert(
+                format!("/local/domain/{dd}/backend/vsnd/{radio}/0/xdd-policy"),
+                "play record".into(),
+            );
+        }
+        let tl = quiet();
+        up(&a, &fake, &tl).unwrap();
+        let policy = |devid: u32| {
+            fake.read(&format!(
+                "/local/domain/{dd}/backend/vsnd/{radio}/{devid}/xdd-policy"
+            ))
+        };
+        assert_eq!(policy(0).as_deref(), Some("play volume_mdb=-6000"));
+        assert_eq!(policy(1), None);
+        let calls = fake.calls();
+        assert_eq!(
+            calls,
+            [
+                format!("xs-write /local/domain/{dd}/backend/vsnd/{radio}/0/xdd-policy (1 nodes)"),
+                "create quiet".to_string(),
+            ],
+        );
+        let lines = tl.lines().join("\n");
+        assert!(
+            lines.contains(
+                "radio        sound       vsnd 0 on sounddd: policy play volume_mdb=-6000"
+            ),
+            "{lines}"
+        );
+    }
+
+    #[test]
+    fn a_running_guests_sound_policy_that_cannot_be_written_fails_up_before_creating() {
+        let a = load(
+            &temp_state(SOUND_APPLIANCE, "sound-running-fail"),
+            &sound_files(),
+        )
+        .unwrap();
+        let fake = Fake::new();
+        let dd = fake.add_running("sounddd");
+        let radio = fake.add_running("radio");
+        {
+            let mut s = fake.state();
+            s.xs.insert(format!("/local/domain/{dd}/data/ready"), "1".into());
+            s.xs.insert(
+                format!("/local/domain/{dd}/backend/vsnd/{radio}/0/frontend-id"),
+                radio.to_string(),
+            );
+            s.fail_xs_write = Some("EACCES".into());
+        }
+        let err = up(&a, &fake, &quiet()).unwrap_err();
+        assert_eq!(
+            err,
+            "running `radio`: vsnd 0 on sounddd: writing its xdd-policy: EACCES"
+        );
+        let calls = fake.calls();
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.starts_with("create") || c.starts_with("destroy")),
+            "{calls:?}"
+        );
+        assert!(fake.state().domains.contains_key("radio"));
     }
 
     #[test]

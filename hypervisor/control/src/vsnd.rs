@@ -1,8 +1,9 @@
 //! PV sound cards served by a driver domain: the policy dom0 gives audioback for a guest's
 //! cards. The appliance file's `sound` table of a `[[guest]]` becomes a [`SoundPolicy`];
 //! xddctl writes it as `xdd-policy` into each of the guest's card's backend directory
-//! (`backend/vsnd/<guest>/<devid>` in the driver domain) right after `xl create`, and again
-//! when `run` re-attaches the card to a restarted driver domain. audioback reads it when the
+//! (`backend/vsnd/<guest>/<devid>` in the driver domain) right after `xl create`, again
+//! when `run` re-attaches the card to a restarted driver domain, and when `up` finds the
+//! guest already running (an edited `sound` table applies without a reboot). audioback reads it when the
 //! guest opens a stream; without it the driver domain's default (`audioback.policy=`)
 //! applies.
 
@@ -94,23 +95,12 @@ pub fn write_policies(
     let Some(policy) = guest.sound else {
         return Ok(());
     };
-    let cards: Vec<_> = guest
-        .devices
-        .iter()
-        .filter(|e| e.kind == DeviceKind::Vsnd)
-        .filter_map(|e| match &e.backend {
-            Some(dd) if !is_dom0(dd) => Some((e, dd.as_str())),
-            _ => None,
-        })
-        .collect();
+    let cards = served_cards(guest)?;
     if cards.is_empty() {
         return Ok(());
     }
     let list = ts.list()?;
-    for (e, dd) in cards {
-        let devid = e
-            .devid()
-            .ok_or_else(|| format!("vsnd #{} on {dd}: its devid is not a number", e.index))?;
+    for (devid, dd) in cards {
         let be = list
             .iter()
             .find(|d| d.name == dd && d.state.is_alive())
@@ -118,10 +108,80 @@ pub fn write_policies(
             .ok_or_else(|| {
                 format!("vsnd {devid} policy: the driver domain `{dd}` is not running")
             })?;
-        ts.write_nodes(&[policy.node(be, domid, devid)])
-            .map_err(|err| format!("vsnd {devid} on {dd}: writing its {POLICY_KEY}: {err}"))?;
-        tl.event(&guest.name, "sound", &policy.describe(devid, dd));
+        write_one(guest, &policy, (be, domid), (devid, dd), ts, tl)?;
     }
+    Ok(())
+}
+
+/// Writes the policy of `guest`, found running as `domid` by `up`, into each of its cards
+/// that a running driver domain serves (its backend directory exists), so that an edited
+/// `sound` table applies from the guest's next stream open. A card with no backend directory
+/// is left alone: there is nothing to write into until the card is attached again, and then
+/// `run`'s re-attach writes it. Nothing to do for a guest without a `sound` table.
+pub fn rewrite_running_policies(
+    guest: &Domain,
+    domid: u32,
+    ts: &dyn Toolstack,
+    tl: &Timeline,
+) -> Result<(), String> {
+    let Some(policy) = guest.sound else {
+        return Ok(());
+    };
+    let cards = served_cards(guest)?;
+    if cards.is_empty() {
+        return Ok(());
+    }
+    let list = ts.list()?;
+    for (devid, dd) in cards {
+        let Some(be) = list
+            .iter()
+            .find(|d| d.name == dd && d.state.is_alive())
+            .map(|d| d.domid)
+        else {
+            continue;
+        };
+        if ts
+            .read(&format!("{}/frontend-id", backend_dir(be, domid, devid)))
+            .is_none()
+        {
+            continue;
+        }
+        write_one(guest, &policy, (be, domid), (devid, dd), ts, tl)?;
+    }
+    Ok(())
+}
+
+/// `guest`'s sound cards served by driver domains: (devid, driver domain name).
+fn served_cards(guest: &Domain) -> Result<Vec<(u32, &str)>, String> {
+    guest
+        .devices
+        .iter()
+        .filter(|e| e.kind == DeviceKind::Vsnd)
+        .filter_map(|e| match &e.backend {
+            Some(dd) if !is_dom0(dd) => Some((e, dd.as_str())),
+            _ => None,
+        })
+        .map(|(e, dd)| {
+            e.devid()
+                .map(|devid| (devid, dd))
+                .ok_or_else(|| format!("vsnd #{} on {dd}: its devid is not a number", e.index))
+        })
+        .collect()
+}
+
+/// Writes `policy` for card `(devid, dd)` of guest `fe` into driver domain `be` (named `dd`)
+/// and logs it on the guest's timeline.
+fn write_one(
+    guest: &Domain,
+    policy: &SoundPolicy,
+    (be, fe): (u32, u32),
+    (devid, dd): (u32, &str),
+    ts: &dyn Toolstack,
+    tl: &Timeline,
+) -> Result<(), String> {
+    ts.write_nodes(&[policy.node(be, fe, devid)])
+        .map_err(|err| format!("vsnd {devid} on {dd}: writing its {POLICY_KEY}: {err}"))?;
+    tl.event(&guest.name, "sound", &policy.describe(devid, dd));
     Ok(())
 }
 
