@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use blkback::backend::{Catalog, Options, VolumeSource};
 use blkback::config::DeviceKind;
-use blkback::store::device::{DeviceStore, DeviceTask, Shared};
+use blkback::store::device::{DeviceStore, DeviceTask, HandleLimits, Shared, HANDLE_PARTS};
 use common::*;
 use minios::blockdev::{
     BlockDevice, BlockError, BlockInfo, BlockOp, BlockStatus, DiscardLimits, OnComplete, SECTOR,
@@ -406,6 +406,62 @@ fn many_requests_from_two_guests_are_in_flight_at_once_and_fair() {
         let back = fa.read(&mut env, i * 8, 4096);
         assert_eq!(back.data, pattern(4096, i as u32));
     }
+}
+
+#[test]
+fn a_guest_moving_large_requests_gets_no_more_of_the_device_in_bytes() {
+    let (mut env, ctl, store) = setup(true);
+    // 32 KiB per guest while the other has requests in flight: two of a's 16 KiB writes.
+    store.borrow_mut().set_limits(HandleLimits {
+        parts: HANDLE_PARTS,
+        bytes: 32 << 10,
+    });
+    let mut fa = Front::attach(&mut env, 5, 51712, "a", FrontOpts::default());
+    let mut fb = Front::attach(&mut env, 6, 51712, "b", FrontOpts::default());
+    ctl.borrow_mut().hold = true;
+    let b1 = start_write(&mut fb, 0, &pattern(4096, 50));
+    env.settle();
+    // a sends twelve 16 KiB writes (one device request each): it could fill the device's
+    // free slots, but only 32 KiB of it goes while b's write is in flight.
+    let a_ids: Vec<u64> = (0..12)
+        .map(|i| start_write(&mut fa, i * 32, &pattern(16384, i as u32)))
+        .collect();
+    env.settle();
+    assert_eq!(ctl.borrow().queued.len(), 3, "b's write and two of a's");
+    assert!(store.borrow().stats.capped >= 1);
+    // b's next small write goes to the device at once: a waiting for its share does not
+    // hold it up.
+    let b2 = start_write(&mut fb, 8, &pattern(4096, 51));
+    env.settle();
+    assert_eq!(ctl.borrow().queued.len(), 4);
+    assert!(
+        ctl.borrow()
+            .queued
+            .iter()
+            .any(|(_, op, _)| matches!(op, BlockOp::Write { sector, .. } if *sector == 32768 + 8)),
+        "{:?}",
+        ctl.borrow().log
+    );
+    ctl.borrow_mut().hold = false;
+    env.settle();
+    let ra = fa.responses(0);
+    let rb = fb.responses(0);
+    assert_eq!(ra.len(), 12);
+    assert!(ra
+        .iter()
+        .all(|r| r.status == BLKIF_RSP_OKAY && a_ids.contains(&r.id)));
+    assert_eq!(rb.len(), 2);
+    assert!(rb
+        .iter()
+        .all(|r| r.status == BLKIF_RSP_OKAY && (r.id == b1 || r.id == b2)));
+    for i in 0..12u64 {
+        assert_eq!(
+            fa.read(&mut env, i * 32, 16384).data,
+            pattern(16384, i as u32)
+        );
+    }
+    assert_eq!(fb.read(&mut env, 0, 4096).data, pattern(4096, 50));
+    assert_eq!(fb.read(&mut env, 8, 4096).data, pattern(4096, 51));
 }
 
 #[test]

@@ -18,8 +18,13 @@
 //! flight and every later request, with the reason logged once.
 //!
 //! Fairness and memory: volumes share the device. When a handle finds no room it queues up
-//! and freed room goes to the handles in the order they queued; a handle may hold at most
-//! [`HANDLE_PARTS`] device requests while another handle has any in flight. A guest request
+//! and freed room goes to the handles in the order they queued. While another handle has
+//! requests in flight, a handle may hold at most [`HandleLimits::parts`] device requests and
+//! [`HandleLimits::bytes`] of data on the device (so a guest moving 1 MiB per request gets no
+//! more of the device than one moving 4 KiB; a discard carries no data and counts as one
+//! request, so a whole-volume discard is one request like any other). A handle at its limit
+//! waits for its own requests to complete without holding up the handles queued behind it;
+//! alone on the device it is not limited. A guest request
 //! that does not fit the device's room at once becomes the one *backlog* I/O: its write data
 //! is copied from the guest into a staging buffer at start, and its parts are submitted as
 //! room frees up, before any other I/O starts (so at most one request is staged).
@@ -47,6 +52,39 @@ use super::{Completion, DataPort, DiscardInfo, Io, Started, StoreError, VolumeIn
 
 /// Device requests one handle may hold while other handles have requests in flight.
 pub const HANDLE_PARTS: usize = 16;
+/// Data bytes one handle may have on the device while other handles have requests in flight.
+pub const HANDLE_BYTES: usize = 1 << 20;
+
+/// What one handle (a guest's volume) may hold of the device while other handles have
+/// requests in flight. A single I/O larger than either is still taken when the handle holds
+/// nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandleLimits {
+    /// Device requests.
+    pub parts: usize,
+    /// Data bytes (reads and writes; flushes and discards carry none).
+    pub bytes: usize,
+}
+
+impl Default for HandleLimits {
+    fn default() -> Self {
+        Self {
+            parts: HANDLE_PARTS,
+            bytes: HANDLE_BYTES,
+        }
+    }
+}
+
+/// A device request in flight.
+#[derive(Clone, Copy, Debug)]
+struct Part {
+    /// The guest I/O it belongs to.
+    io: u64,
+    /// Its byte position in the I/O's data.
+    pos: usize,
+    /// Its data bytes.
+    bytes: usize,
+}
 
 /// The device requests of one guest I/O (positions in bytes of the I/O's data), or why it
 /// cannot go to this device. `io` is in bytes on the device, already checked for range.
@@ -125,6 +163,8 @@ struct HandleState {
     in_flight: usize,
     /// Device requests held.
     parts: usize,
+    /// Data bytes of the device requests held.
+    bytes: usize,
     /// The handle exists (its volume was not dropped).
     open: bool,
     /// Its device is connected and collects completions.
@@ -144,6 +184,8 @@ pub struct DeviceStats {
     pub errors: u64,
     /// Times a handle found no room.
     pub busy: u64,
+    /// Times a handle was held at its share while others had requests in flight.
+    pub capped: u64,
     /// Most device requests in flight at once.
     pub max_in_flight: usize,
 }
@@ -152,12 +194,13 @@ pub struct DeviceStats {
 pub struct DeviceStore {
     dev: Box<dyn BlockDevice>,
     info: BlockInfo,
-    /// Device request id → (I/O id, byte position in the I/O).
-    parts: BTreeMap<u64, (u64, usize)>,
+    /// Device requests in flight by id.
+    parts: BTreeMap<u64, Part>,
     ios: BTreeMap<u64, DevIo>,
     next_id: u64,
     handles: BTreeMap<u32, HandleState>,
     waiters: VecDeque<u32>,
+    limits: HandleLimits,
     /// The one I/O too large to queue at once, submitted part by part as room frees up
     /// (before any other I/O starts).
     backlog: Option<u64>,
@@ -184,12 +227,18 @@ impl DeviceStore {
             next_id: 1,
             handles: BTreeMap::new(),
             waiters: VecDeque::new(),
+            limits: HandleLimits::default(),
             backlog: None,
             next_handle: 1,
             failed: None,
             progress: false,
             stats: DeviceStats::default(),
         }))
+    }
+
+    /// Sets what one handle may hold of the device while others have requests in flight.
+    pub fn set_limits(&mut self, limits: HandleLimits) {
+        self.limits = limits;
     }
 
     /// The device's geometry and features.
@@ -282,6 +331,14 @@ impl DeviceStore {
         Started::Busy
     }
 
+    /// `h` holds its share while others have requests in flight: it tries again when its
+    /// own requests complete, and does not hold up the handles queued for room.
+    fn capped(&mut self, h: u32) -> Started {
+        self.stats.capped += 1;
+        self.waiters.retain(|&w| w != h);
+        Started::Busy
+    }
+
     /// Starts `io` (offsets on the device) for handle `h`.
     fn start(&mut self, h: u32, tag: u64, io: Io, port: &mut dyn DataPort) -> Started {
         if let Some(st) = self.handles.get_mut(&h) {
@@ -307,11 +364,15 @@ impl DeviceStore {
                 return self.busy(h);
             }
         }
-        let held = self.handles.get(&h).map_or(0, |s| s.parts);
+        let (held, held_bytes) = self.handles.get(&h).map_or((0, 0), |s| (s.parts, s.bytes));
         let others = self.parts.len() - held.min(self.parts.len());
         let list: Vec<BlockOp> = ops.iter().map(|&(op, _)| op).collect();
-        if held > 0 && held + ops.len() > HANDLE_PARTS && others > 0 {
-            return self.busy(h);
+        let bytes: usize = list.iter().map(BlockOp::data_len).sum();
+        if held > 0
+            && others > 0
+            && (held + ops.len() > self.limits.parts || held_bytes + bytes > self.limits.bytes)
+        {
+            return self.capped(h);
         }
         // More than the device has room for now (or ever: a 1 MiB guest request may need
         // more descriptors than a queue has): it becomes the backlog, submitted part by part
@@ -365,6 +426,7 @@ impl DeviceStore {
             return Started::Pending;
         }
         let mut submitted = 0;
+        let mut submitted_bytes = 0;
         let mut error = None;
         for &(op, pos) in &ops {
             let id = self.next_id;
@@ -376,7 +438,10 @@ impl DeviceStore {
             };
             let r = self.dev.submit(id, op, &mut fill);
             match self.submitted(id, io_id, op, pos, r, gathered) {
-                Ok(()) => submitted += 1,
+                Ok(()) => {
+                    submitted += 1;
+                    submitted_bytes += op.data_len();
+                }
                 Err(e) => {
                     error = Some(e);
                     break;
@@ -403,6 +468,7 @@ impl DeviceStore {
         let st = self.handles.entry(h).or_default();
         st.in_flight += 1;
         st.parts += submitted;
+        st.bytes += submitted_bytes;
         Started::Pending
     }
 
@@ -419,7 +485,15 @@ impl DeviceStore {
     ) -> Result<(), StoreError> {
         match r {
             Ok(()) => {
-                self.parts.insert(id, (io_id, pos));
+                let bytes = op.data_len();
+                self.parts.insert(
+                    id,
+                    Part {
+                        io: io_id,
+                        pos,
+                        bytes,
+                    },
+                );
                 self.stats.requests += 1;
                 match op {
                     BlockOp::Discard { .. } => self.stats.discards += 1,
@@ -500,6 +574,7 @@ impl DeviceStore {
                     queued = true;
                     if let Some(st) = self.handles.get_mut(&handle) {
                         st.parts += 1;
+                        st.bytes += op.data_len();
                     }
                 }
                 Err(e) => {
@@ -533,7 +608,7 @@ impl DeviceStore {
         let ios = &mut self.ios;
         let result = self.dev.complete(&mut |id, status, data| {
             // Reads: copy the data into the I/O's buffer now (the device reuses its pages).
-            if let Some(&(io_id, pos)) = parts.get(&id) {
+            if let Some(&Part { io: io_id, pos, .. }) = parts.get(&id) {
                 if let Some(buf) = ios.get_mut(&io_id).and_then(|io| io.data.as_mut()) {
                     let mut at = pos;
                     for d in data {
@@ -549,7 +624,10 @@ impl DeviceStore {
         });
         let mut finished = 0;
         for (id, status, _) in done {
-            let Some((io_id, _)) = self.parts.remove(&id) else {
+            let Some(Part {
+                io: io_id, bytes, ..
+            }) = self.parts.remove(&id)
+            else {
                 continue;
             };
             let Some(io) = self.ios.get_mut(&io_id) else {
@@ -558,6 +636,7 @@ impl DeviceStore {
             io.parts_left -= 1;
             if let Some(st) = self.handles.get_mut(&io.handle) {
                 st.parts = st.parts.saturating_sub(1);
+                st.bytes = st.bytes.saturating_sub(bytes);
             }
             if status != BlockStatus::Ok {
                 self.stats.errors += 1;
@@ -613,6 +692,7 @@ impl DeviceStore {
         self.parts.clear();
         for st in self.handles.values_mut() {
             st.parts = 0;
+            st.bytes = 0;
         }
         let ios: Vec<DevIo> = core::mem::take(&mut self.ios).into_values().collect();
         for mut io in ios {

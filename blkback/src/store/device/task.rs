@@ -78,13 +78,14 @@ impl DeviceStore {
         }
         let st = store.borrow().stats;
         log::info!(
-            "device: {} requests ({} flushes, {} discards), {} failed, at most {} in flight, {} times out of room",
+            "device: {} requests ({} flushes, {} discards), {} failed, at most {} in flight, {} times out of room, {} times a guest held its share",
             st.requests,
             st.flushes,
             st.discards,
             st.errors,
             st.max_in_flight,
-            st.busy
+            st.busy,
+            st.capped
         );
         match flushed {
             Some(Ok(())) => log::info!("device flushed"),
