@@ -68,7 +68,9 @@ fn served(ts: &dyn Toolstack, domid: u32, names: &BTreeMap<u32, String>) -> Stri
                 .parse::<u32>()
                 .ok()
                 .and_then(|id| names.get(&id).cloned())
-                .unwrap_or_else(|| format!("domid {fe}"));
+                // A frontend domain that no longer exists: its backend directory outlived
+                // it (e.g. dom0's pciback after a driver domain's destroy).
+                .unwrap_or_else(|| format!("domid {fe} (gone)"));
             for devid in ts.directory(&format!("{base}/{kind}/{fe}")) {
                 let st = ts.read(&format!("{base}/{kind}/{fe}/{devid}/state"));
                 let n: u32 = devid.parse().unwrap_or(u32::MAX);
@@ -393,6 +395,10 @@ mod tests {
         );
         // netdd owns a NIC.
         fake.hold_pci("netdd", &["0000:00:10.0", "0000:00:11.0"]);
+        // pciback's directory of a domain that is gone.
+        fake.state()
+            .xs
+            .insert("/local/domain/0/backend/pci/9/0/state".into(), "6".into());
         let rows = gather(Some(&a), &fake).unwrap();
         let table = render(&rows);
         let lines: Vec<&str> = table.lines().collect();
@@ -409,7 +415,7 @@ mod tests {
                 "web2      guest   -   stopped  -      -       -        -                          -",
                 // dom0's pciback serves netdd's PCI devices.
                 "Domain-0  dom0    0   running  -      64 MiB  0:00:42  -                          \
-                 pci netdd/0 Initialised",
+                 pci domid 9 (gone)/0 Closed, pci netdd/0 Initialised",
                 "stray     other   3   running  -      64 MiB  0:00:42  -                          -",
             ]
         );
