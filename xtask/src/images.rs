@@ -44,8 +44,9 @@ const LINUXDD_MODULES: &[&str] = &[
     "xenfs",
 ];
 /// Modules a Linux driver domain may load on request (`xdd.modules=a,b`): those to own a
-/// passed-through virtio-net (bridged to its vifs with `xdd.uplink=eth0`).
-const LINUXDD_OPTIONAL_MODULES: &[&str] = &["xen-pcifront", "virtio_pci", "virtio_net"];
+/// passed-through virtio-net (bridged to its vifs with `xdd.uplink=eth0`) or NVMe controller
+/// (its namespace served by blkback, `bench blk`).
+const LINUXDD_OPTIONAL_MODULES: &[&str] = &["xen-pcifront", "virtio_pci", "virtio_net", "nvme"];
 /// Modules of dom0. virtio_pci comes after xen-pciback, which has by then taken the devices
 /// hidden from dom0, so it binds only the NIC dom0 keeps (QEMU device `virtio-net-dom0`).
 const DOM0_MODULES: &[&str] = &[
@@ -62,6 +63,9 @@ const DOM0_MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_net",
 ];
+/// Modules in dom0's initramfs that it loads only when a scenario asks (`modprobe nvme`: the
+/// NVMe controller dom0 keeps, QEMU device `nvme-dom0`; pciback holds the hidden ones).
+const DOM0_OPTIONAL_MODULES: &[&str] = &["nvme"];
 /// Toolstack programs dom0 needs (in the Xen bin directory).
 const DOM0_XEN_PROGRAMS: &[&str] = &[
     "xl",
@@ -379,6 +383,7 @@ fn dom0_base(
     fs.host_file(&t.join("dom0-init.sh"), "init", 0o755)?;
     fs.host_file(&t.join("vif-bridge"), "etc/xen/scripts/vif-bridge", 0o755)?;
     fs.host_file(&t.join("block"), "etc/xen/scripts/block", 0o755)?;
+    fs.modules(&m.kernel, DOM0_OPTIONAL_MODULES)?;
     let order = fs.modules(&m.kernel, DOM0_MODULES)?;
     write_module_order(&mut fs, &order)?;
     let bin = cache.release.xen_bin_dir();

@@ -103,6 +103,16 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
                 ),
             ]
         }
+        // Identical to `nvme` (96 MiB, 512-byte blocks, discard=unmap) but for the serial:
+        // the bench's side-by-side controllers (`nvme-dom0` stays with dom0).
+        QemuDevice::Nvme2 => {
+            let img = scratch_image(scratch, image(d), 96)?;
+            twin_nvme("nvm2", "xdd-nvme-3", &img, &addr)
+        }
+        QemuDevice::NvmeDom0 => {
+            let img = scratch_image(scratch, image(d), 96)?;
+            twin_nvme("nvm3", "xdd-nvme-4", &img, &addr)
+        }
         QemuDevice::Xhci => {
             let img = scratch_image(scratch, "usb-stick.img", 16)?;
             fill_usb_stick(&img)?;
@@ -119,6 +129,20 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
                 // A full-speed interrupt device beside it (xHCI root port 10, bus path 1-10).
                 "-device".into(),
                 "usb-tablet,usb_version=1,bus=xhci.0,port=6".into(),
+            ]
+        }
+        // As `xhci` (same ports, a stick of the same size and content on the same port), with
+        // an image of its own and no tablet: `bench usb`'s direct-passthrough side.
+        QemuDevice::Xhci2 => {
+            let img = scratch_image(scratch, "usb-stick-2.img", 16)?;
+            fill_usb_stick(&img)?;
+            vec![
+                "-device".into(),
+                format!("qemu-xhci,id=xhci2,p2=8,p3=4,bus=pcie.0,{addr}"),
+                "-drive".into(),
+                format!("file={},if=none,id=ustick2,format=raw", img.display()),
+                "-device".into(),
+                "usb-storage,bus=xhci2.0,port=5,drive=ustick2".into(),
             ]
         }
         QemuDevice::Sound => vec![
@@ -142,6 +166,20 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
             "hda-duplex,bus=hda.0,audiodev=snd1".into(),
         ],
     })
+}
+
+/// QEMU arguments of an NVMe controller set up as `nvme` is, with its own drive id, serial
+/// and image.
+fn twin_nvme(id: &str, serial: &str, img: &Path, addr: &str) -> Vec<String> {
+    vec![
+        "-drive".into(),
+        format!(
+            "file={},if=none,id={id},format=raw,discard=unmap",
+            img.display()
+        ),
+        "-device".into(),
+        format!("nvme,serial={serial},drive={id},bus=pcie.0,{addr}"),
+    ]
 }
 
 /// The USB stick's known content: its first 4 MiB, sector by sector, hold the line

@@ -125,6 +125,19 @@ pub enum QemuDevice {
     /// (16 KiB per command), on a scratch image file of its own.
     #[serde(rename = "nvme-4k")]
     Nvme4k,
+    /// A third NVMe controller (serial `xdd-nvme-3`), identical to `nvme` (512-byte blocks,
+    /// a 96 MiB scratch image of its own), for side-by-side runs in one boot.
+    #[serde(rename = "nvme-2")]
+    Nvme2,
+    /// A fourth NVMe controller (serial `xdd-nvme-4`), identical to `nvme` again, that dom0
+    /// keeps: not hidden, not made assignable (dom0's `nvme` driver, loaded with `modprobe
+    /// nvme`, takes it as its only NVMe disk: the storage path of a classic Xen host).
+    NvmeDom0,
+    /// A second qemu-xhci, set up as `xhci` (8 USB 2 + 4 USB 3 ports) with a usb-storage
+    /// stick of its own (same size, same known content, same port: high speed, bus path
+    /// `1-9`) and no tablet: `bench usb`'s direct-passthrough side.
+    #[serde(rename = "xhci-2")]
+    Xhci2,
 }
 
 impl QemuDevice {
@@ -134,12 +147,14 @@ impl QemuDevice {
             QemuDevice::VirtioBlk => Some("virtio-blk.img"),
             QemuDevice::Nvme => Some("nvme.img"),
             QemuDevice::Nvme4k => Some("nvme-4k.img"),
+            QemuDevice::Nvme2 => Some("nvme-2.img"),
+            QemuDevice::NvmeDom0 => Some("nvme-dom0.img"),
             _ => None,
         }
     }
 
     /// Every device, in PCI slot order.
-    pub const ALL: [QemuDevice; 8] = [
+    pub const ALL: [QemuDevice; 11] = [
         QemuDevice::VirtioNet,
         QemuDevice::VirtioBlk,
         QemuDevice::Xhci,
@@ -148,6 +163,9 @@ impl QemuDevice {
         QemuDevice::VirtioNetDom0,
         QemuDevice::Nvme,
         QemuDevice::Nvme4k,
+        QemuDevice::Nvme2,
+        QemuDevice::NvmeDom0,
+        QemuDevice::Xhci2,
     ];
 
     /// The name used in scenario files and as `@name` in xl.cfg text.
@@ -161,6 +179,9 @@ impl QemuDevice {
             QemuDevice::VirtioNetDom0 => "virtio-net-dom0",
             QemuDevice::Nvme => "nvme",
             QemuDevice::Nvme4k => "nvme-4k",
+            QemuDevice::Nvme2 => "nvme-2",
+            QemuDevice::NvmeDom0 => "nvme-dom0",
+            QemuDevice::Xhci2 => "xhci-2",
         }
     }
 
@@ -175,13 +196,16 @@ impl QemuDevice {
             QemuDevice::VirtioNetDom0 => 0x15,
             QemuDevice::Nvme => 0x16,
             QemuDevice::Nvme4k => 0x17,
+            QemuDevice::Nvme2 => 0x18,
+            QemuDevice::NvmeDom0 => 0x19,
+            QemuDevice::Xhci2 => 0x1a,
         }
     }
 
     /// True for devices passed through to domUs: hidden from dom0 (`xen-pciback.hide`) and
-    /// made assignable by the agent. False for the one dom0 keeps for itself.
+    /// made assignable by the agent. False for those dom0 keeps for itself.
     pub fn passed_through(self) -> bool {
-        self != QemuDevice::VirtioNetDom0
+        !matches!(self, QemuDevice::VirtioNetDom0 | QemuDevice::NvmeDom0)
     }
 
     /// The device's BDF as xl and pciback spell it.
@@ -819,7 +843,10 @@ qemu_devices = ["virtio-net-2", "virtio-net"]
             ))
             .unwrap();
             assert_eq!(one.qemu_devices, [d], "{} parses as itself", d.name());
-            assert_eq!(d.passed_through(), d != QemuDevice::VirtioNetDom0);
+            assert_eq!(
+                d.passed_through(),
+                !matches!(d, QemuDevice::VirtioNetDom0 | QemuDevice::NvmeDom0)
+            );
         }
     }
 
