@@ -6,6 +6,7 @@ mod net;
 mod nic;
 mod stats;
 mod turns;
+mod usb;
 
 use crate::results::ScenarioResult;
 use crate::testbed;
@@ -54,6 +55,7 @@ pub fn run(what: &str) -> Result {
         "net" => net::run(),
         "blk" => blk::run(),
         "nic" => nic::run(),
-        _ => Err(format!("unknown benchmark `{what}` (net, blk, nic)")),
+        "usb" => usb::run(),
+        _ => Err(format!("unknown benchmark `{what}` (net, blk, nic, usb)")),
     }
 }
