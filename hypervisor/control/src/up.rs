@@ -758,30 +758,33 @@ mod tests {
         assert!(!fake.state().domains.contains_key("radio"));
     }
 
-    #[test]
-    fn up_rewrites_the_sound_policy_of_a_guest_it_finds_running() {
-        let a = load(
-            &temp_state(SOUND_APPLIANCE, "sound-running"),
-            &sound_files(),
-        )
-        .unwrap();
+    /// [`SOUND_APPLIANCE`] with sounddd (ready) and radio already running, radio's card 0
+    /// attached (libxl made its backend directory) and card 1 not: (appliance, fake, sounddd's
+    /// domid, radio's domid).
+    fn radio_running(tag: &str) -> (Appliance, Fake, u32, u32) {
+        let a = load(&temp_state(SOUND_APPLIANCE, tag), &sound_files()).unwrap();
         let fake = Fake::new();
         let dd = fake.add_running("sounddd");
         let radio = fake.add_running("radio");
         {
             let mut s = fake.state();
             s.xs.insert(format!("/local/domain/{dd}/data/ready"), "1".into());
-            // Card 0 is attached (libxl made its backend directory), card 1 is not.
             s.xs.insert(
                 format!("/local/domain/{dd}/backend/vsnd/{radio}/0/frontend-id"),
                 radio.to_string(),
             );
-            // What the guest's old `sound` table said.
-            s.xs.insert(
-                format!("/local/domain/{dd}/backend/vsnd/{radio}/0/xdd-policy"),
-                "play record".into(),
-            );
         }
+        (a, fake, dd, radio)
+    }
+
+    #[test]
+    fn up_rewrites_the_sound_policy_of_a_guest_it_finds_running() {
+        let (a, fake, dd, radio) = radio_running("sound-running");
+        // What the guest's old `sound` table said.
+        fake.state().xs.insert(
+            format!("/local/domain/{dd}/backend/vsnd/{radio}/0/xdd-policy"),
+            "play record".into(),
+        );
         let tl = quiet();
         up(&a, &fake, &tl).unwrap();
         let policy = |devid: u32| {
@@ -810,23 +813,8 @@ mod tests {
 
     #[test]
     fn a_running_guests_sound_policy_that_cannot_be_written_fails_up_before_creating() {
-        let a = load(
-            &temp_state(SOUND_APPLIANCE, "sound-running-fail"),
-            &sound_files(),
-        )
-        .unwrap();
-        let fake = Fake::new();
-        let dd = fake.add_running("sounddd");
-        let radio = fake.add_running("radio");
-        {
-            let mut s = fake.state();
-            s.xs.insert(format!("/local/domain/{dd}/data/ready"), "1".into());
-            s.xs.insert(
-                format!("/local/domain/{dd}/backend/vsnd/{radio}/0/frontend-id"),
-                radio.to_string(),
-            );
-            s.fail_xs_write = Some("EACCES".into());
-        }
+        let (a, fake, _, _) = radio_running("sound-running-fail");
+        fake.state().fail_xs_write = Some("EACCES".into());
         let err = up(&a, &fake, &quiet()).unwrap_err();
         assert_eq!(
             err,

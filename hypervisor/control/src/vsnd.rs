@@ -92,25 +92,7 @@ pub fn write_policies(
     ts: &dyn Toolstack,
     tl: &Timeline,
 ) -> Result<(), String> {
-    let Some(policy) = guest.sound else {
-        return Ok(());
-    };
-    let cards = served_cards(guest)?;
-    if cards.is_empty() {
-        return Ok(());
-    }
-    let list = ts.list()?;
-    for (devid, dd) in cards {
-        let be = list
-            .iter()
-            .find(|d| d.name == dd && d.state.is_alive())
-            .map(|d| d.domid)
-            .ok_or_else(|| {
-                format!("vsnd {devid} policy: the driver domain `{dd}` is not running")
-            })?;
-        write_one(guest, &policy, (be, domid), (devid, dd), ts, tl)?;
-    }
-    Ok(())
+    write_cards(guest, domid, ts, tl, Cards::All)
 }
 
 /// Writes the policy of `guest`, found running as `domid` by `up`, into each of its cards
@@ -124,6 +106,25 @@ pub fn rewrite_running_policies(
     ts: &dyn Toolstack,
     tl: &Timeline,
 ) -> Result<(), String> {
+    write_cards(guest, domid, ts, tl, Cards::Attached)
+}
+
+/// Which of a guest's cards get the policy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cards {
+    /// Every card served by a driver domain; its driver domain must be running.
+    All,
+    /// Only the cards whose backend directory exists on a running driver domain.
+    Attached,
+}
+
+fn write_cards(
+    guest: &Domain,
+    domid: u32,
+    ts: &dyn Toolstack,
+    tl: &Timeline,
+    which: Cards,
+) -> Result<(), String> {
     let Some(policy) = guest.sound else {
         return Ok(());
     };
@@ -133,20 +134,29 @@ pub fn rewrite_running_policies(
     }
     let list = ts.list()?;
     for (devid, dd) in cards {
-        let Some(be) = list
+        let be = list
             .iter()
             .find(|d| d.name == dd && d.state.is_alive())
-            .map(|d| d.domid)
-        else {
-            continue;
+            .map(|d| d.domid);
+        let be = match (be, which) {
+            (Some(be), Cards::All) => be,
+            (None, Cards::All) => {
+                return Err(format!(
+                    "vsnd {devid} policy: the driver domain `{dd}` is not running"
+                ))
+            }
+            (Some(be), Cards::Attached)
+                if ts
+                    .read(&format!("{}/frontend-id", backend_dir(be, domid, devid)))
+                    .is_some() =>
+            {
+                be
+            }
+            (_, Cards::Attached) => continue,
         };
-        if ts
-            .read(&format!("{}/frontend-id", backend_dir(be, domid, devid)))
-            .is_none()
-        {
-            continue;
-        }
-        write_one(guest, &policy, (be, domid), (devid, dd), ts, tl)?;
+        ts.write_nodes(&[policy.node(be, domid, devid)])
+            .map_err(|err| format!("vsnd {devid} on {dd}: writing its {POLICY_KEY}: {err}"))?;
+        tl.event(&guest.name, "sound", &policy.describe(devid, dd));
     }
     Ok(())
 }
@@ -167,22 +177,6 @@ fn served_cards(guest: &Domain) -> Result<Vec<(u32, &str)>, String> {
                 .ok_or_else(|| format!("vsnd #{} on {dd}: its devid is not a number", e.index))
         })
         .collect()
-}
-
-/// Writes `policy` for card `(devid, dd)` of guest `fe` into driver domain `be` (named `dd`)
-/// and logs it on the guest's timeline.
-fn write_one(
-    guest: &Domain,
-    policy: &SoundPolicy,
-    (be, fe): (u32, u32),
-    (devid, dd): (u32, &str),
-    ts: &dyn Toolstack,
-    tl: &Timeline,
-) -> Result<(), String> {
-    ts.write_nodes(&[policy.node(be, fe, devid)])
-        .map_err(|err| format!("vsnd {devid} on {dd}: writing its {POLICY_KEY}: {err}"))?;
-    tl.event(&guest.name, "sound", &policy.describe(devid, dd));
-    Ok(())
 }
 
 #[cfg(test)]
