@@ -168,16 +168,23 @@ fn power(pcm: &Pcm, range: (usize, usize), hz: f64) -> f64 {
 }
 
 /// The strongest frequencies (Hz, to 0.1 Hz) in frames `range` of the first channel,
-/// strongest first: peaks of a 20 Hz–`max_hz` scan in 5 Hz steps over at most a second
-/// whose power is at least `rel` of the strongest, each refined over the whole range.
+/// strongest first: peaks of a 20 Hz–`max_hz` scan in 5 Hz steps over at most a second in
+/// the middle of the range (where tones that start a little apart, as two guests' do, all
+/// sound) whose power is at least `rel` of the strongest, each refined over the whole range.
 pub fn peaks(pcm: &Pcm, range: (usize, usize), max_hz: f64, rel: f64) -> Vec<(f64, f64)> {
-    let coarse_end = range.1.min(range.0 + pcm.rate as usize);
+    let second = pcm.rate as usize;
+    let coarse_start = if range.1 - range.0 > second {
+        range.0 + (range.1 - range.0 - second) / 2
+    } else {
+        range.0
+    };
+    let coarse_end = range.1.min(coarse_start + second);
     let grid: Vec<f64> = (4..=(max_hz / 5.0) as usize)
         .map(|k| k as f64 * 5.0)
         .collect();
     let p: Vec<f64> = grid
         .iter()
-        .map(|&hz| power(pcm, (range.0, coarse_end), hz))
+        .map(|&hz| power(pcm, (coarse_start, coarse_end), hz))
         .collect();
     let top = p.iter().cloned().fold(0.0, f64::max);
     let mut out = Vec::new();
@@ -381,6 +388,36 @@ impl WavCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tones_that_start_apart_are_both_found() {
+        // Two guests' tones started by the same go, seen 0.8 s apart: 440 Hz for 0–3 s,
+        // 660 Hz for 0.8–3.8 s (a CI run had them about 0.5 s apart plus the slow start).
+        let rate = 48_000;
+        let frames = rate as usize * 38 / 10;
+        let a = tone(440.0, rate, 1, 0.3, 0, rate as usize * 3);
+        let b = tone(660.0, rate, 1, 0.3, 0, rate as usize * 3);
+        let start_b = rate as usize * 8 / 10;
+        let samples: Vec<i16> = (0..frames)
+            .map(|i| {
+                let x = a.get(i).copied().unwrap_or(0);
+                let y = i
+                    .checked_sub(start_b)
+                    .and_then(|j| b.get(j))
+                    .copied()
+                    .unwrap_or(0);
+                x.saturating_add(y)
+            })
+            .collect();
+        let pcm = Pcm {
+            rate,
+            channels: 1,
+            samples,
+        };
+        let p = peaks(&pcm, (0, frames), 5000.0, 0.1);
+        let found = |hz: f64| p.iter().take(4).any(|q| (q.0 - hz).abs() <= 2.0);
+        assert!(found(440.0) && found(660.0), "{p:?}");
+    }
 
     fn wav(pcm: &Pcm, data_len_field: Option<u32>) -> Vec<u8> {
         let data: Vec<u8> = pcm.samples.iter().flat_map(|s| s.to_le_bytes()).collect();
