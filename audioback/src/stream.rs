@@ -33,7 +33,7 @@ use crate::events::EventRing;
 use crate::mixer::volume::{MAX_MDB, MIN_MDB};
 use crate::mixer::{SharedEngine, VoiceId, VoiceState};
 use crate::params::OpenParams;
-use crate::policy::Policy;
+use crate::policy::{self, Policy};
 use crate::stats::{ErrorClass, Stats};
 use crate::wire::{Parsed, Request, Trigger, VolumeOp};
 
@@ -303,7 +303,7 @@ impl<P: Platform> Stream<P> {
         // replaces the old one.
         self.close(stats);
         let policy = match policy() {
-            Ok(policy) if policy.allows(self.cfg.direction) => policy,
+            Ok(policy) if policy::allows(&policy, self.cfg.direction) => policy,
             Ok(_) => {
                 let what = match self.cfg.direction {
                     Direction::Playback => "playback",

@@ -3,11 +3,10 @@
 
 use super::resample::{Frame, MAX_CH};
 
-/// Quietest volume accepted, in 0.001 dB (−100 dB, below a 16-bit sample's resolution:
-/// silence).
-pub const MIN_MDB: i32 = -100_000;
-/// Loudest volume accepted, in 0.001 dB (+12 dB; the mix saturates, never wraps).
-pub const MAX_MDB: i32 = 12_000;
+/// Quietest volume accepted (−100 dB, below a 16-bit sample's resolution: silence) and
+/// loudest (+12 dB; the mix saturates, never wraps), in 0.001 dB: the range the
+/// `xdd-policy` format shares with xddctl.
+pub use xen_abi::xdd_policy::{MAX_MDB, MIN_MDB};
 
 const UNITY: i32 = 1 << 16;
 

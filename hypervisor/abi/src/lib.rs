@@ -41,6 +41,7 @@ pub mod sndif;
 pub mod start_info;
 pub mod usbif;
 pub mod wire;
+pub mod xdd_policy;
 pub mod xenbus;
 pub mod xs_wire;
 

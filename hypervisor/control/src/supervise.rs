@@ -13,7 +13,7 @@ use crate::status::state_name;
 use crate::timeline::{secs, Timeline};
 use crate::toolstack::{xenstore_alive, Change, DomainInfo, RunState, Toolstack};
 use crate::up::{make_assignable, up};
-use crate::vsnd::{SoundPolicy, POLICY_KEY};
+use crate::vsnd::{PolicyNode, SoundPolicy, POLICY_KEY};
 use crate::vusb::UsbController;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{mpsc, Mutex};

@@ -13,56 +13,31 @@ use crate::timeline::Timeline;
 use crate::toolstack::Toolstack;
 use crate::vusb::Node;
 
-/// The key in a card's backend directory that audioback reads.
-pub const POLICY_KEY: &str = "xdd-policy";
-/// Lowest volume audioback takes, in milli-dB (silence).
-pub const MIN_MDB: i32 = -100_000;
-/// Highest volume audioback takes, in milli-dB.
-pub const MAX_MDB: i32 = 12_000;
+pub use xen_abi::xdd_policy::{SoundPolicy, MAX_MDB, MIN_MDB, POLICY_KEY};
 
-/// What a guest's sound cards may do, and the volume their streams start at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SoundPolicy {
-    /// Playback streams may open.
-    pub play: bool,
-    /// Capture streams may open.
-    pub record: bool,
-    /// Gain every stream starts with, in milli-dB ([`MIN_MDB`]..=[`MAX_MDB`]).
-    pub volume_mdb: i32,
-}
-
-impl SoundPolicy {
-    /// The key's value: space-separated `play`, `record`, `volume_mdb=<n>` (the volume left
-    /// out at 0 dB); empty when the card may neither play nor record.
-    pub fn value(&self) -> String {
-        let mut tokens = Vec::new();
-        if self.play {
-            tokens.push("play".to_string());
-        }
-        if self.record {
-            tokens.push("record".to_string());
-        }
-        if self.volume_mdb != 0 {
-            tokens.push(format!("volume_mdb={}", self.volume_mdb));
-        }
-        tokens.join(" ")
-    }
-
+/// How dom0 writes and logs a [`SoundPolicy`] (its format: [`xen_abi::xdd_policy`]).
+pub trait PolicyNode {
     /// The node to write for card `devid` of guest `fe` on driver domain `be`. It inherits
     /// the permissions of the backend directory libxl made (owned by the driver domain,
     /// readable by the guest).
-    pub fn node(&self, be: u32, fe: u32, devid: u32) -> Node {
+    fn node(&self, be: u32, fe: u32, devid: u32) -> Node;
+
+    /// The timeline detail for card `devid` on driver domain `dd`:
+    /// `vsnd 0 on sounddd: policy play volume_mdb=-6000 (xdd-policy)`.
+    fn describe(&self, devid: u32, dd: &str) -> String;
+}
+
+impl PolicyNode for SoundPolicy {
+    fn node(&self, be: u32, fe: u32, devid: u32) -> Node {
         Node {
             path: policy_path(be, fe, devid),
-            value: self.value(),
+            value: self.value().to_string(),
             perms: None,
         }
     }
 
-    /// The timeline detail for card `devid` on driver domain `dd`:
-    /// `vsnd 0 on sounddd: policy play volume_mdb=-6000 (xdd-policy)`.
-    pub fn describe(&self, devid: u32, dd: &str) -> String {
-        let value = match self.value() {
+    fn describe(&self, devid: u32, dd: &str) -> String {
+        let value = match self.value().to_string() {
             v if v.is_empty() => "\"\" (neither play nor record)".to_string(),
             v => v,
         };
@@ -184,16 +159,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_are_what_audioback_parses() {
+    fn nodes_and_timeline_lines() {
         let p = |play, record, volume_mdb| SoundPolicy {
             play,
             record,
             volume_mdb,
         };
-        assert_eq!(p(true, false, -6000).value(), "play volume_mdb=-6000");
-        assert_eq!(p(true, true, 0).value(), "play record");
-        assert_eq!(p(false, true, 12000).value(), "record volume_mdb=12000");
-        assert_eq!(p(false, false, 0).value(), "");
         assert_eq!(
             policy_path(3, 7, 0),
             "/local/domain/3/backend/vsnd/7/0/xdd-policy"

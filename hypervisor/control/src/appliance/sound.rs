@@ -79,7 +79,7 @@ mod tests {
     #[test]
     fn defaults_play_without_recording_at_0_db() {
         assert_eq!(policy("sound = {}"), p(true, false, 0));
-        assert_eq!(policy("sound = {}").unwrap().value(), "play");
+        assert_eq!(policy("sound = {}").unwrap().value().to_string(), "play");
         // No table: no policy (the driver domain's default applies).
         assert_eq!(policy(""), None);
         let a = load(SOUND_APPLIANCE, &sound_files()).unwrap();
@@ -97,7 +97,8 @@ mod tests {
         assert_eq!(
             policy("sound = { play = false, record = true, volume_db = -6.5 }")
                 .unwrap()
-                .value(),
+                .value()
+                .to_string(),
             "record volume_mdb=-6500"
         );
         assert_eq!(policy("sound = { volume_db = 12 }"), p(true, false, 12_000));
@@ -110,7 +111,10 @@ mod tests {
             p(true, false, -13)
         );
         assert_eq!(
-            policy("sound = { play = false }").unwrap().value(),
+            policy("sound = { play = false }")
+                .unwrap()
+                .value()
+                .to_string(),
             "",
             "neither play nor record"
         );
