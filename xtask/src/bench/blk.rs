@@ -153,24 +153,6 @@ fn ram_rows(r: &ScenarioResult) -> Result {
     Ok(())
 }
 
-/// One setup's row: median, min–max, spread (`-` when the median is 0) and every round.
-fn row(label: &str, v: &[f64], digits: usize) -> String {
-    let (lo, hi) = stats::min_max(v);
-    let m = stats::median(v);
-    let spread = if m == 0.0 {
-        "-".to_string()
-    } else {
-        format!("{}%", num(stats::spread(v), 0))
-    };
-    format!(
-        "  {label:<9} median {:>9} (min {}, max {}, spread {spread})  rounds {}",
-        num(m, digits),
-        num(lo, digits),
-        num(hi, digits),
-        stats::rounds(v, digits)
-    )
-}
-
 /// The printed NVMe result.
 fn render(rep: &Report) -> String {
     let rounds = rep.rounds();
@@ -200,7 +182,7 @@ fn render(rep: &Report) -> String {
         line(String::new());
         line(format!("{title} [{unit}]"));
         for (setup, label) in SETUPS {
-            line(row(label, &rep.series(setup, key), 1));
+            line(stats::row(label, 9, &rep.series(setup, key), 1));
         }
         let ours = median("xdd", key);
         line(format!(
@@ -219,7 +201,7 @@ fn render(rep: &Report) -> String {
         line(String::new());
         line(format!("{title} [s]"));
         for (setup, label) in SETUPS {
-            line(row(label, &rep.series(setup, key), 1));
+            line(stats::row(label, 9, &rep.series(setup, key), 1));
         }
         if compare {
             let ours = median("xdd", key);
@@ -384,7 +366,7 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains("  dom0      median       0.0 (min 0.0, max 0.0, spread -)"),
+            out.contains("  dom0      median       0.0 (min 0.0, max 0.0, spread 0%)"),
             "{out}"
         );
         assert!(out.contains("  xdd       32 MiB"), "{out}");

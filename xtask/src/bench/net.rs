@@ -317,17 +317,8 @@ fn render(rep: &Report) -> String {
         let mut medians = std::collections::BTreeMap::new();
         for (setup, label) in SETUPS {
             let v = series(rep, setup, f.source);
-            let m = stats::median(&v);
-            let (lo, hi) = stats::min_max(&v);
-            medians.insert(setup, m);
-            line(format!(
-                "  {label:<10} median {:>9} (min {}, max {}, spread {}%)  rounds {}",
-                num(m, f.digits),
-                num(lo, f.digits),
-                num(hi, f.digits),
-                num(stats::spread(&v), 0),
-                stats::rounds(&v, f.digits)
-            ));
+            medians.insert(setup, stats::median(&v));
+            line(stats::row(label, 10, &v, f.digits));
         }
         if f.better == Better::Info {
             continue;

@@ -56,6 +56,38 @@ pub fn num(x: f64, digits: usize) -> String {
     }
 }
 
+/// The spread of `v` for a row: `0%` when every value is the same (all zeros too), `-`
+/// when the median is 0 but the values differ, `fail` when there are none.
+pub fn spread_text(v: &[f64]) -> String {
+    let (lo, hi) = min_max(v);
+    if lo.is_nan() {
+        "fail".into()
+    } else if lo == hi {
+        "0%".into()
+    } else {
+        let s = spread(v);
+        if s.is_nan() {
+            "-".into()
+        } else {
+            format!("{s:.0}%")
+        }
+    }
+}
+
+/// One setup's row of a benchmark table: its label padded to `width`, the median, min, max,
+/// spread and every round, with `digits` decimals.
+pub fn row(label: &str, width: usize, v: &[f64], digits: usize) -> String {
+    let (lo, hi) = min_max(v);
+    format!(
+        "  {label:<width$} median {:>9} (min {}, max {}, spread {})  rounds {}",
+        num(median(v), digits),
+        num(lo, digits),
+        num(hi, digits),
+        spread_text(v),
+        rounds(v, digits)
+    )
+}
+
 /// Every round's value, `a / b / c`.
 pub fn rounds(v: &[f64], digits: usize) -> String {
     v.iter()
@@ -78,6 +110,14 @@ mod tests {
         assert_eq!(sum(&[1.5, f64::NAN, 2.0]), 3.5);
         assert_eq!(spread(&[90.0, 100.0, 110.0, f64::NAN]), 20.0);
         assert!(spread(&[f64::NAN]).is_nan());
+        assert_eq!(spread_text(&[0.0, 0.0]), "0%");
+        assert_eq!(spread_text(&[-1.0, 0.0, 1.0]), "-");
+        assert_eq!(spread_text(&[f64::NAN]), "fail");
+        assert_eq!(spread_text(&[90.0, 100.0, 110.0]), "20%");
+        assert_eq!(
+            row("x", 4, &[1.0, 3.0, 2.0], 1),
+            "  x    median       2.0 (min 1.0, max 3.0, spread 100%)  rounds 1.0 / 3.0 / 2.0"
+        );
         assert!(ratio(1.0, 0.0).is_nan());
         assert_eq!(ratio(3.0, 2.0), 1.5);
         assert_eq!(rounds(&[1.0, f64::NAN, 2.25], 1), "1.0 / fail / 2.2");

@@ -104,24 +104,6 @@ fn derive(rep: &mut Report) {
     }
 }
 
-/// The spread of `v` in %: `0%` when every value is the same (also all zeros), `-` when the
-/// median is 0 but the values differ, `fail` when there are none.
-fn spread(v: &[f64]) -> String {
-    let (lo, hi) = stats::min_max(v);
-    if lo.is_nan() {
-        "fail".into()
-    } else if lo == hi {
-        "0%".into()
-    } else {
-        let s = stats::spread(v);
-        if s.is_nan() {
-            "-".into()
-        } else {
-            format!("{s:.0}%")
-        }
-    }
-}
-
 /// The printed result.
 fn render(rep: &Report) -> String {
     let rounds = rep.rounds();
@@ -148,17 +130,8 @@ fn render(rep: &Report) -> String {
         line(format!("{title} [{unit}]"));
         for (setup, _, label) in SETUPS {
             let v = rep.series(setup, key);
-            let m = stats::median(&v);
-            let (lo, hi) = stats::min_max(&v);
-            medians.insert((setup, key), m);
-            line(format!(
-                "  {label:<7} median {:>9} (min {}, max {}, spread {})  rounds {}",
-                num(m, digits),
-                num(lo, digits),
-                num(hi, digits),
-                spread(&v),
-                stats::rounds(&v, digits)
-            ));
+            medians.insert((setup, key), stats::median(&v));
+            line(stats::row(label, 7, &v, digits));
         }
         if compare {
             line(format!(
