@@ -1,15 +1,15 @@
 //! [`UsbHost`] on `minios-rt`'s xHCI driver (unikernel builds only): its events, speeds,
 //! endpoint types and statuses translated one to one; root port `N` is bus path `1-N`.
-//! Isochronous transfers are refused (the driver has none yet).
+//! Isochronous transfers carry their packets to the driver and their per-packet results
+//! back.
 
 use alloc::format;
-use alloc::string::String;
 
 use minios_rt::xhci::{self, Xhci};
 
 use crate::host::{
-    Completion, EndpointKind, HostDeviceId, HostError, HostEvent, Speed, Transfer, TransferKind,
-    TransferStatus, UsbHost,
+    Completion, EndpointKind, HostDeviceId, HostError, HostEvent, IsoResult, Speed, Transfer,
+    TransferKind, TransferStatus, UsbHost,
 };
 
 /// The controller as the backend's host.
@@ -58,13 +58,24 @@ impl UsbHost for XhciHost {
                 status: s,
                 data,
                 sent,
+                iso,
             } => HostEvent::Completed(Completion {
                 device: id,
                 tag,
                 status: status(s),
                 data,
                 sent,
-                iso: None,
+                iso: iso.map(|i| {
+                    let results = i
+                        .packets
+                        .iter()
+                        .map(|&(s, actual)| IsoResult {
+                            actual,
+                            status: status(s),
+                        })
+                        .collect();
+                    (i.frame, results)
+                }),
             }),
         })
     }
@@ -90,11 +101,10 @@ impl UsbHost for XhciHost {
             TransferKind::Control { setup } => xhci::Kind::Control(setup),
             TransferKind::Bulk => xhci::Kind::Bulk,
             TransferKind::Interrupt => xhci::Kind::Interrupt,
-            TransferKind::Isochronous { .. } => {
-                return Err(HostError::Failed(String::from(
-                    "isochronous transfers are not supported by the xHCI driver yet",
-                )))
-            }
+            TransferKind::Isochronous { interval, packets } => xhci::Kind::Isochronous {
+                interval,
+                packets: packets.iter().map(|p| (p.offset, p.length)).collect(),
+            },
         };
         let req = xhci::Request {
             tag: t.tag,

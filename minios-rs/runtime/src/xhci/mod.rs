@@ -57,6 +57,10 @@ const CONTROL_NS: u64 = 5_000_000_000;
 const BULK_NS: u64 = 30_000_000_000;
 /// Largest transfer accepted (usbif carries at most 16 pages).
 const MAX_TRANSFER: usize = 256 * 1024;
+/// How long an isochronous transfer may take beyond its packets' service intervals.
+const ISO_SLACK_NS: u64 = 2_000_000_000;
+/// Most packets in one isochronous transfer.
+const MAX_ISO_PACKETS: usize = 1024;
 /// Most events handled per poll.
 const EVENTS_PER_POLL: usize = 128;
 /// Most device slots used.
@@ -140,11 +144,22 @@ pub enum Event {
         data: Vec<u8>,
         /// OUT: bytes sent.
         sent: usize,
+        /// Isochronous: how each packet ended.
+        iso: Option<IsoDone>,
     },
 }
 
+/// How an isochronous transfer's packets ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IsoDone {
+    /// The frame (1 ms, 11 bits) the transfer was queued in.
+    pub frame: u16,
+    /// Per packet: its status and the bytes it moved (IN: at its offset in `data`).
+    pub packets: Vec<(Status, usize)>,
+}
+
 /// What a transfer is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// A control transfer on endpoint 0 with this setup packet.
     Control([u8; 8]),
@@ -152,6 +167,14 @@ pub enum Kind {
     Bulk,
     /// Interrupt.
     Interrupt,
+    /// Isochronous: the packets (offset and length in the buffer, in order), one per
+    /// service interval; `interval` is the endpoint's in frames (for the time limit).
+    Isochronous {
+        /// Polling interval in frames.
+        interval: u16,
+        /// The packets.
+        packets: Vec<(usize, usize)>,
+    },
 }
 
 /// A transfer to start.
@@ -606,6 +629,8 @@ impl Xhci {
             csz: self.csz,
             eps: BTreeMap::new(),
             configs: 1,
+            config: Vec::new(),
+            alts: BTreeMap::new(),
         };
         slot.clear_input();
         slot.set_flags(0, 0b11);
@@ -621,6 +646,7 @@ impl Xhci {
                 kind: EndpointKind::Control,
                 ring,
                 max_packet: mp0,
+                burst: 0,
                 tds: VecDeque::new(),
             },
         );
@@ -792,7 +818,7 @@ impl Xhci {
             return;
         };
         let found = if ed {
-            ep.tds.iter().position(|t| t.id == ptr)
+            ep.tds.iter().position(|t| t.names(ptr))
         } else {
             ep.tds.iter().position(|t| t.holds(ptr))
         };
@@ -801,6 +827,19 @@ impl Xhci {
         };
         let (status, halted) = xfer::status_of(code);
         let td = &mut ep.tds[i];
+        if td.iso.is_some() {
+            // Isochronous endpoints do not halt; a packet's error is that packet's.
+            if status == Status::Cancelled || !td.iso_event(ptr, ed, len, status) {
+                return;
+            }
+            let Some(td) = ep.tds.remove(i) else {
+                return;
+            };
+            ep.ring.release(td.trbs.len());
+            let len = td.len;
+            self.finish(port, td, Status::Ok, len);
+            return;
+        }
         let actual = match status {
             Status::Cancelled => return,
             Status::Ok if ed => {
@@ -832,7 +871,19 @@ impl Xhci {
         } else {
             Vec::new()
         };
-        let sent = if td.is_in { 0 } else { actual.min(td.len) };
+        let iso = td.iso.as_ref().map(|i| IsoDone {
+            frame: i.frame,
+            packets: i
+                .results
+                .iter()
+                .map(|r| r.unwrap_or((Status::IoError, 0)))
+                .collect(),
+        });
+        let sent = match &iso {
+            Some(i) if !td.is_in => i.packets.iter().map(|p| p.1).sum(),
+            _ if td.is_in => 0,
+            _ => actual.min(td.len),
+        };
         match td.owner {
             Owner::Internal => self.sync_done = Some((td.id, status, data)),
             Owner::Caller => {
@@ -843,6 +894,7 @@ impl Xhci {
                         status,
                         data,
                         sent,
+                        iso,
                     });
                 }
             }
@@ -936,21 +988,25 @@ impl Xhci {
             return Err(XhciError::Failed(format!("controller failed: {why}")));
         }
         let slot = self.slot_of(id)?;
-        match req.kind {
-            Kind::Control(setup) if setup[0] == 0 && setup[1] == 9 => {
-                let (status, _) = self
-                    .set_configuration(slot, setup)
-                    .map_err(XhciError::Failed)?;
+        match &req.kind {
+            &Kind::Control(setup) if matches!((setup[0], setup[1]), (0, 9) | (1, 11)) => {
+                let (status, _) = if setup[1] == 9 {
+                    self.set_configuration(slot, setup)
+                } else {
+                    self.set_interface(slot, setup)
+                }
+                .map_err(XhciError::Failed)?;
                 self.out.push_back(Event::Done {
                     id,
                     tag: req.tag,
                     status,
                     data: Vec::new(),
                     sent: 0,
+                    iso: None,
                 });
                 Ok(())
             }
-            Kind::Control(setup) => {
+            &Kind::Control(setup) => {
                 let spec = Spec {
                     setup: Some(setup),
                     is_in: req.is_in,
@@ -980,7 +1036,69 @@ impl Xhci {
                 self.queue(slot, dci, &spec, req.tag, Owner::Caller)
                     .map(|_| ())
             }
+            Kind::Isochronous { interval, packets } => {
+                self.queue_iso(slot, &req, *interval, packets)
+            }
         }
+    }
+
+    /// Puts an isochronous transfer on its endpoint's ring and rings the doorbell.
+    fn queue_iso(
+        &mut self,
+        slot_id: u8,
+        req: &Request,
+        interval: u16,
+        packets: &[(usize, usize)],
+    ) -> Result<(), XhciError> {
+        let len = if req.is_in {
+            req.in_len
+        } else {
+            req.data.len()
+        };
+        if len > MAX_TRANSFER || packets.is_empty() || packets.len() > MAX_ISO_PACKETS {
+            return Err(XhciError::Failed(format!(
+                "isochronous transfer of {len} bytes in {} packets",
+                packets.len()
+            )));
+        }
+        let needed = xfer::iso_trbs_needed(packets);
+        if needed >= mem::RING_TRBS - 1 {
+            return Err(XhciError::Failed(format!(
+                "isochronous transfer of {} packets needs {needed} TRBs, more than a ring holds",
+                packets.len()
+            )));
+        }
+        let dci = dci(req.endpoint, req.is_in);
+        let frame = ((self.regs.mfindex() >> 3) & 0x7ff) as u16;
+        let deadline = self.now()
+            + ISO_SLACK_NS
+            + packets.len() as u64 * u64::from(interval.clamp(1, 1024)) * 1_000_000;
+        let id = self.next_td;
+        let slot = self.slots.get_mut(&slot_id).ok_or(XhciError::NoDevice)?;
+        let ep = slot
+            .eps
+            .get_mut(&dci)
+            .filter(|e| e.kind == EndpointKind::Isochronous)
+            .ok_or_else(|| XhciError::Failed(format!("no isochronous endpoint context {dci}")))?;
+        if !ep.ring.fits(needed) {
+            return Err(XhciError::Busy);
+        }
+        let spec = xfer::IsoSpec {
+            is_in: req.is_in,
+            data: &req.data,
+            in_len: req.in_len,
+            packets,
+            max_packet: ep.max_packet,
+            burst: ep.burst,
+            frame,
+        };
+        let mut td =
+            xfer::build_iso(&mut ep.ring, &spec, req.tag, id).map_err(XhciError::Failed)?;
+        td.deadline = Some(deadline);
+        ep.tds.push_back(td);
+        self.next_td += packets.len() as u64;
+        self.regs.ring(slot_id, dci);
+        Ok(())
     }
 
     fn set_configuration(
@@ -989,17 +1107,67 @@ impl Xhci {
         setup: [u8; 8],
     ) -> Result<(Status, Vec<u8>), String> {
         let value = setup[2];
-        let eps = if value == 0 {
-            Vec::new()
+        let (config, eps) = if value == 0 {
+            (Vec::new(), Vec::new())
         } else {
             self.config_endpoints(slot_id, value)?
         };
-        self.configure_endpoints(slot_id, &eps)?;
+        let old: Vec<u8> = self
+            .slots
+            .get(&slot_id)
+            .map(|s| s.eps.keys().copied().filter(|d| *d > 1).collect())
+            .unwrap_or_default();
+        self.configure_endpoints(slot_id, &old, &eps)?;
+        if let Some(s) = self.slots.get_mut(&slot_id) {
+            s.config = config;
+            s.alts.clear();
+        }
         self.control_sync(slot_id, setup, &[], 0)
     }
 
-    /// The endpoints of the configuration whose bConfigurationValue is `value`.
-    fn config_endpoints(&mut self, slot_id: u8, value: u8) -> Result<Vec<EpDesc>, String> {
+    /// `SET_INTERFACE`: the request goes to the device; once it accepts, the endpoints of
+    /// the interface's old alternate setting are dropped and the new one's added
+    /// (Configure Endpoint). A setting the configuration does not have is the device's to
+    /// refuse (its answer passed on).
+    fn set_interface(&mut self, slot_id: u8, setup: [u8; 8]) -> Result<(Status, Vec<u8>), String> {
+        let (alt, iface) = (setup[2], setup[4]);
+        let answer = self.control_sync(slot_id, setup, &[], 0)?;
+        if answer.0 != Status::Ok || setup[3] != 0 || setup[5] != 0 {
+            return Ok(answer);
+        }
+        let Some(slot) = self.slots.get(&slot_id) else {
+            return Err(String::from("device gone"));
+        };
+        let current = slot.alts.get(&iface).copied().unwrap_or(0);
+        let old = slot::parse_alternate(&slot.config, iface, current)?.unwrap_or_default();
+        let Some(new) = slot::parse_alternate(&slot.config, iface, alt)? else {
+            return Ok(answer);
+        };
+        let drop: Vec<u8> = old
+            .iter()
+            .map(|e| dci(e.number, e.is_in))
+            .filter(|d| slot.eps.contains_key(d))
+            .collect();
+        if !drop.is_empty() || !new.is_empty() {
+            self.configure_endpoints(slot_id, &drop, &new)?;
+        }
+        if let Some(s) = self.slots.get_mut(&slot_id) {
+            if alt == 0 {
+                s.alts.remove(&iface);
+            } else {
+                s.alts.insert(iface, alt);
+            }
+        }
+        Ok(answer)
+    }
+
+    /// The whole descriptor and the endpoints of the configuration whose
+    /// bConfigurationValue is `value`.
+    fn config_endpoints(
+        &mut self,
+        slot_id: u8,
+        value: u8,
+    ) -> Result<(Vec<u8>, Vec<EpDesc>), String> {
         let configs = self
             .slots
             .get(&slot_id)
@@ -1011,18 +1179,26 @@ impl Xhci {
             }
             let total = u16::from_le_bytes([head[2], head[3]]).clamp(9, 4096);
             let full = self.get_descriptor(slot_id, 2, index, total)?;
-            return slot::parse_config(&full);
+            let eps = slot::parse_config(&full)?;
+            return Ok((full, eps));
         }
         Err(format!("no configuration {value}"))
     }
 
-    /// Configure Endpoint: the slot's old endpoints dropped, `eps` added with new rings.
-    fn configure_endpoints(&mut self, slot_id: u8, eps: &[EpDesc]) -> Result<(), String> {
+    /// Configure Endpoint: endpoints `drop` (device context indexes) dropped, `eps` added
+    /// with new rings. The caller's transfers still on a dropped endpoint fail.
+    fn configure_endpoints(
+        &mut self,
+        slot_id: u8,
+        drop: &[u8],
+        eps: &[EpDesc],
+    ) -> Result<(), String> {
         let mut fresh = BTreeMap::new();
         for e in eps {
             if e.kind == EndpointKind::Control {
                 continue;
             }
+            let periodic = matches!(e.kind, EndpointKind::Interrupt | EndpointKind::Isochronous);
             fresh.insert(
                 dci(e.number, e.is_in),
                 (
@@ -1031,6 +1207,11 @@ impl Xhci {
                         kind: e.kind,
                         ring: Ring::new()?,
                         max_packet: e.max_packet & 0x7ff,
+                        burst: if periodic {
+                            ((e.max_packet >> 11) & 3) as u8
+                        } else {
+                            0
+                        },
                         tds: VecDeque::new(),
                     },
                 ),
@@ -1038,10 +1219,18 @@ impl Xhci {
         }
         let slot = self.slots.get(&slot_id).ok_or("device gone")?;
         slot.clear_input();
-        let drop: u32 = slot.eps.keys().filter(|d| **d > 1).map(|d| 1u32 << d).sum();
+        let drop_flags: u32 = drop.iter().filter(|d| **d > 1).map(|d| 1u32 << d).sum();
         let add: u32 = 1 | fresh.keys().map(|d| 1u32 << d).sum::<u32>();
-        slot.set_flags(drop, add);
-        let last = fresh.keys().next_back().copied().unwrap_or(1).max(1);
+        slot.set_flags(drop_flags, add);
+        let last = slot
+            .eps
+            .keys()
+            .filter(|d| !drop.contains(d))
+            .chain(fresh.keys())
+            .copied()
+            .max()
+            .unwrap_or(1)
+            .max(1);
         slot.write_slot_ctx(last);
         for (d, (e, ep)) in &fresh {
             slot.write_ep_ctx(
@@ -1058,10 +1247,31 @@ impl Xhci {
             .set_slot_id(slot_id);
         self.command(trb.into_raw())
             .map_err(|e| format!("configure endpoint: {e}"))?;
-        if let Some(slot) = self.slots.get_mut(&slot_id) {
-            slot.eps.retain(|d, _| *d == 1);
-            for (d, (_, ep)) in fresh {
-                slot.eps.insert(d, ep);
+        let Some(slot) = self.slots.get_mut(&slot_id) else {
+            return Ok(());
+        };
+        let port = slot.port;
+        let mut orphans = Vec::new();
+        for d in drop.iter().filter(|d| **d > 1) {
+            if let Some(ep) = slot.eps.remove(d) {
+                orphans.extend(ep.tds.into_iter().filter(|t| t.owner == Owner::Caller));
+            }
+        }
+        for (d, (_, ep)) in fresh {
+            if let Some(old) = slot.eps.insert(d, ep) {
+                orphans.extend(old.tds.into_iter().filter(|t| t.owner == Owner::Caller));
+            }
+        }
+        if let Some(dev) = self.ports[usize::from(port) - 1].dev.as_ref() {
+            for td in orphans {
+                self.out.push_back(Event::Done {
+                    id: dev.id,
+                    tag: td.tag,
+                    status: Status::IoError,
+                    data: Vec::new(),
+                    sent: 0,
+                    iso: None,
+                });
             }
         }
         Ok(())
@@ -1160,6 +1370,7 @@ impl Xhci {
                     status: Status::IoError,
                     data: Vec::new(),
                     sent: 0,
+                    iso: None,
                 });
             }
         }

@@ -144,6 +144,11 @@ impl Regs {
         self.op_write(0x400 + 0x10 * (usize::from(port) - 1), v)
     }
 
+    /// MFINDEX: the controller's microframe counter (14 bits, 125 µs each).
+    pub fn mfindex(&self) -> u32 {
+        self.mmio.read32(self.rt) & 0x3fff
+    }
+
     fn ir(&self, reg: usize) -> usize {
         self.rt + 0x20 + reg
     }

@@ -17,6 +17,8 @@ pub struct Endpoint {
     pub ring: Ring,
     /// wMaxPacketSize (packet bytes).
     pub max_packet: u16,
+    /// Extra packets per service interval (high-speed high-bandwidth periodic endpoints).
+    pub burst: u8,
     /// Transfers on the ring, oldest first.
     pub tds: VecDeque<Td>,
 }
@@ -37,6 +39,10 @@ pub struct Slot {
     pub eps: BTreeMap<u8, Endpoint>,
     /// bNumConfigurations from the device descriptor.
     pub configs: u8,
+    /// The active configuration's whole descriptor (empty when unconfigured).
+    pub config: Vec<u8>,
+    /// Interfaces set to an alternate setting other than 0 (`SET_INTERFACE`).
+    pub alts: BTreeMap<u8, u8>,
 }
 
 /// The device context index of endpoint `number` in direction `is_in` (endpoint 0: 1).
@@ -87,9 +93,23 @@ pub struct EpDesc {
 /// The endpoints of alternate setting 0 of every interface in a configuration descriptor
 /// (bounds-checked: a malformed descriptor is an error, not a panic).
 pub fn parse_config(desc: &[u8]) -> Result<Vec<EpDesc>, String> {
+    Ok(endpoints(desc, |_, alt| alt == 0)?.0)
+}
+
+/// The endpoints of alternate setting `alt` of interface `iface` in a configuration
+/// descriptor; `None` if the descriptor has no such setting.
+pub fn parse_alternate(desc: &[u8], iface: u8, alt: u8) -> Result<Option<Vec<EpDesc>>, String> {
+    let (eps, found) = endpoints(desc, |i, a| i == iface && a == alt)?;
+    Ok(found.then_some(eps))
+}
+
+/// The endpoints of the interface settings `pick` (interface number, alternate setting)
+/// chooses, and whether it chose any setting at all.
+fn endpoints(desc: &[u8], pick: impl Fn(u8, u8) -> bool) -> Result<(Vec<EpDesc>, bool), String> {
     let mut eps = Vec::new();
     let mut i = 0;
-    let mut alt0 = false;
+    let mut picked = false;
+    let mut found = false;
     while i + 2 <= desc.len() {
         let len = usize::from(desc[i]);
         if len < 2 || i + len > desc.len() {
@@ -98,8 +118,11 @@ pub fn parse_config(desc: &[u8]) -> Result<Vec<EpDesc>, String> {
             ));
         }
         match desc[i + 1] {
-            4 if len >= 9 => alt0 = desc[i + 3] == 0,
-            5 if len >= 7 && alt0 => {
+            4 if len >= 9 => {
+                picked = pick(desc[i + 2], desc[i + 3]);
+                found |= picked;
+            }
+            5 if len >= 7 && picked => {
                 let addr = desc[i + 2];
                 let kind = match desc[i + 3] & 3 {
                     0 => EndpointKind::Control,
@@ -122,7 +145,7 @@ pub fn parse_config(desc: &[u8]) -> Result<Vec<EpDesc>, String> {
         }
         i += len;
     }
-    Ok(eps)
+    Ok((eps, found))
 }
 
 /// The endpoint context's Interval field (6.2.3.6) from bInterval.
@@ -240,6 +263,38 @@ mod tests {
         );
         assert_eq!(eps[0].max_packet, 512);
         assert_eq!((eps[1].number, eps[1].is_in), (2, false));
+    }
+
+    #[test]
+    fn parses_an_alternate_settings_endpoints() {
+        let alt1 = parse_alternate(STORAGE, 0, 1).unwrap().unwrap();
+        assert_eq!(alt1.len(), 1);
+        assert_eq!(
+            (
+                alt1[0].number,
+                alt1[0].is_in,
+                alt1[0].kind,
+                alt1[0].interval
+            ),
+            (3, true, EndpointKind::Interrupt, 4)
+        );
+        assert_eq!(parse_alternate(STORAGE, 0, 0).unwrap().unwrap().len(), 2);
+        assert_eq!(parse_alternate(STORAGE, 0, 2).unwrap(), None);
+        assert_eq!(parse_alternate(STORAGE, 1, 0).unwrap(), None);
+        // An audio streaming interface: alt 0 has no endpoints, alt 1 an isochronous OUT.
+        const AUDIO: &[u8] = &[
+            9, 2, 34, 0, 1, 1, 0, 0x80, 50, // configuration
+            9, 4, 1, 0, 0, 1, 2, 0, 0, // interface 1 alt 0: no endpoints
+            9, 4, 1, 1, 1, 1, 2, 0, 0, // interface 1 alt 1
+            9, 5, 0x01, 0x0d, 0xc0, 0, 1, 0, 0, // iso OUT 1, 192 bytes, every frame
+        ];
+        assert_eq!(parse_alternate(AUDIO, 1, 0).unwrap(), Some(Vec::new()));
+        let iso = parse_alternate(AUDIO, 1, 1).unwrap().unwrap();
+        assert_eq!(
+            (iso[0].number, iso[0].is_in, iso[0].kind, iso[0].max_packet),
+            (1, false, EndpointKind::Isochronous, 192)
+        );
+        assert!(parse_config(AUDIO).unwrap().is_empty());
     }
 
     #[test]
