@@ -50,7 +50,7 @@ const CLASS_KEYS: [&str; CLASSES] = [
 ];
 
 /// Keys published per controller: [`Stats::fields`].
-pub const FIELDS: usize = 11 + CLASSES;
+pub const FIELDS: usize = 12 + CLASSES;
 
 /// Counters of one virtual controller.
 #[derive(Clone, Debug)]
@@ -69,6 +69,8 @@ pub struct Stats {
     pub set_address: u64,
     /// Unlinks that cancelled a transfer.
     pub unlinks: u64,
+    /// Unlinks that crossed their request's answer (answered OK, nothing to cancel).
+    pub late_unlinks: u64,
     /// Bytes delivered to the guest (IN).
     pub bytes_in: u64,
     /// Bytes sent to devices (OUT).
@@ -93,6 +95,7 @@ impl Stats {
             isochronous: 0,
             set_address: 0,
             unlinks: 0,
+            late_unlinks: 0,
             bytes_in: 0,
             bytes_out: 0,
             announcements: 0,
@@ -126,6 +129,7 @@ impl Stats {
             ("intr", self.interrupt),
             ("isoc", self.isochronous),
             ("unlinks", self.unlinks),
+            ("late_unlinks", self.late_unlinks),
             ("bytes_in", self.bytes_in),
             ("bytes_out", self.bytes_out),
             ("port_changes", self.announcements),
@@ -157,6 +161,9 @@ impl fmt::Display for Stats {
             self.bytes_out,
             self.announcements
         )?;
+        if self.late_unlinks > 0 {
+            write!(f, ", {} unlinks after the answer", self.late_unlinks)?;
+        }
         if self.event_holds > 0 {
             write!(f, ", event channel held back {} times", self.event_holds)?;
         }

@@ -20,7 +20,7 @@
 //!   itself is answered OK, or INVAL when the target is not in flight.
 //! - **Disconnect** cancels what is in flight and gives the devices back to the hub.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -175,8 +175,34 @@ struct Connection<P: Platform> {
     seen: (Option<u32>, Option<u32>),
     /// By hub tag.
     inflight: BTreeMap<u64, InFlight>,
+    /// The last [`RECENT_ANSWERS`] requests answered (port, id), oldest first: an unlink
+    /// of one of them crossed its answer on the rings (a race every frontend can lose).
+    answered: VecDeque<(u8, u16)>,
     /// Per port (index = port − 1).
     told: Vec<Told>,
+}
+
+/// How many answered requests a connection remembers for unlinks that cross them.
+const RECENT_ANSWERS: usize = 64;
+
+impl<P: Platform> Connection<P> {
+    /// Notes that request `id` on `port` was answered.
+    fn remember_answer(&mut self, port: u8, id: u16) {
+        if self.answered.len() == RECENT_ANSWERS {
+            self.answered.pop_front();
+        }
+        self.answered.push_back((port, id));
+    }
+
+    /// Whether request `id` on `port` was answered lately (forgotten now: a second unlink
+    /// of it is the frontend's error).
+    fn forget_answer(&mut self, port: u8, id: u16) -> bool {
+        let found = self.answered.iter().position(|a| *a == (port, id));
+        if let Some(i) = found {
+            self.answered.remove(i);
+        }
+        found.is_some()
+    }
 }
 
 /// One virtual USB controller.
@@ -415,6 +441,7 @@ impl<P: Platform> Vusb<P> {
                 deliver_iso(platform, fe, &f, &done, &mut self.stats)
             };
             c.urb.put_response(&rsp)?;
+            c.remember_answer(f.urb.port, f.urb.id);
         }
     }
 
@@ -459,6 +486,12 @@ impl<P: Platform> Vusb<P> {
             .find(|(_, f)| f.urb.id == u.target && f.urb.port == u.port)
             .map(|(t, f)| (*t, f.urb, f.device));
         let Some((tag, target, device)) = found else {
+            if c.forget_answer(u.port, u.target) {
+                // Its answer was on its way when the frontend gave up on it: nothing to
+                // cancel, and nothing wrong (QEMU's backend answers these OK too).
+                self.stats.late_unlinks += 1;
+                return Ok(response(u.id, USBIF_STATUS_OK, 0));
+            }
             self.stats.error(
                 ErrorClass::Unlink,
                 &format_args!(
@@ -798,6 +831,7 @@ impl<P: Platform> BackendDevice<P> for Vusb<P> {
             events: EventThrottle::new(),
             seen: (None, None),
             inflight: BTreeMap::new(),
+            answered: VecDeque::new(),
             told: alloc::vec![Told::default(); usize::from(self.ports.len())],
         });
         info!("{}: connected", self.stats.label());

@@ -161,6 +161,37 @@ fn stall_babble_and_unknown_requests_are_mapped() {
 }
 
 #[test]
+fn an_unlink_crossing_its_answer_is_answered_ok_and_is_no_error() {
+    let mut env = Env::new();
+    let id = env.bus.attach("1-1", Speed::Full);
+    let mut f = Front::attach(&mut env, 5, 0, 1, &["1-1"]);
+    f.port_changes();
+    f.enumerate(&mut env, 1, 2);
+    let intr = UsbifPipe::new(1, 2, 3, true, UsbPipeType::Interrupt);
+    let t = f.build(intr, [8, 0, 0, 0, 0, 0, 0, 0], &[], 8);
+    f.submit(&t.req);
+    env.settle();
+    // The device answers; the frontend, not having seen the answer yet, unlinks it.
+    assert!(env.bus.interrupt(id, &[1, 2, 3]));
+    env.settle();
+    let r = f.response_to(t.req.id).expect("answered");
+    assert_eq!((r.status, r.actual_length), (USBIF_STATUS_OK, 3));
+    let unlink = |f: &mut Front, env: &mut Env| {
+        let mut u = f.build(intr.with_unlink(), [0; 8], &[], 0);
+        u.req.u[..2].copy_from_slice(&t.req.id.to_le_bytes());
+        f.run(env, u).status
+    };
+    assert_eq!(unlink(&mut f, &mut env), USBIF_STATUS_OK);
+    let stats = env.vusb(5, 0, |v| v.stats().clone());
+    assert_eq!((stats.late_unlinks, stats.unlinks), (1, 0));
+    assert_eq!(stats.errors.total(), 0, "no error counted or logged");
+    assert!(env.bus.0.borrow().cancels.is_empty(), "nothing to cancel");
+    // Unlinking it again is the frontend's error.
+    assert_eq!(unlink(&mut f, &mut env), USBIF_STATUS_INVAL);
+    assert_eq!(env.vusb(5, 0, |v| v.stats().errors.total()), 1);
+}
+
+#[test]
 fn unlink_cancels_and_detach_fails_what_is_in_flight() {
     let mut env = Env::new();
     let id = env.bus.attach("1-1", Speed::Full);
