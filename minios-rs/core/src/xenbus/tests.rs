@@ -429,8 +429,10 @@ fn flapping_frontend_costs_bounded_work_and_leaks_nothing() {
     let mut settles = 0;
     for i in 0..600 {
         fe.state(cycle[(i * 7 + i / 3) % cycle.len()]);
+        // 10 ms between writes: the device acts on a burst, then on the state it is in once
+        // a second (it never rests), through all kinds of transitions.
+        h.advance(10_000_000);
         if i % 5 == 0 {
-            h.settle();
             settles += 1;
             let connected = h.connected(&fe.dev);
             // Exactly the healthy guest's mapping and port, plus ours while connected.
@@ -443,12 +445,15 @@ fn flapping_frontend_costs_bounded_work_and_leaks_nothing() {
         }
     }
     fe.state("6");
-    h.settle();
+    h.advance(h.config.state_limits.interval_ns);
     assert_eq!(h.be_state(&fe.dev).as_deref(), Some("6"));
     assert_eq!((h.world.live_mappings(DD), h.world.open_ports(DD)), (1, 1));
     let log = h.log.borrow();
+    // At most the burst, one a second while the state never rests (6 s) and the last one,
+    // and the healthy guest's one.
+    let turns = h.config.state_limits.burst + 7;
     assert!(
-        log.connects <= 2 * settles + 2,
+        log.connects <= turns + 2 && log.connects >= 4,
         "{} connects in {settles} settles",
         log.connects
     );
@@ -463,6 +468,152 @@ fn flapping_frontend_costs_bounded_work_and_leaks_nothing() {
     h.settle();
     assert_eq!(good.responses().len(), 1);
     assert_eq!(h.be_state(&good.dev).as_deref(), Some("4"));
+}
+
+/// Connects and disconnects the device made so far, for the tests of the state limit.
+fn device_calls(h: &Harness) -> u32 {
+    let log = h.log.borrow();
+    log.connects + log.disconnects
+}
+
+#[test]
+fn state_flood_is_acted_on_at_a_limited_rate_and_its_last_state_is_not_lost() {
+    let mut h = Harness::new();
+    let mut fe = h.guest(5, 0);
+    fe.connect();
+    h.settle();
+    let (calls0, requests0) = (device_calls(&h), h.exec.xenstore().stats().requests);
+    // 1000 writes in one second, each seen on its own (a settle after each): every one a
+    // transition, Closing (a disconnect) or Connected (a reconnect).
+    for i in 0..1000u32 {
+        fe.state(if i % 2 == 0 { "5" } else { "4" });
+        h.advance(1_000_000);
+    }
+    // The last word: Closed. It waits until the state has rested.
+    fe.state("6");
+    h.settle();
+    let calls = device_calls(&h) - calls0;
+    let requests = h.exec.xenstore().stats().requests - requests0;
+    // The burst, then one a second while the state never rests: 12 + 1 reads and acts, each
+    // at most a disconnect and a connect and a dozen xenstore requests (without the limit:
+    // 1000 device calls and about 9000 requests).
+    let turns = h.config.state_limits.burst + 1;
+    assert!(calls <= 2 * turns, "{calls} device calls for 1000 writes");
+    assert!(
+        requests <= 12 * u64::from(turns),
+        "{requests} xenstore requests"
+    );
+    let stats = h.backend.borrow().stats();
+    assert!(
+        stats.deferred_events >= 1000 - u64::from(turns),
+        "{stats:?}"
+    );
+    assert_eq!(stats.state_floods, 1);
+    assert_ne!(
+        h.be_state(&fe.dev).as_deref(),
+        Some("6"),
+        "not yet its turn"
+    );
+    // Once it rested: the state it ended in is read and acted on, without another event.
+    h.advance(h.config.state_limits.interval_ns);
+    assert_eq!(h.be_state(&fe.dev).as_deref(), Some("6"));
+    assert!(!h.connected(&fe.dev));
+    assert_eq!((h.world.live_mappings(DD), h.world.open_ports(DD)), (0, 0));
+    // Calm again: a clean reconnect is served at once.
+    h.advance(u64::from(h.config.state_limits.burst) * h.config.state_limits.interval_ns);
+    fe.state("1");
+    h.settle();
+    assert_eq!(h.be_state(&fe.dev).as_deref(), Some("2"));
+    fe.connect();
+    h.settle();
+    assert_eq!(h.be_state(&fe.dev).as_deref(), Some("4"));
+    fe.send(1, 1);
+    h.settle();
+    assert_eq!(fe.responses(), [TestRsp { id: 1, status: 2 }]);
+    assert_eq!(h.backend.borrow().stats().state_floods, 1);
+}
+
+#[test]
+fn a_flooding_device_does_not_delay_another() {
+    let mut h = Harness::new();
+    let mut bad = h.guest(5, 0);
+    bad.connect();
+    h.settle();
+    for i in 0..100u32 {
+        bad.state(if i % 2 == 0 { "5" } else { "4" });
+        h.settle();
+    }
+    // The flooding device waits for its turn; time stands still.
+    bad.state("6");
+    h.settle();
+    assert_ne!(h.be_state(&bad.dev).as_deref(), Some("6"));
+    // A second guest's device appears, connects, closes and reconnects meanwhile: all at once.
+    let mut good = h.guest(6, 0);
+    h.settle();
+    assert_eq!(h.be_state(&good.dev).as_deref(), Some("2"));
+    good.connect();
+    h.settle();
+    assert_eq!(h.be_state(&good.dev).as_deref(), Some("4"));
+    good.send(1, 1);
+    h.settle();
+    assert_eq!(good.responses().len(), 1);
+    for (s, want) in [("5", "5"), ("6", "6"), ("1", "2")] {
+        good.state(s);
+        h.settle();
+        assert_eq!(h.be_state(&good.dev).as_deref(), Some(want));
+    }
+    good.connect();
+    h.settle();
+    assert_eq!(h.be_state(&good.dev).as_deref(), Some("4"));
+    // The flooding device's last state is acted on at its turn.
+    h.advance(h.config.state_limits.interval_ns);
+    assert_eq!(h.be_state(&bad.dev).as_deref(), Some("6"));
+    assert_eq!(h.be_state(&good.dev).as_deref(), Some("4"));
+}
+
+#[test]
+fn normal_connects_and_reconnects_are_never_deferred() {
+    let mut h = Harness::new();
+    let mut fe = h.guest(5, 0);
+    h.settle();
+    // A guest's life in one instant: connect through Initialised, close, reconnect through
+    // Initialising, close, reconnect straight to Connected, close. Each step is answered at
+    // once.
+    let steps: &[(&str, &str)] = &[
+        ("3", "4"),
+        ("5", "5"),
+        ("6", "6"),
+        ("1", "2"),
+        ("3", "4"),
+        ("6", "6"),
+        ("4", "4"),
+        ("6", "6"),
+    ];
+    for (i, &(s, want)) in steps.iter().enumerate() {
+        if matches!(s, "3" | "4") {
+            fe.setup_rings();
+        }
+        fe.state(s);
+        h.settle();
+        assert_eq!(h.be_state(&fe.dev).as_deref(), Some(want), "step {i}");
+    }
+    // And again a few seconds later, as often as a guest reboots.
+    h.advance(3_000_000_000);
+    for (i, &(s, want)) in steps.iter().enumerate() {
+        if matches!(s, "3" | "4") {
+            fe.setup_rings();
+        }
+        fe.state(s);
+        h.settle();
+        assert_eq!(
+            h.be_state(&fe.dev).as_deref(),
+            Some(want),
+            "again, step {i}"
+        );
+    }
+    let stats = h.backend.borrow().stats();
+    assert_eq!((stats.deferred_events, stats.state_floods), (0, 0));
+    assert_eq!(h.log.borrow().connects, 6);
 }
 
 #[test]

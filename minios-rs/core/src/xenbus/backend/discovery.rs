@@ -11,6 +11,7 @@ use xen_abi::xs_wire::validate_path;
 
 use super::super::{DeviceCtx, DeviceError, DeviceId, XenbusState};
 use super::state::switch;
+use super::state_limit::StateLimit;
 use super::{dev_token, parse_id, Backend, BackendDevice, BackendDriver, DeviceEntry, Removal};
 use crate::executor::Ctx;
 use crate::platform::{DomId, Platform};
@@ -159,6 +160,9 @@ impl<P: Platform, D: BackendDriver<P>> Backend<P, D> {
             fail_logged_ns: None,
             last_fe: None,
             removal: Removal::None,
+            state_limit: StateLimit::new(),
+            floods: 0,
+            flood_logged_ns: None,
         };
         if removing {
             // A leftover the toolstack is already removing: just finish that.

@@ -21,22 +21,34 @@
 //!    the device. Either way the device's [`BackendDevice::removed`] hook runs first (to
 //!    remove what it wrote elsewhere, such as its counters in the data area).
 //!
+//! **State flapping** (XSA-350): each device acts on a burst of 12 frontend state events at
+//! once; an event beyond that only marks the device pending, and the loop wakes to read the
+//! state the frontend is in then and act on it once: when it has rested 250 ms (at most four
+//! times a second), or a second after the last act for a frontend that never lets it rest
+//! ([`BackendConfig::state_limits`], [`state_limit`]). A flood thus costs a bounded number
+//! of xenstore round trips, the last state is always acted on, and other devices are never
+//! held back. Each episode is logged once when it ends, with the number of events deferred,
+//! and counted in [`BackendStats`].
+//!
 //! Failures (a hook's [`DeviceError`], an unparsable or unreadable frontend `state`) are
 //! confined to the device: logged once with the reason, written Linux-style to
 //! `/local/domain/<own>/error/backend/<type>/<fe>/<devid>/error` as `"<errno> <reason>"`,
 //! the device disconnected and switched to Closing. It recovers when the frontend closes
-//! and starts over. Each frontend event costs at most one disconnect and one connect, so a
-//! frontend flapping between states (XSA-350) costs bounded work and — since devices release
-//! mappings and ports by dropping them — leaks nothing.
+//! and starts over. Each frontend state event acted on costs at most one disconnect and one
+//! connect, and their rate is limited, so a frontend flapping between states (XSA-350) costs
+//! bounded work and — since devices release mappings and ports by dropping them — leaks
+//! nothing.
 //!
 //! One file per job: [`device`] (the traits a backend implements), `discovery` (devices
-//! appearing and changing), `state` (the state machine), `removal`; this module holds the
+//! appearing and changing), `state` (the state machine), `state_limit` (the rate of acting
+//! on frontend state events), `removal`; this module holds the
 //! devices and runs them as a [`Task`].
 
 pub mod device;
 mod discovery;
 mod removal;
 mod state;
+pub mod state_limit;
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -51,6 +63,7 @@ use super::{DeviceCtx, DeviceId, XenbusState};
 use crate::executor::{Ctx, Task};
 use crate::platform::{DomId, Platform};
 use crate::xenstore::{parse_uint, Event, XsError};
+use state_limit::StateLimit;
 
 /// Timing of device removal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +74,8 @@ pub struct BackendConfig {
     /// Delay between writing state 6 and removing our directory, so libxl sees state 6
     /// before the directory goes.
     pub remove_delay_ns: u64,
+    /// How fast a device acts on its frontend's state changes ([`state_limit`]).
+    pub state_limits: state_limit::Limits,
 }
 
 impl Default for BackendConfig {
@@ -68,6 +83,7 @@ impl Default for BackendConfig {
         Self {
             close_grace_ns: 5_000_000_000,
             remove_delay_ns: 1_000_000_000,
+            state_limits: state_limit::Limits::default(),
         }
     }
 }
@@ -89,6 +105,11 @@ pub struct BackendStats {
     pub ignored_events: u64,
     /// Devices removed.
     pub removals: u64,
+    /// Frontend state events deferred by the per-device limit (each folded into the one
+    /// read and act at the device's next turn).
+    pub deferred_events: u64,
+    /// Episodes in which a device's frontend state events were deferred (state floods).
+    pub state_floods: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,6 +139,12 @@ struct DeviceEntry<Dev> {
     /// The frontend state last acted on.
     last_fe: Option<XenbusState>,
     removal: Removal,
+    /// The rate of acting on frontend state events.
+    state_limit: StateLimit,
+    /// State floods so far (log lines thin out as this grows).
+    floods: u32,
+    /// When the last flood was logged (ns).
+    flood_logged_ns: Option<u64>,
 }
 
 /// Serves one device type; a [`Task`] for the executor.
@@ -204,27 +231,15 @@ impl<P: Platform, D: BackendDriver<P>> Backend<P, D> {
     }
 
     fn poll_devices(&mut self, cx: &mut Ctx<'_, P>) {
-        let now = cx.now_ns();
         let keys: Vec<(DomId, u32)> = self.slots.keys().copied().collect();
         for key in keys {
             let Some(mut slot) = self.slots.remove(&key) else {
                 continue;
             };
-            match slot.removal {
-                Removal::WaitFrontend { deadline } if deadline <= now => {
-                    warn!("{}: frontend did not close in time, disconnecting", slot.id);
-                    self.finish_close(cx, &mut slot);
-                }
-                Removal::Scheduled { at } if at <= now => {
-                    self.remove_now(cx, slot);
-                    continue;
-                }
-                _ => {}
-            }
-            match slot.removal {
-                Removal::WaitFrontend { deadline } => cx.wake_at(deadline),
-                Removal::Scheduled { at } => cx.wake_at(at),
-                Removal::None => {}
+            self.act_on_deferred_state(cx, &mut slot);
+            if self.removal_due(cx, &mut slot) {
+                self.remove_now(cx, slot);
+                continue;
             }
             if slot.connected && !slot.failed {
                 if let Some(dev) = slot.dev.as_mut() {
@@ -238,6 +253,27 @@ impl<P: Platform, D: BackendDriver<P>> Backend<P, D> {
             }
             self.slots.insert(key, slot);
         }
+    }
+
+    /// Runs the removal timers: a frontend that did not close in time is disconnected;
+    /// returns whether the device's directory is to be removed now (else asks to be woken
+    /// at its next deadline).
+    fn removal_due(&mut self, cx: &mut Ctx<'_, P>, slot: &mut DeviceEntry<D::Device>) -> bool {
+        let now = cx.now_ns();
+        match slot.removal {
+            Removal::WaitFrontend { deadline } if deadline <= now => {
+                warn!("{}: frontend did not close in time, disconnecting", slot.id);
+                self.finish_close(cx, slot);
+            }
+            Removal::Scheduled { at } if at <= now => return true,
+            _ => {}
+        }
+        match slot.removal {
+            Removal::WaitFrontend { deadline } => cx.wake_at(deadline),
+            Removal::Scheduled { at } => cx.wake_at(at),
+            Removal::None => {}
+        }
+        false
     }
 }
 

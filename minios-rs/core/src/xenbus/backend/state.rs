@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 use log::{info, warn};
 
 use super::super::{quote, DeviceCtx, DeviceError, DeviceId, XenbusState};
+use super::state_limit::Episode;
 use super::{Backend, BackendDevice, BackendDriver, DeviceEntry, Removal};
 use crate::executor::Ctx;
 use crate::platform::{DomId, Platform, XenErrno};
@@ -16,6 +17,8 @@ use crate::xenstore::{Event, Store, XsError};
 
 /// A device's failures are logged at least this far apart, beyond the 1st, 2nd, 4th, 8th…
 const FAIL_LOG_INTERVAL_NS: u64 = 1_000_000_000;
+/// A device's state floods are logged at least this far apart, beyond the 1st, 2nd, 4th…
+const FLOOD_LOG_INTERVAL_NS: u64 = 10_000_000_000;
 
 impl<P: Platform, D: BackendDriver<P>> Backend<P, D> {
     /// Runs `f` on a probed, non-failed device with a fresh context; an error fails it.
@@ -64,12 +67,85 @@ impl<P: Platform, D: BackendDriver<P>> Backend<P, D> {
         let Some(mut slot) = self.slots.remove(&key) else {
             return;
         };
-        self.frontend_state_changed(cx, &mut slot);
+        if self.admit_state_event(cx, &mut slot) {
+            self.frontend_state_changed(cx, &mut slot);
+        }
         if matches!(slot.removal, Removal::Scheduled { at } if at <= cx.now_ns()) {
             self.remove_now(cx, slot);
         } else {
             self.slots.insert(key, slot);
         }
+    }
+
+    /// Takes a turn of the device's state limit for a frontend state event. When the device
+    /// has used up its burst, the event is deferred (counted) instead: the loop wakes when
+    /// it is to be acted on ([`Self::act_on_deferred_state`]).
+    fn admit_state_event(
+        &mut self,
+        cx: &mut Ctx<'_, P>,
+        slot: &mut DeviceEntry<D::Device>,
+    ) -> bool {
+        let limits = self.config.state_limits;
+        if slot.state_limit.admit(cx.now_ns(), &limits) {
+            return true;
+        }
+        self.stats.deferred_events += 1;
+        if slot.state_limit.deferred() == 1 {
+            self.stats.state_floods += 1;
+        }
+        if let Some(at) = slot.state_limit.wake_at(&limits) {
+            cx.wake_at(at);
+        }
+        false
+    }
+
+    /// A deferred frontend state event whose time has come: read the state the frontend is
+    /// in now and act on it once. Reports a flood episode that ended, and asks to be woken
+    /// for the device's next act or the end of its episode.
+    pub(super) fn act_on_deferred_state(
+        &mut self,
+        cx: &mut Ctx<'_, P>,
+        slot: &mut DeviceEntry<D::Device>,
+    ) {
+        let now = cx.now_ns();
+        let limits = self.config.state_limits;
+        if slot.state_limit.due(now, &limits) {
+            slot.state_limit.take(now, &limits);
+            self.frontend_state_changed(cx, slot);
+        }
+        if let Some(episode) = slot.state_limit.end_episode(now) {
+            self.log_flood(now, slot, episode);
+        }
+        if let Some(at) = slot.state_limit.wake_at(&limits) {
+            cx.wake_at(at);
+        }
+    }
+
+    /// One line per flood episode, thinning out for a frontend that floods again and again
+    /// (the 1st, 2nd, 4th, 8th… episode, and any at least [`FLOOD_LOG_INTERVAL_NS`] after
+    /// the last one logged).
+    fn log_flood(&mut self, now: u64, slot: &mut DeviceEntry<D::Device>, episode: Episode) {
+        slot.floods = slot.floods.saturating_add(1);
+        let quiet = slot
+            .flood_logged_ns
+            .is_none_or(|t| now.saturating_sub(t) >= FLOOD_LOG_INTERVAL_NS);
+        if !slot.floods.is_power_of_two() && !quiet {
+            return;
+        }
+        slot.flood_logged_ns = Some(now);
+        let l = &self.config.state_limits;
+        warn!(
+            "{}: frontend state flood #{}: {} state events deferred in {} ms (limit: {} at \
+             once, then one when the state rests {} ms, one per {} ms while it never does); \
+             acted on the state it ended in",
+            slot.id,
+            slot.floods,
+            episode.deferred,
+            now.saturating_sub(episode.since_ns) / 1_000_000,
+            l.burst,
+            l.interval_ns / 1_000_000,
+            l.flood_interval_ns / 1_000_000,
+        );
     }
 
     pub(super) fn frontend_state_changed(
