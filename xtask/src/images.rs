@@ -25,6 +25,8 @@ const GUEST_OPTIONAL_MODULES: &[&str] = &[
     "virtio_pci",
     "xhci-pci",
     "snd-hda-intel",
+    // A USB audio device over PVUSB (QEMU's usb-audio on `xhci-media`).
+    "snd-usb-audio",
     "crc32c_generic",
     "ext4",
     // The hostile frontend (`testbed-agent hostile`) grants pages and binds event channels.

@@ -4,11 +4,14 @@ use crate::fileserver;
 use crate::images::Boot;
 use crate::util::{self, Result};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use testbed_agent::scenario::QemuDevice;
+use testbed_agent::wav::WavSource;
 
 /// How a QEMU run ended.
 pub struct Outcome {
@@ -145,6 +148,27 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
                 "usb-storage,bus=xhci2.0,port=5,drive=ustick2".into(),
             ]
         }
+        // Media devices on USB2 ports (QEMU numbers the 4 USB3 ports first): a full-speed
+        // usb-audio (48 kHz stereo S16, isochronous OUT) on QEMU port 5, xHCI root port 9
+        // (bus path 1-9), whose output goes to a wav file on the host as the HDA's does; a
+        // full-speed usb-tablet on QEMU port 6 (1-10), fed by `TabletInput` through QMP.
+        QemuDevice::XhciMedia => vec![
+            "-audiodev".into(),
+            format!(
+                "wav,id=usbsnd,path={},out.frequency=48000,out.channels=2,out.format=s16",
+                fresh_file(scratch, WavSource::UsbAudio.file())?.display()
+            ),
+            "-device".into(),
+            format!("qemu-xhci,id=xhcim,p2=8,p3=4,bus=pcie.0,{addr}"),
+            "-device".into(),
+            // debug=1: QEMU prints the alternate settings the guest selects (stderr, into
+            // the serial log), e.g. `usb-audio: set interface 1` when playing starts, and
+            // its control requests (the `failed control transaction` lines are Linux trying
+            // SET_RES on the volume, which QEMU does not offer and Linux does without).
+            "usb-audio,bus=xhcim.0,port=5,audiodev=usbsnd,debug=1".into(),
+            "-device".into(),
+            "usb-tablet,usb_version=1,bus=xhcim.0,port=6".into(),
+        ],
         QemuDevice::Sound => vec![
             // Codec 0 (hda-output): what the card plays lands in the scratch directory
             // (48 kHz stereo S16, no resampling by QEMU); scenarios check it on the host
@@ -154,7 +178,7 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
             "-audiodev".into(),
             format!(
                 "wav,id=snd0,path={},out.frequency=48000,out.channels=2,out.format=s16",
-                sound_wav(scratch)?.display()
+                fresh_file(scratch, WavSource::Hda.file())?.display()
             ),
             "-audiodev".into(),
             "none,id=snd1".into(),
@@ -200,13 +224,11 @@ fn fill_usb_stick(img: &Path) -> Result<()> {
         .map_err(|e| format!("cannot fill {}: {e}", img.display()))
 }
 
-/// QEMU's sound card output file in the scratch directory.
-pub const SOUND_WAV: &str = "hda-out.wav";
-
-/// The sound output file, removed (each run writes its own).
-fn sound_wav(dir: &Path) -> Result<PathBuf> {
+/// `name` in the scratch directory, removed if it exists (each run writes its own: a sound
+/// output file, the QMP socket); Err if QEMU could not take the path in an option.
+fn fresh_file(dir: &Path, name: &str) -> Result<PathBuf> {
     util::mkdirs(dir)?;
-    let p = dir.join(SOUND_WAV);
+    let p = dir.join(name);
     if p.exists() {
         std::fs::remove_file(&p).map_err(|e| format!("cannot remove {}: {e}", p.display()))?;
     }
@@ -264,6 +286,15 @@ pub fn run(m: &Machine) -> Result<Outcome> {
     for d in &m.devices {
         cmd.args(device_args(*d, m)?);
     }
+    // QMP only where the testbed injects input (QEMU's monitor stays off otherwise).
+    let qmp = if m.devices.contains(&QemuDevice::XhciMedia) {
+        let path = qmp_socket(&m.scratch)?;
+        cmd.arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", path.display()));
+        Some(path)
+    } else {
+        None
+    };
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -274,6 +305,7 @@ pub fn run(m: &Machine) -> Result<Outcome> {
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
     let tx2 = tx.clone();
+    let tablet = qmp.map(|path| TabletInput::start(path, tx.clone()));
     std::thread::spawn(move || forward(stdout, tx));
     std::thread::spawn(move || forward(stderr, tx2));
 
@@ -320,12 +352,161 @@ pub fn run(m: &Machine) -> Result<Outcome> {
     }
     let _ = child.kill();
     let _ = child.wait();
+    if let Some(t) = tablet {
+        let summary = t.stop();
+        let _ = writeln!(log, "[{:7.2}] {summary}", start.elapsed().as_secs_f64());
+        eprintln!("  {summary}");
+    }
     Ok(Outcome {
         lines,
         timed_out,
         elapsed: start.elapsed(),
         pid,
     })
+}
+
+/// QEMU's QMP socket in the scratch directory (a stale one removed); Err if the path is too
+/// long for a Unix socket.
+fn qmp_socket(scratch: &Path) -> Result<PathBuf> {
+    let p = fresh_file(scratch, "qmp.sock")?;
+    // sun_path holds 108 bytes with the terminating NUL.
+    if p.as_os_str().len() > 107 {
+        return Err(format!("{}: too long for a Unix socket path", p.display()));
+    }
+    Ok(p)
+}
+
+/// Pointer input for the `xhci-media` usb-tablet, injected through QEMU's QMP socket by a
+/// host thread while QEMU runs: it connects (retrying until QEMU listens), negotiates
+/// (`qmp_capabilities`), then every [`TabletInput::PERIOD`] sends one `input-send-event`:
+/// the left button down at (0x1111, 0x3333), then up at (0x2222, 0x4444), and so on. Each
+/// event is a change, so the tablet queues a report for each (a guest reads
+/// `?? 11 11 33 33 00` or `?? 22 22 44 44 00` from its hidraw device: buttons, x, y
+/// little-endian, wheel). No `device` argument: absolute moves go to QEMU's only absolute
+/// pointer, the tablet (with `xhci` in the same boot, to whichever tablet a guest polled last).
+/// The thread ends when told to or when QEMU closes the connection.
+struct TabletInput {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<String>,
+}
+
+impl TabletInput {
+    /// Time between two injected events.
+    const PERIOD: Duration = Duration::from_millis(250);
+    /// Longest wait for an answer from QEMU (its main loop is slow under TCG, not stuck).
+    const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Starts the thread; `log` gets a line (into the serial log) once it is connected.
+    fn start(socket: PathBuf, log: mpsc::Sender<String>) -> TabletInput {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || Self::run(&socket, &flag, &log));
+        TabletInput { stop, thread }
+    }
+
+    /// Stops the thread (QEMU has exited) and returns what it did, for the log.
+    fn stop(self) -> String {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| "testbed-host: tablet input: the thread panicked".into())
+    }
+
+    fn run(socket: &Path, stop: &AtomicBool, log: &mpsc::Sender<String>) -> String {
+        let stream = loop {
+            if stop.load(Ordering::Relaxed) {
+                return format!(
+                    "testbed-host: tablet input: never connected to {}",
+                    socket.display()
+                );
+            }
+            match UnixStream::connect(socket) {
+                Ok(s) => break s,
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        };
+        let mut sent = 0u64;
+        let end = Self::session(stream, stop, log, &mut sent);
+        // QEMU's exit usually shows as the end of the connection, before `stop` is set.
+        let how = match end {
+            Ok(()) => "until QEMU exited".to_string(),
+            Err(e) => format!("ended by: {e}"),
+        };
+        format!("testbed-host: tablet input: {sent} events injected through QMP, {how}")
+    }
+
+    fn session(
+        stream: UnixStream,
+        stop: &AtomicBool,
+        log: &mpsc::Sender<String>,
+        sent: &mut u64,
+    ) -> std::result::Result<(), String> {
+        stream
+            .set_read_timeout(Some(Self::ANSWER_TIMEOUT))
+            .map_err(|e| format!("QMP socket: {e}"))?;
+        let mut writer = stream.try_clone().map_err(|e| format!("QMP socket: {e}"))?;
+        let mut reader = BufReader::new(stream);
+        let greeting = qmp_line(&mut reader)?;
+        if !greeting.contains("\"QMP\"") {
+            return Err(format!("not a QMP greeting: {}", greeting.trim()));
+        }
+        qmp_command(
+            &mut writer,
+            &mut reader,
+            r#"{"execute":"qmp_capabilities"}"#,
+        )?;
+        let _ = log.send(format!(
+            "testbed-host: tablet input: QMP connected, an event every {} ms",
+            Self::PERIOD.as_millis()
+        ));
+        while !stop.load(Ordering::Relaxed) {
+            qmp_command(&mut writer, &mut reader, &tablet_event(*sent))?;
+            *sent += 1;
+            std::thread::sleep(Self::PERIOD);
+        }
+        Ok(())
+    }
+}
+
+/// The `n`th injected event (see [`TabletInput`]).
+fn tablet_event(n: u64) -> String {
+    let (down, x, y) = if n % 2 == 0 {
+        (true, 0x1111, 0x3333)
+    } else {
+        (false, 0x2222, 0x4444)
+    };
+    format!(
+        r#"{{"execute":"input-send-event","arguments":{{"events":[{{"type":"btn","data":{{"down":{down},"button":"left"}}}},{{"type":"abs","data":{{"axis":"x","value":{x}}}}},{{"type":"abs","data":{{"axis":"y","value":{y}}}}}]}}}}"#
+    )
+}
+
+/// Sends one QMP command and waits for its answer, skipping asynchronous events; Err when
+/// QEMU refused it, closed the connection or did not answer in time.
+fn qmp_command(
+    w: &mut UnixStream,
+    r: &mut BufReader<UnixStream>,
+    cmd: &str,
+) -> std::result::Result<(), String> {
+    writeln!(w, "{cmd}").map_err(|e| format!("QMP write: {e}"))?;
+    loop {
+        let line = qmp_line(r)?;
+        if line.starts_with("{\"return\"") {
+            return Ok(());
+        }
+        if line.starts_with("{\"error\"") {
+            return Err(format!("QEMU refused {cmd}: {}", line.trim()));
+        }
+    }
+}
+
+/// One line from QMP; Err at the end of the connection or on a read error (timeout).
+fn qmp_line(r: &mut BufReader<UnixStream>) -> std::result::Result<String, String> {
+    let mut line = String::new();
+    match r.read_line(&mut line) {
+        Ok(0) => Err("QEMU closed the QMP connection".into()),
+        Ok(_) => Ok(line),
+        Err(e) => Err(format!("QMP read: {e}")),
+    }
 }
 
 /// A readable form of an `@@XDD` line for live progress.
@@ -350,5 +531,70 @@ fn forward(r: impl std::io::Read, tx: mpsc::Sender<String>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A fake QEMU: greets, answers `count` commands, then closes; returns what it got.
+    fn fake_qmp(listener: UnixListener, count: usize) -> Vec<String> {
+        let (mut s, _) = listener.accept().unwrap();
+        writeln!(s, r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut got = Vec::new();
+        for _ in 0..count {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            // An asynchronous event before the answer is skipped.
+            writeln!(s, r#"{{"event": "X", "data": {{}}}}"#).unwrap();
+            writeln!(s, r#"{{"return": {{}}}}"#).unwrap();
+            got.push(line.trim().to_string());
+        }
+        got
+    }
+
+    #[test]
+    fn tablet_input_negotiates_alternates_and_ends_with_qemu() {
+        let dir = std::env::temp_dir().join(format!("xtask-qmp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = qmp_socket(&dir).unwrap();
+        let (tx, rx) = mpsc::channel();
+        // Started before QEMU listens: it retries.
+        let input = TabletInput::start(socket.clone(), tx);
+        std::thread::sleep(Duration::from_millis(300));
+        let listener = UnixListener::bind(&socket).unwrap();
+        let got = fake_qmp(listener, 3);
+        // It ends by itself once QEMU has closed the connection.
+        let t = Instant::now();
+        while !input.thread.is_finished() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            input.thread.is_finished(),
+            "still running after QEMU closed QMP"
+        );
+        let summary = input.stop();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(got[0], r#"{"execute":"qmp_capabilities"}"#);
+        assert_eq!(got[1], tablet_event(0));
+        assert_eq!(got[2], tablet_event(1));
+        assert!(got[1].contains(r#""down":true"#) && got[1].contains(r#""value":4369"#));
+        assert!(got[2].contains(r#""down":false"#) && got[2].contains(r#""value":8738"#));
+        assert!(rx.recv().unwrap().contains("QMP connected"));
+        assert!(
+            summary.contains("2 events injected") && summary.contains("ended by: "),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn tablet_input_that_never_connects_stops_when_told() {
+        let (tx, _rx) = mpsc::channel();
+        let input = TabletInput::start(PathBuf::from("/nonexistent/qmp.sock"), tx);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(input.stop().contains("never connected"));
     }
 }

@@ -268,8 +268,8 @@ const DISK_REPORT: &str = "What the disks held after the boot (their images, che
 /// The report section (for people: `cargo xtask demo`) of the `[[wav_check]]` results.
 const WAV_REPORT: &str = "What the sound card played (QEMU's output, checked on the host)";
 
-/// Runs the scenarios' `[[wav_check]]`s on what QEMU's sound card wrote (now that QEMU has
-/// exited and finished the file) and adds them to their results; a failed one fails the
+/// Runs the scenarios' `[[wav_check]]`s on what QEMU's sound devices wrote (each check on its
+/// `source`'s file, now that QEMU has exited and finished it) and adds them to their results; a failed one fails the
 /// scenario.
 fn wav_checks(scenarios: &[(Scenario, String)], scratch: &Path, results: &mut [ScenarioResult]) {
     for (s, _) in scenarios {
@@ -277,7 +277,7 @@ fn wav_checks(scenarios: &[(Scenario, String)], scratch: &Path, results: &mut [S
             continue;
         };
         for check in &s.wav_checks {
-            let path = scratch.join(qemu::SOUND_WAV);
+            let path = scratch.join(check.source.file());
             let file = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()));
             for (name, ok, detail) in check.run(file) {
                 eprintln!(

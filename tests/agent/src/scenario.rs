@@ -138,6 +138,12 @@ pub enum QemuDevice {
     /// `1-9`) and no tablet: `bench usb`'s direct-passthrough side.
     #[serde(rename = "xhci-2")]
     Xhci2,
+    /// A third qemu-xhci (8 USB 2 + 4 USB 3 ports) with media devices on USB 2 ports: a
+    /// full-speed usb-audio (48 kHz stereo S16 isochronous OUT; what it plays goes to
+    /// `usb-audio-out.wav` in the scratch directory, `[[wav_check]]` `source = "usb-audio"`)
+    /// at bus path `1-9` and a full-speed usb-tablet at `1-10`, into which the testbed
+    /// injects pointer input through QEMU's QMP socket while QEMU runs.
+    XhciMedia,
 }
 
 impl QemuDevice {
@@ -154,7 +160,7 @@ impl QemuDevice {
     }
 
     /// Every device, in PCI slot order.
-    pub const ALL: [QemuDevice; 11] = [
+    pub const ALL: [QemuDevice; 12] = [
         QemuDevice::VirtioNet,
         QemuDevice::VirtioBlk,
         QemuDevice::Xhci,
@@ -166,6 +172,7 @@ impl QemuDevice {
         QemuDevice::Nvme2,
         QemuDevice::NvmeDom0,
         QemuDevice::Xhci2,
+        QemuDevice::XhciMedia,
     ];
 
     /// The name used in scenario files and as `@name` in xl.cfg text.
@@ -182,6 +189,7 @@ impl QemuDevice {
             QemuDevice::Nvme2 => "nvme-2",
             QemuDevice::NvmeDom0 => "nvme-dom0",
             QemuDevice::Xhci2 => "xhci-2",
+            QemuDevice::XhciMedia => "xhci-media",
         }
     }
 
@@ -199,6 +207,7 @@ impl QemuDevice {
             QemuDevice::Nvme2 => 0x18,
             QemuDevice::NvmeDom0 => 0x19,
             QemuDevice::Xhci2 => 0x1a,
+            QemuDevice::XhciMedia => 0x1b,
         }
     }
 
@@ -641,8 +650,16 @@ impl Scenario {
             expand_devices(&d.config, &self.qemu_devices)
                 .map_err(|e| format!("domain `{}` uses {e}", d.name))?;
         }
-        if !self.wav_checks.is_empty() && !self.qemu_devices.contains(&QemuDevice::Sound) {
-            return Err("a wav_check needs the sound device in qemu_devices".into());
+        for c in &self.wav_checks {
+            let device = c.source.device();
+            if !self.qemu_devices.contains(&device) {
+                return Err(format!(
+                    "wav_check `{}` (source {}) needs the {} device in qemu_devices",
+                    c.name,
+                    c.source.name(),
+                    device.name()
+                ));
+            }
         }
         for c in &self.disk_checks {
             if c.device.disk_image().is_none() || !self.qemu_devices.contains(&c.device) {
@@ -879,6 +896,26 @@ qemu_devices = ["virtio-net-2", "virtio-net"]
             err(&GOOD.replace("from = \"create:guest\"", "from = \"boot:guest\""))
                 .contains("unknown kind")
         );
+    }
+
+    #[test]
+    fn a_wav_check_needs_the_device_of_its_source() {
+        let base = "name = \"demo\"\nsummary = \"s\"\n";
+        let check = |source: &str| {
+            format!("\n[[wav_check]]\nname = \"w\"\n{source}tones_hz = [440.0]\nsecs = 3.0\n")
+        };
+        let hda = format!("{base}qemu_devices = [\"sound\"]\n{}", check(""));
+        assert!(Scenario::parse(&hda, "demo").is_ok());
+        let usb = check("source = \"usb-audio\"\n");
+        assert_eq!(
+            err(&format!("{base}qemu_devices = [\"sound\"]\n{usb}")),
+            "demo.toml: wav_check `w` (source usb-audio) needs the xhci-media device in qemu_devices"
+        );
+        assert!(Scenario::parse(
+            &format!("{base}qemu_devices = [\"xhci-media\"]\n{usb}"),
+            "demo"
+        )
+        .is_ok());
     }
 
     #[test]

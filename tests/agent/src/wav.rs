@@ -217,11 +217,16 @@ pub fn peaks(pcm: &Pcm, range: (usize, usize), max_hz: f64, rel: f64) -> Vec<(f6
 /// With `part`, the file is first cut into parts at quiet stretches of `split_ms` or more
 /// (one boot writes one file; a scenario that plays several times separates them with
 /// silence) and the check looks at part `part` (0 first) only.
+///
+/// `source` names the QEMU sound device whose output file is checked (default: the HDA).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WavCheck {
     /// Prefix of the check names.
     pub name: String,
+    /// Which device's output file.
+    #[serde(default)]
+    pub source: WavSource,
     /// Tones that must be present.
     pub tones_hz: Vec<f64>,
     /// Expected length of the sound, seconds.
@@ -241,6 +246,47 @@ pub struct WavCheck {
     /// Quiet stretches that separate parts, milliseconds.
     #[serde(default = "default_split_ms")]
     pub split_ms: f64,
+}
+
+/// A QEMU sound device that writes what it plays to a WAV file in the testbed's scratch
+/// directory (`-audiodev wav`, 48 kHz stereo S16): the file a `[[wav_check]]` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WavSource {
+    /// Codec 0 (`hda-output`) of the Intel HDA (QEMU device `sound`).
+    #[default]
+    Hda,
+    /// The usb-audio on the media xHCI (QEMU device `xhci-media`).
+    UsbAudio,
+}
+
+impl WavSource {
+    /// Every source.
+    pub const ALL: [WavSource; 2] = [WavSource::Hda, WavSource::UsbAudio];
+
+    /// The name used in scenario files (`source = "…"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            WavSource::Hda => "hda",
+            WavSource::UsbAudio => "usb-audio",
+        }
+    }
+
+    /// The output file's name in the scratch directory.
+    pub fn file(self) -> &'static str {
+        match self {
+            WavSource::Hda => "hda-out.wav",
+            WavSource::UsbAudio => "usb-audio-out.wav",
+        }
+    }
+
+    /// The QEMU device (in a scenario's `qemu_devices`) that has this sound device.
+    pub fn device(self) -> crate::scenario::QemuDevice {
+        match self {
+            WavSource::Hda => crate::scenario::QemuDevice::Sound,
+            WavSource::UsbAudio => crate::scenario::QemuDevice::XhciMedia,
+        }
+    }
 }
 
 fn default_split_ms() -> f64 {
@@ -483,6 +529,7 @@ mod tests {
     fn the_scenario_check_passes_a_clean_tone_and_names_what_is_wrong() {
         let check = WavCheck {
             name: "tone".into(),
+            source: WavSource::Hda,
             tones_hz: vec![440.0],
             secs: 1.0,
             tolerance_hz: 2.0,
@@ -537,6 +584,7 @@ mod tests {
         assert_eq!(p.len(), 2, "{p:?}");
         let mut check = WavCheck {
             name: "mix".into(),
+            source: WavSource::Hda,
             tones_hz: vec![440.0, 660.0],
             secs: 1.15,
             tolerance_hz: 2.0,
@@ -566,5 +614,29 @@ mod tests {
         b[34] = 8; // 8 bits per sample
         assert!(parse(&b).unwrap_err().contains("not 16-bit PCM"));
         assert!(parse(b"nonsense").is_err());
+    }
+
+    #[test]
+    fn the_source_defaults_to_the_hda_and_names_its_file_and_device() {
+        let parse = |extra: &str| -> Result<WavCheck, String> {
+            toml::from_str(&format!(
+                "name = \"t\"\ntones_hz = [440.0]\nsecs = 3.0\n{extra}"
+            ))
+            .map_err(|e| e.to_string())
+        };
+        let hda = parse("").unwrap();
+        assert_eq!(hda.source, WavSource::Hda);
+        assert_eq!(hda.source.file(), "hda-out.wav");
+        let usb = parse("source = \"usb-audio\"").unwrap();
+        assert_eq!(usb.source, WavSource::UsbAudio);
+        assert_eq!(usb.source.file(), "usb-audio-out.wav");
+        assert_eq!(usb.source.device().name(), "xhci-media");
+        assert!(parse("source = \"pc-speaker\"").is_err());
+        for s in WavSource::ALL {
+            assert_eq!(
+                parse(&format!("source = \"{}\"", s.name())).unwrap().source,
+                s
+            );
+        }
     }
 }
