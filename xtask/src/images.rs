@@ -25,6 +25,9 @@ const GUEST_OPTIONAL_MODULES: &[&str] = &[
     "virtio_pci",
     "xhci-pci",
     "snd-hda-intel",
+    // The codec driver QEMU's hda-output binds to (not a dependency of snd-hda-intel, which
+    // asks the kernel's modprobe for it): loaded before it by `bench snd`'s direct guest.
+    "snd-hda-codec-generic",
     // A USB audio device over PVUSB (QEMU's usb-audio on `xhci-media`).
     "snd-usb-audio",
     "crc32c_generic",

@@ -189,6 +189,20 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
             "-device".into(),
             "hda-duplex,bus=hda.0,audiodev=snd1".into(),
         ],
+        // `bench snd`'s direct side: the same controller and output codec as `sound`'s codec
+        // 0 (its output to a wav file of its own, so the two cards do the same work in
+        // QEMU), without the duplex codec.
+        QemuDevice::Sound2 => vec![
+            "-audiodev".into(),
+            format!(
+                "wav,id=snd2,path={},out.frequency=48000,out.channels=2,out.format=s16",
+                fresh_file(scratch, "hda-2-out.wav")?.display()
+            ),
+            "-device".into(),
+            format!("ich9-intel-hda,id=hda2,bus=pcie.0,{addr}"),
+            "-device".into(),
+            "hda-output,bus=hda2.0,audiodev=snd2".into(),
+        ],
     })
 }
 

@@ -28,7 +28,8 @@ usage: testbed-agent run <plan>              run the scenarios listed in <plan> 
        testbed-agent mark <name>             write data/mark/<name> (a timed event)
        testbed-agent blk verify|fill|check|bench <dev> [options]   block I/O tests (blk.rs)
        testbed-agent hostile net|blk <attack> [options]   a hostile frontend (hostile/)
-       testbed-agent snd tone <pcm> --freq F --secs S [--rate R]   play a tone (snd.rs)";
+       testbed-agent snd tone|record <pcm> --secs S [options]   play a tone / record (snd.rs)
+       testbed-agent snd serve <pcm> --freq F | snd wait <path>...   bench snd's player and dom0 wait (snd.rs)";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -144,6 +144,11 @@ pub enum QemuDevice {
     /// at bus path `1-9` and a full-speed usb-tablet at `1-10`, into which the testbed
     /// injects pointer input through QEMU's QMP socket while QEMU runs.
     XhciMedia,
+    /// A second ich9-intel-hda, with one codec (`hda-output`, whose output goes to
+    /// `hda-2-out.wav` in the scratch directory, 48 kHz stereo S16, as `sound`'s codec 0):
+    /// `bench snd`'s guest that owns its HDA directly.
+    #[serde(rename = "sound-2")]
+    Sound2,
 }
 
 impl QemuDevice {
@@ -160,7 +165,7 @@ impl QemuDevice {
     }
 
     /// Every device, in PCI slot order.
-    pub const ALL: [QemuDevice; 12] = [
+    pub const ALL: [QemuDevice; 13] = [
         QemuDevice::VirtioNet,
         QemuDevice::VirtioBlk,
         QemuDevice::Xhci,
@@ -173,6 +178,7 @@ impl QemuDevice {
         QemuDevice::NvmeDom0,
         QemuDevice::Xhci2,
         QemuDevice::XhciMedia,
+        QemuDevice::Sound2,
     ];
 
     /// The name used in scenario files and as `@name` in xl.cfg text.
@@ -190,6 +196,7 @@ impl QemuDevice {
             QemuDevice::NvmeDom0 => "nvme-dom0",
             QemuDevice::Xhci2 => "xhci-2",
             QemuDevice::XhciMedia => "xhci-media",
+            QemuDevice::Sound2 => "sound-2",
         }
     }
 
@@ -208,6 +215,7 @@ impl QemuDevice {
             QemuDevice::NvmeDom0 => 0x19,
             QemuDevice::Xhci2 => 0x1a,
             QemuDevice::XhciMedia => 0x1b,
+            QemuDevice::Sound2 => 0x1c,
         }
     }
 

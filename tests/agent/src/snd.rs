@@ -8,6 +8,15 @@
 //! channels asked, 1024-frame periods, 8 of them), software parameters (start when the
 //! buffer is full, as aplay does), prepare, write every period, a buffer of silence, drop.
 //! Underruns (`EPIPE`) are counted and recovered (prepare again), and reported.
+//! After every write once the stream runs it asks ALSA for the delay (`SNDRV_PCM_IOCTL_DELAY`,
+//! snd_pcm_delay: frames written and not yet reported played by the driver, i.e. how long a
+//! frame written now waits before the device plays it), and it times the stream's start to
+//! the return of the first write that needed room (the device took its first period). A last
+//! line, `snd-stats underruns=U delay_med_ms=… delay_min_ms=… delay_max_ms=… samples=N
+//! first_period_ms=… wall_s=…`, is for `cargo xtask bench snd`, whose guests run
+//! `testbed-agent snd serve <pcm> --freq F [--rate R] [--channels C] [--amp A]`: a tone of
+//! the seconds asked each time dom0 writes the domain's `data/go` (see [`serve`]); dom0
+//! collects the results with `testbed-agent snd wait <path>… [--timeout S]` (see [`wait`]).
 //!
 //! The agent's second `unsafe` module: the ioctl boundary, as in `xendev`. Numbers and
 //! layouts from Linux `include/uapi/sound/asound.h` (x86-64).
@@ -100,6 +109,8 @@ const SNDRV_PCM_IOCTL_DROP: u64 = 0x4143;
 const SNDRV_PCM_IOCTL_WRITEI_FRAMES: u64 = 0x4018_4150;
 const SNDRV_PCM_IOCTL_READI_FRAMES: u64 = 0x8018_4151;
 const SNDRV_PCM_IOCTL_START: u64 = 0x4142;
+/// `_IOR('A', 0x21, snd_pcm_sframes_t)`.
+const SNDRV_PCM_IOCTL_DELAY: u64 = 0x8008_4121;
 const ACCESS_RW_INTERLEAVED: u32 = 3;
 const FORMAT_S16_LE: u32 = 2;
 /// Interval indexes (parameter − `SNDRV_PCM_HW_PARAM_FIRST_INTERVAL`).
@@ -180,7 +191,9 @@ pub fn main(args: &[&str]) -> Result<(), String> {
     match args {
         ["tone", dev, rest @ ..] => play_tone(dev, rest),
         ["record", dev, rest @ ..] => record(dev, rest),
-        _ => Err("usage: snd tone <pcm> --freq F --secs S [--rate R] [--channels C] [--amp A] | snd record <pcm> --secs S [--rate R] [--channels C]".into()),
+        ["serve", dev, rest @ ..] => serve(dev, rest),
+        ["wait", rest @ ..] => wait(rest),
+        _ => Err("usage: snd tone <pcm> --freq F --secs S [--rate R] [--channels C] [--amp A] | snd record <pcm> --secs S [--rate R] [--channels C] | snd serve <pcm> --freq F [--rate R] [--channels C] [--amp A] | snd wait <path>... [--timeout S]".into()),
     }
 }
 
@@ -305,6 +318,96 @@ fn play_tone(dev: &str, rest: &[&str]) -> Result<(), String> {
     let rate: u32 = arg(rest, "--rate", Some(48_000))?;
     let channels: u16 = arg(rest, "--channels", Some(2))?;
     let amp: f64 = arg(rest, "--amp", Some(0.5))?;
+    let stats = play(dev, freq, secs, rate, channels, amp)?;
+    println!("{stats}");
+    Ok(())
+}
+
+/// `snd serve <pcm> --freq F [--rate R] [--channels C] [--amp A]` (`bench snd`'s guests):
+/// waits on a xenstore watch (no polling, so an idle guest costs no CPU) for its domain's
+/// `data/go` to take a new value `T:SECS`, plays SECS seconds of the tone as `snd tone`
+/// does, writes the `snd-stats` line without its first word to `data/res-T` (`underruns=fail`
+/// when the play failed), and waits again; it never returns on its own.
+fn serve(dev: &str, rest: &[&str]) -> Result<(), String> {
+    let freq: f64 = arg(rest, "--freq", None)?;
+    let rate: u32 = arg(rest, "--rate", Some(48_000))?;
+    let channels: u16 = arg(rest, "--channels", Some(2))?;
+    let amp: f64 = arg(rest, "--amp", Some(0.5))?;
+    let mut xs = xdd_control::xenstore::Xenstore::open()?;
+    let home = format!("/local/domain/{}", xs.read("domid")?);
+    let go = format!("{home}/data/go");
+    xs.watch(&go, "go")?;
+    let mut last = String::new();
+    loop {
+        xs.next_event()?;
+        let Ok(v) = xs.read(&go) else { continue };
+        if v == last {
+            continue;
+        }
+        last = v.clone();
+        let Some((turn, secs)) = v.split_once(':') else {
+            continue;
+        };
+        let res = match secs.parse() {
+            Ok(secs) => match play(dev, freq, secs, rate, channels, amp) {
+                Ok(stats) => {
+                    println!("bench {v}: {stats}");
+                    stats.trim_start_matches("snd-stats ").to_string()
+                }
+                Err(e) => {
+                    println!("bench {v}: {e}");
+                    "underruns=fail".into()
+                }
+            },
+            Err(_) => "underruns=fail".into(),
+        };
+        xs.write(&format!("{home}/data/res-{turn}"), &res)?;
+    }
+}
+
+/// `snd wait <path>… [--timeout S]` (`bench snd`'s dom0 driver): waits on xenstore watches
+/// (no polling, so the waiting costs dom0 no CPU while guests play) until every path exists,
+/// then prints their values, one a line, in order; after S seconds (default 60) it fails,
+/// printing nothing.
+fn wait(rest: &[&str]) -> Result<(), String> {
+    let timeout: f64 = arg(rest, "--timeout", Some(60.0))?;
+    let paths: Vec<&str> = rest
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || rest[i - 1] != "--timeout"))
+        .map(|(_, a)| *a)
+        .collect();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs_f64(timeout));
+        eprintln!("testbed-agent: snd wait: not every path appeared within {timeout} s");
+        std::process::exit(1);
+    });
+    let mut xs = xdd_control::xenstore::Xenstore::open()?;
+    for p in &paths {
+        xs.watch(p, "res")?;
+    }
+    loop {
+        let values: Vec<Option<String>> = paths.iter().map(|p| xs.read(p).ok()).collect();
+        if values.iter().all(Option::is_some) {
+            for v in values.into_iter().flatten() {
+                println!("{v}");
+            }
+            return Ok(());
+        }
+        xs.next_event()?;
+    }
+}
+
+/// Plays `secs` seconds of a tone; prints the frames played and returns the `snd-stats`
+/// line.
+fn play(
+    dev: &str,
+    freq: f64,
+    secs: f64,
+    rate: u32,
+    channels: u16,
+    amp: f64,
+) -> Result<String, String> {
     // Start once the buffer is full, as aplay does (ALSA's default starts at the first
     // frame, and a guest on an emulated CPU then underruns right away).
     let f = setup(dev, rate, channels, u64::from(PERIOD * PERIODS))?;
@@ -317,6 +420,12 @@ fn play_tone(dev: &str, rest: &[&str]) -> Result<(), String> {
     let tail = u64::from(PERIOD * PERIODS);
     let mut done = 0u64;
     let mut underruns = 0u32;
+    let t0 = std::time::Instant::now();
+    // When the stream started (the write that filled the buffer returned) and how long the
+    // next write waited for room; ALSA's delay after every write while running, in frames.
+    let mut started: Option<std::time::Instant> = None;
+    let mut first_period: Option<f64> = None;
+    let mut delays: Vec<i64> = Vec::new();
     while done < total + tail {
         let n = (total + tail - done).min(u64::from(PERIOD)) as usize;
         let chunk = if done < total {
@@ -354,9 +463,24 @@ fn play_tone(dev: &str, rest: &[&str]) -> Result<(), String> {
                 ));
             }
             off += x.result.max(0) as usize;
+            match started {
+                Some(t) => {
+                    first_period.get_or_insert_with(|| t.elapsed().as_secs_f64() * 1000.0);
+                    let mut d: i64 = 0;
+                    // SAFETY: `d` is a live `snd_pcm_sframes_t`, as the request encodes.
+                    if unsafe { ioctl(fd, SNDRV_PCM_IOCTL_DELAY, &mut d as *mut i64) } == 0 {
+                        delays.push(d);
+                    }
+                }
+                None if done + off as u64 >= u64::from(PERIOD * PERIODS) => {
+                    started = Some(std::time::Instant::now());
+                }
+                None => {}
+            }
         }
         done += n as u64;
     }
+    let wall = t0.elapsed().as_secs_f64();
     // SAFETY: a request without argument.
     if unsafe { ioctl(fd, SNDRV_PCM_IOCTL_DROP) } < 0 {
         return Err(format!("{dev}: DROP: {}", std::io::Error::last_os_error()));
@@ -365,5 +489,47 @@ fn play_tone(dev: &str, rest: &[&str]) -> Result<(), String> {
         "played {total} frames ({:.3} s) of {freq} Hz and {tail} of silence at {rate} Hz, {channels} ch, {underruns} underruns",
         total as f64 / f64::from(rate)
     );
-    Ok(())
+    Ok(stats_line(underruns, &delays, rate, first_period, wall))
+}
+
+/// The player's `snd-stats …` line: underruns, ALSA's delay after each write (median, min,
+/// max in ms at `rate`; `fail` without samples), the start's first period, the wall time.
+fn stats_line(
+    underruns: u32,
+    delays: &[i64],
+    rate: u32,
+    first_period_ms: Option<f64>,
+    wall_s: f64,
+) -> String {
+    let mut d = delays.to_vec();
+    d.sort_unstable();
+    let ms = |f: Option<&i64>| match f {
+        Some(&f) => format!("{:.1}", f as f64 * 1000.0 / f64::from(rate)),
+        None => "fail".into(),
+    };
+    let first = first_period_ms.map_or("fail".into(), |v| format!("{v:.1}"));
+    format!(
+        "snd-stats underruns={underruns} delay_med_ms={} delay_min_ms={} delay_max_ms={} samples={} first_period_ms={first} wall_s={wall_s:.3}",
+        ms(d.get(d.len() / 2)),
+        ms(d.first()),
+        ms(d.last()),
+        d.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stats_line;
+
+    #[test]
+    fn the_stats_line_gives_delays_in_ms() {
+        assert_eq!(
+            stats_line(2, &[4800, 2400, 9600], 48_000, Some(21.3), 3.5),
+            "snd-stats underruns=2 delay_med_ms=100.0 delay_min_ms=50.0 delay_max_ms=200.0 samples=3 first_period_ms=21.3 wall_s=3.500"
+        );
+        assert_eq!(
+            stats_line(0, &[], 44_100, None, 0.0),
+            "snd-stats underruns=0 delay_med_ms=fail delay_min_ms=fail delay_max_ms=fail samples=0 first_period_ms=fail wall_s=0.000"
+        );
+    }
 }

@@ -4,6 +4,7 @@
 mod blk;
 mod net;
 mod nic;
+mod snd;
 mod stats;
 mod turns;
 mod usb;
@@ -56,6 +57,9 @@ pub fn run(what: &str) -> Result {
         "blk" => blk::run(),
         "nic" => nic::run(),
         "usb" => usb::run(),
-        _ => Err(format!("unknown benchmark `{what}` (net, blk, nic, usb)")),
+        "snd" => snd::run(),
+        _ => Err(format!(
+            "unknown benchmark `{what}` (net, blk, nic, usb, snd)"
+        )),
     }
 }
