@@ -160,14 +160,21 @@ fn stall_babble_and_unknown_requests_are_mapped() {
     assert_eq!(r.data, data[10..20], "never more than the buffer");
 }
 
-#[test]
-fn an_unlink_crossing_its_answer_is_answered_ok_and_is_no_error() {
+/// A full-speed device on port 1 of frontend 5's controller, enumerated at address 2, and
+/// the pipe to its interrupt IN endpoint 3.
+fn interrupt_device() -> (Env, usbback::host::HostDeviceId, Front, UsbifPipe) {
     let mut env = Env::new();
     let id = env.bus.attach("1-1", Speed::Full);
     let mut f = Front::attach(&mut env, 5, 0, 1, &["1-1"]);
     f.port_changes();
     f.enumerate(&mut env, 1, 2);
     let intr = UsbifPipe::new(1, 2, 3, true, UsbPipeType::Interrupt);
+    (env, id, f, intr)
+}
+
+#[test]
+fn an_unlink_crossing_its_answer_is_answered_ok_and_is_no_error() {
+    let (mut env, id, mut f, intr) = interrupt_device();
     let t = f.build(intr, [8, 0, 0, 0, 0, 0, 0, 0], &[], 8);
     f.submit(&t.req);
     env.settle();
@@ -193,12 +200,7 @@ fn an_unlink_crossing_its_answer_is_answered_ok_and_is_no_error() {
 
 #[test]
 fn unlink_cancels_and_detach_fails_what_is_in_flight() {
-    let mut env = Env::new();
-    let id = env.bus.attach("1-1", Speed::Full);
-    let mut f = Front::attach(&mut env, 5, 0, 1, &["1-1"]);
-    f.port_changes();
-    f.enumerate(&mut env, 1, 2);
-    let intr = UsbifPipe::new(1, 2, 3, true, UsbPipeType::Interrupt);
+    let (mut env, id, mut f, intr) = interrupt_device();
     let pending = f.build(intr, [8, 0, 0, 0, 0, 0, 0, 0], &[], 8);
     f.submit(&pending.req);
     env.settle();

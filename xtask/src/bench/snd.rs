@@ -44,7 +44,7 @@
 //! verdict line per figure. A benchmark: it fails only when a setup or a measurement fails.
 
 use super::stats::{self, num, ratio};
-use super::turns::Report;
+use super::turns::{self, Report};
 use crate::util::Result;
 
 /// The setups: name in the scenario's `turn` lines, label printed.
@@ -165,22 +165,7 @@ const FIGURES: &[(&str, &str, &str, usize, Rows)] = &[
 
 /// Runs the snd benchmark.
 pub fn run() -> Result {
-    let r = super::run_bench_scenario("snd")?;
-    let mut report = Report::of_section(&r, "snd")?;
-    derive(&mut report);
-    print!("{}", render(&report));
-    let failed = report
-        .turns
-        .iter()
-        .flat_map(|t| ["guest_underruns", "delay_ms"].map(|k| t.values.get(k).copied()))
-        .filter(|v| v.is_none_or(f64::is_nan))
-        .count();
-    if failed > 0 {
-        return Err(format!(
-            "snd benchmark: {failed} measurements failed (see `fail` above)"
-        ));
-    }
-    Ok(())
+    turns::run_and_print("snd", derive, render, &["guest_underruns", "delay_ms"])
 }
 
 /// Adds the CPU seconds per second of audio to every turn: sounddd's, the playing guests',

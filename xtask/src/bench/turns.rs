@@ -43,7 +43,38 @@ pub struct Report {
     pub other: Vec<Vec<String>>,
 }
 
+/// Runs benchmark scenario `name` (tests/bench/), reads its `name` section's turns, adds
+/// the derived figures, prints the rendering, and fails when a turn lacks one of the
+/// `required` measurements (printed as `fail`).
+pub fn run_and_print(
+    name: &str,
+    derive: fn(&mut Report),
+    render: fn(&Report) -> String,
+    required: &[&str],
+) -> Result {
+    let r = super::run_bench_scenario(name)?;
+    let mut report = Report::of_section(&r, name)?;
+    derive(&mut report);
+    print!("{}", render(&report));
+    let failed = report.missing(required);
+    if failed > 0 {
+        return Err(format!(
+            "{name} benchmark: {failed} measurements failed (see `fail` above)"
+        ));
+    }
+    Ok(())
+}
+
 impl Report {
+    /// How many of the `keys` measurements are missing or failed (NaN) over all turns.
+    pub fn missing(&self, keys: &[&str]) -> usize {
+        self.turns
+            .iter()
+            .flat_map(|t| keys.iter().map(|k| t.values.get(*k).copied()))
+            .filter(|v| v.is_none_or(f64::is_nan))
+            .count()
+    }
+
     /// Sorts report lines into turns and others.
     pub fn parse<'a>(lines: impl Iterator<Item = &'a str>) -> Report {
         let mut turns = Vec::new();

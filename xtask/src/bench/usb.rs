@@ -16,7 +16,7 @@
 //! measurement fails.
 
 use super::stats::{self, num, ratio};
-use super::turns::Report;
+use super::turns::{self, Report};
 use crate::util::Result;
 
 /// The setups: name in the scenario's `turn` lines, guest domain name, label printed.
@@ -70,22 +70,7 @@ const FIGURES: &[(&str, &str, &str, usize, bool)] = &[
 
 /// Runs the usb benchmark.
 pub fn run() -> Result {
-    let r = super::run_bench_scenario("usb")?;
-    let mut report = Report::of_section(&r, "usb")?;
-    derive(&mut report);
-    print!("{}", render(&report));
-    let failed = report
-        .turns
-        .iter()
-        .flat_map(|t| ["seq_mbps", "rand_iops"].map(|k| t.values.get(k).copied()))
-        .filter(|v| v.is_none_or(f64::is_nan))
-        .count();
-    if failed > 0 {
-        return Err(format!(
-            "usb benchmark: {failed} measurements failed (see `fail` above)"
-        ));
-    }
-    Ok(())
+    turns::run_and_print("usb", derive, render, &["seq_mbps", "rand_iops"])
 }
 
 /// Adds the derived figures to every turn: the path's CPU (the guest's, plus usbdd's in

@@ -127,6 +127,16 @@ fn iso_burst(len: usize, max_packet: u16, burst: u8) -> (u8, u8) {
     (tbc.min(3) as u8, last.min(15) as u8)
 }
 
+/// A Normal TRB for `len` bytes at `ptr` with TD Size `rest`, chained to the next TRB.
+fn chained_normal(ptr: u64, len: usize, rest: u8) -> [u32; 4] {
+    let mut n = transfer::Normal::new();
+    n.set_data_buffer_pointer(ptr)
+        .set_trb_transfer_length(len as u32)
+        .set_td_size(rest)
+        .set_chain_bit();
+    n.into_raw()
+}
+
 fn td_size(remaining: usize, max_packet: u16) -> u8 {
     remaining.div_ceil(usize::from(max_packet.max(1))).min(31) as u8
 }
@@ -188,12 +198,7 @@ pub fn build(
                 });
             d.into_raw()
         } else {
-            let mut n = transfer::Normal::new();
-            n.set_data_buffer_pointer(ptr)
-                .set_trb_transfer_length(chunk as u32)
-                .set_td_size(rest)
-                .set_chain_bit();
-            n.into_raw()
+            chained_normal(ptr, chunk, rest)
         };
         let p = ring.push(raw);
         trbs.push((p.maddr, p.index, chunk));
@@ -291,12 +296,7 @@ pub fn build_iso(ring: &mut Ring, spec: &IsoSpec<'_>, tag: u64, id: u64) -> Resu
                     .set_chain_bit();
                 t.into_raw()
             } else {
-                let mut n = transfer::Normal::new();
-                n.set_data_buffer_pointer(buf.maddr(at))
-                    .set_trb_transfer_length(chunk as u32)
-                    .set_td_size(rest)
-                    .set_chain_bit();
-                n.into_raw()
+                chained_normal(buf.maddr(at), chunk, rest)
             };
             let p = ring.push(raw);
             trbs.push((p.maddr, p.index, chunk));
