@@ -78,6 +78,8 @@ pub struct Engine {
     linger_ns: u64,
     /// When the last playback stream stopped (the device still running).
     idle_since: Option<u64>,
+    /// Frames of silence written since then (the tail of the device's queue).
+    lingered: usize,
     /// When the engine asked to run next.
     due: Option<u64>,
 }
@@ -105,6 +107,7 @@ impl Engine {
             stats: EngineStats::default(),
             linger_ns: 0,
             idle_since: None,
+            lingered: 0,
             due: None,
         }
     }
@@ -213,6 +216,9 @@ impl Engine {
                 self.idle_since = None;
                 return None;
             }
+            if self.idle_since.is_none() {
+                self.lingered = 0;
+            }
             let since = *self.idle_since.get_or_insert(now);
             let until = since.saturating_add(self.linger_ns);
             if now < until {
@@ -222,12 +228,15 @@ impl Engine {
                     }
                     self.out.fill(0);
                     self.write_period(now);
+                    self.lingered += p.period_frames;
                 }
                 let at = self.sink.next_space_ns(now).unwrap_or(until).min(until);
                 return Some(self.next_played_ns(now).map_or(at, |t| t.min(at)));
             }
-            // Let the queued periods play out, then stop the device.
-            let queued = self.sink.queued(now) as u64;
+            // Let the queued sound play out, then stop the device. What is left behind it is
+            // the linger's silence: the device stops before it runs dry (which would count
+            // as an underrun whenever this pass comes late).
+            let queued = self.sink.queued(now).saturating_sub(self.lingered) as u64;
             if queued == 0 {
                 self.sink.stop();
                 self.flush_played();
