@@ -14,6 +14,7 @@ use crate::harness::{blk, net};
 use crate::input::Input;
 use minios::host::{HostChannel, HostDomain, HostGranted, World};
 use minios::platform::{Access, DomId, EventChannel, Events, GrantedPage, Grants};
+use minios::xenbus::backend::state_limit::STATE_REFILL_NS;
 use minios::xenstore::Store;
 
 /// The keys blkback reads from a frontend.
@@ -153,6 +154,10 @@ fn drive(
             .expect("the guest writes its state");
         settle();
     }
+    // More state changes than the backend acts on at once are acted on later (the xenbus
+    // framework's per-device state limit): give it the time to act on the last one.
+    world.advance(STATE_REFILL_NS);
+    settle();
     assert_eq!(
         (world.live_mappings(dd), world.open_ports(dd)),
         base,
