@@ -12,7 +12,9 @@ use xen_abi::xs_wire::validate_path;
 use super::super::{DeviceCtx, DeviceError, DeviceId, XenbusState};
 use super::state::switch;
 use super::state_limit::StateLimit;
-use super::{dev_token, parse_id, Backend, BackendDevice, BackendDriver, DeviceEntry, Removal};
+use super::{
+    dev_token, parse_id, Backend, BackendDevice, BackendDriver, DeviceEntry, Removal, Thinned,
+};
 use crate::executor::Ctx;
 use crate::platform::{DomId, Platform};
 use crate::xenstore::{parse_uint, Store};
@@ -156,13 +158,11 @@ impl<P: Platform, D: BackendDriver<P>> Backend<P, D> {
             state: XenbusState::Initialising,
             connected: false,
             failed: false,
-            failures: 0,
-            fail_logged_ns: None,
+            fail_log: Thinned::default(),
             last_fe: None,
             removal: Removal::None,
             state_limit: StateLimit::new(),
-            floods: 0,
-            flood_logged_ns: None,
+            flood_log: Thinned::default(),
         };
         if removing {
             // A leftover the toolstack is already removing: just finish that.

@@ -132,19 +132,38 @@ struct DeviceEntry<Dev> {
     state: XenbusState,
     connected: bool,
     failed: bool,
-    /// Failures so far (log lines thin out as this grows).
-    failures: u32,
-    /// When the last failure was logged (ns), so a failure is logged at least once a second.
-    fail_logged_ns: Option<u64>,
+    /// Failures so far and when one was last logged.
+    fail_log: Thinned,
     /// The frontend state last acted on.
     last_fe: Option<XenbusState>,
     removal: Removal,
     /// The rate of acting on frontend state events.
     state_limit: StateLimit,
-    /// State floods so far (log lines thin out as this grows).
-    floods: u32,
-    /// When the last flood was logged (ns).
-    flood_logged_ns: Option<u64>,
+    /// State floods so far and when one was last logged.
+    flood_log: Thinned,
+}
+
+/// A count of repeated events whose log lines thin out: the 1st, 2nd, 4th, 8th… is logged,
+/// and any that comes at least an interval after the last one logged.
+#[derive(Clone, Copy, Debug, Default)]
+struct Thinned {
+    count: u32,
+    logged_ns: Option<u64>,
+}
+
+impl Thinned {
+    /// Counts one more at `now`; whether to log it (then noted as logged).
+    fn note(&mut self, now: u64, interval_ns: u64) -> bool {
+        self.count = self.count.saturating_add(1);
+        let quiet = self
+            .logged_ns
+            .is_none_or(|t| now.saturating_sub(t) >= interval_ns);
+        let log = self.count.is_power_of_two() || quiet;
+        if log {
+            self.logged_ns = Some(now);
+        }
+        log
+    }
 }
 
 /// Serves one device type; a [`Task`] for the executor.
@@ -315,5 +334,24 @@ impl<P: Platform, D: BackendDriver<P>> Task<P> for Backend<P, D> {
                 self.slots.insert(key, slot);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod thinned_tests {
+    use super::Thinned;
+
+    #[test]
+    fn logs_powers_of_two_and_after_a_quiet_interval() {
+        let mut t = Thinned::default();
+        let logged: alloc::vec::Vec<bool> = (0..9).map(|_| t.note(0, 10)).collect();
+        // 1st, 2nd, 4th and 8th at once; the rest thinned out.
+        assert_eq!(
+            logged,
+            [true, true, false, true, false, false, false, true, false]
+        );
+        assert!(t.note(10, 10), "an interval after the last one logged");
+        assert!(!t.note(15, 10));
+        assert_eq!(t.count, 11);
     }
 }

@@ -125,21 +125,16 @@ impl<P: Platform, D: BackendDriver<P>> Backend<P, D> {
     /// (the 1st, 2nd, 4th, 8th… episode, and any at least [`FLOOD_LOG_INTERVAL_NS`] after
     /// the last one logged).
     fn log_flood(&mut self, now: u64, slot: &mut DeviceEntry<D::Device>, episode: Episode) {
-        slot.floods = slot.floods.saturating_add(1);
-        let quiet = slot
-            .flood_logged_ns
-            .is_none_or(|t| now.saturating_sub(t) >= FLOOD_LOG_INTERVAL_NS);
-        if !slot.floods.is_power_of_two() && !quiet {
+        if !slot.flood_log.note(now, FLOOD_LOG_INTERVAL_NS) {
             return;
         }
-        slot.flood_logged_ns = Some(now);
         let l = &self.config.state_limits;
         warn!(
             "{}: frontend state flood #{}: {} state events deferred in {} ms (limit: {} at \
              once, then one when the state rests {} ms, one per {} ms while it never does); \
              acted on the state it ended in",
             slot.id,
-            slot.floods,
+            slot.flood_log.count,
             episode.deferred,
             now.saturating_sub(episode.since_ns) / 1_000_000,
             l.burst,
@@ -315,17 +310,11 @@ impl<P: Platform, D: BackendDriver<P>> Backend<P, D> {
             return;
         }
         slot.failed = true;
-        slot.failures = slot.failures.saturating_add(1);
         // A frontend can make a device fail over and over: log the 1st, 2nd, 4th, 8th… time,
         // and any failure at least a second after the last one logged (so the reason of the
         // failure that left a device Closing is always on the console, at most once a second).
-        let now = cx.now_ns();
-        let quiet = slot
-            .fail_logged_ns
-            .is_none_or(|t| now.saturating_sub(t) >= FAIL_LOG_INTERVAL_NS);
-        if slot.failures.is_power_of_two() || quiet {
-            slot.fail_logged_ns = Some(now);
-            warn!("{}: failed (#{}): {err}", slot.id, slot.failures);
+        if slot.fail_log.note(cx.now_ns(), FAIL_LOG_INTERVAL_NS) {
+            warn!("{}: failed (#{}): {err}", slot.id, slot.fail_log.count);
         }
         self.disconnect(cx, slot);
         let node = self.error_node(&slot.id);
