@@ -154,10 +154,7 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
         // full-speed usb-tablet on QEMU port 6 (1-10), fed by `TabletInput` through QMP.
         QemuDevice::XhciMedia => vec![
             "-audiodev".into(),
-            format!(
-                "wav,id=usbsnd,path={},out.frequency=48000,out.channels=2,out.format=s16",
-                fresh_file(scratch, WavSource::UsbAudio.file())?.display()
-            ),
+            wav_audiodev("usbsnd", &fresh_file(scratch, WavSource::UsbAudio.file())?),
             "-device".into(),
             format!("qemu-xhci,id=xhcim,p2=8,p3=4,bus=pcie.0,{addr}"),
             "-device".into(),
@@ -176,10 +173,7 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
             // the `none` driver: silence in at the real rate, output discarded) is what
             // the card records.
             "-audiodev".into(),
-            format!(
-                "wav,id=snd0,path={},out.frequency=48000,out.channels=2,out.format=s16",
-                fresh_file(scratch, WavSource::Hda.file())?.display()
-            ),
+            wav_audiodev("snd0", &fresh_file(scratch, WavSource::Hda.file())?),
             "-audiodev".into(),
             "none,id=snd1".into(),
             "-device".into(),
@@ -194,10 +188,7 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
         // QEMU), without the duplex codec.
         QemuDevice::Sound2 => vec![
             "-audiodev".into(),
-            format!(
-                "wav,id=snd2,path={},out.frequency=48000,out.channels=2,out.format=s16",
-                fresh_file(scratch, "hda-2-out.wav")?.display()
-            ),
+            wav_audiodev("snd2", &fresh_file(scratch, "hda-2-out.wav")?),
             "-device".into(),
             format!("ich9-intel-hda,id=hda2,bus=pcie.0,{addr}"),
             "-device".into(),
@@ -236,6 +227,15 @@ fn fill_usb_stick(img: &Path) -> Result<()> {
         .map_err(|e| format!("cannot open {}: {e}", img.display()))?;
     f.write_all(&data)
         .map_err(|e| format!("cannot fill {}: {e}", img.display()))
+}
+
+/// A `-audiodev` value: the `wav` driver writing what the card plays to `path` as 48 kHz
+/// stereo S16 (QEMU resamples nothing; the host's `[[wav_check]]`s read it).
+fn wav_audiodev(id: &str, path: &Path) -> String {
+    format!(
+        "wav,id={id},path={},out.frequency=48000,out.channels=2,out.format=s16",
+        path.display()
+    )
 }
 
 /// `name` in the scratch directory, removed if it exists (each run writes its own: a sound
