@@ -901,6 +901,21 @@ impl Xhci {
         }
     }
 
+    /// Reports the caller's transfer `tag` on the device at root port `port` failed (I/O
+    /// error, nothing moved): it timed out or its endpoint went away.
+    fn fail_caller(&mut self, port: u8, tag: u64) {
+        if let Some(dev) = self.ports[usize::from(port) - 1].dev.as_ref() {
+            self.out.push_back(Event::Done {
+                id: dev.id,
+                tag,
+                status: Status::IoError,
+                data: Vec::new(),
+                sent: 0,
+                iso: None,
+            });
+        }
+    }
+
     /// A halted endpoint: Reset Endpoint, dequeue past the failed TD, restart.
     fn recover(&mut self, slot_id: u8, dci: u8, end: (u64, bool)) {
         let mut reset = command::ResetEndpoint::new();
@@ -1198,7 +1213,11 @@ impl Xhci {
             if e.kind == EndpointKind::Control {
                 continue;
             }
-            let periodic = matches!(e.kind, EndpointKind::Interrupt | EndpointKind::Isochronous);
+            let burst = self
+                .slots
+                .get(&slot_id)
+                .ok_or("device gone")?
+                .burst(e.kind, e.max_packet);
             fresh.insert(
                 dci(e.number, e.is_in),
                 (
@@ -1207,11 +1226,7 @@ impl Xhci {
                         kind: e.kind,
                         ring: Ring::new()?,
                         max_packet: e.max_packet & 0x7ff,
-                        burst: if periodic {
-                            ((e.max_packet >> 11) & 3) as u8
-                        } else {
-                            0
-                        },
+                        burst,
                         tds: VecDeque::new(),
                     },
                 ),
@@ -1262,17 +1277,8 @@ impl Xhci {
                 orphans.extend(old.tds.into_iter().filter(|t| t.owner == Owner::Caller));
             }
         }
-        if let Some(dev) = self.ports[usize::from(port) - 1].dev.as_ref() {
-            for td in orphans {
-                self.out.push_back(Event::Done {
-                    id: dev.id,
-                    tag: td.tag,
-                    status: Status::IoError,
-                    data: Vec::new(),
-                    sent: 0,
-                    iso: None,
-                });
-            }
+        for td in orphans {
+            self.fail_caller(port, td.tag);
         }
         Ok(())
     }
@@ -1363,16 +1369,7 @@ impl Xhci {
                 self.addr
             );
             self.cancel_td(s, d, id);
-            if let Some(dev) = self.ports[usize::from(port) - 1].dev.as_ref() {
-                self.out.push_back(Event::Done {
-                    id: dev.id,
-                    tag,
-                    status: Status::IoError,
-                    data: Vec::new(),
-                    sent: 0,
-                    iso: None,
-                });
-            }
+            self.fail_caller(port, tag);
         }
     }
 

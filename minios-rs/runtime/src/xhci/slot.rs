@@ -201,11 +201,7 @@ impl Slot {
         let e = self.in_ctx(usize::from(dci) + 1);
         let max_packet = u32::from(mp & 0x7ff);
         let periodic = matches!(kind, EndpointKind::Interrupt | EndpointKind::Isochronous);
-        let burst = if periodic && self.speed == Speed::High {
-            u32::from((mp >> 11) & 3)
-        } else {
-            0
-        };
+        let burst = u32::from(self.burst(kind, mp));
         self.input
             .write32(e, interval(self.speed, kind, b_interval) << 16);
         let cerr = if kind == EndpointKind::Isochronous {
@@ -229,6 +225,17 @@ impl Slot {
             _ => 3072,
         };
         self.input.write32(e + 16, avg | (esit << 16));
+    }
+
+    /// Extra packets per service interval of an endpoint of this device: a high-speed
+    /// periodic endpoint's wMaxPacketSize bits 12:11 (high bandwidth), else 0.
+    pub fn burst(&self, kind: EndpointKind, mp: u16) -> u8 {
+        let periodic = matches!(kind, EndpointKind::Interrupt | EndpointKind::Isochronous);
+        if periodic && self.speed == Speed::High {
+            ((mp >> 11) & 3) as u8
+        } else {
+            0
+        }
     }
 
     /// The endpoint's TR dequeue pointer in the output context.
