@@ -4,6 +4,7 @@
 
 use crate::appliance::Appliance;
 use crate::passthrough;
+use crate::pciback;
 use crate::timeline::{secs, Timeline};
 use crate::toolstack::{xenstore_alive, Toolstack};
 use std::collections::{BTreeMap, BTreeSet};
@@ -144,6 +145,9 @@ fn stop_one(
                     );
                     break;
                 }
+                // Once it has shut down, xl's monitor destroys it: answer pciback for its
+                // pcifront so libxl does not wait 10 s per PCI function.
+                pciback::look(ts, tl, name, domid);
                 std::thread::sleep(Duration::from_millis(100));
             },
             Err(e) => tl.event(name, "destroy", &format!("xl shutdown failed: {e}")),
@@ -151,7 +155,7 @@ fn stop_one(
     } else {
         tl.event(name, "destroy", "not running (shut down or crashed)");
     }
-    ts.destroy(name)
+    pciback::while_stopping(ts, tl, name, domid, || ts.destroy(name))
         .map_err(|e| format!("cannot destroy `{name}`: {e}"))?;
     tl.event(name, "destroyed", &format!("after {}", secs(t.elapsed())));
     Ok(())
@@ -229,6 +233,55 @@ mod tests {
             lines.contains("still there 0.30 s after xl shutdown"),
             "{lines}"
         );
+    }
+
+    #[test]
+    fn a_pci_owner_that_shut_down_is_answered_for_instead_of_destroyed() {
+        let mut a = app_from(&owning_a_nic(APPLIANCE), "pci-stop");
+        resolve(&mut a, &bus()).unwrap();
+        let fake = Fake::new();
+        let id = fake.add_running("hello");
+        fake.hold_pci("hello", &["0000:00:10.0"]);
+        fake.connect_pcifront("hello");
+        fake.state().libxl_waits_for_pciback = true;
+        let tl = Timeline::new(Box::new(std::io::sink()), None);
+        down(&a, &fake, &tl, Devices::Keep).unwrap();
+        // xl shutdown; xl's monitor takes the function away and xddctl answers for the dead
+        // pcifront, so the domain is gone well before the shutdown timeout: no xl destroy,
+        // no `not ready`.
+        assert_eq!(
+            fake.calls(),
+            [
+                "shutdown hello".to_string(),
+                format!("xs-write /local/domain/{id}/device/pci/0/state=7"),
+                format!("xs-write /local/domain/{id}/device/pci/0/state=4"),
+            ]
+        );
+        let lines = tl.lines().join("\n");
+        assert!(lines.contains("hello        stopped"), "{lines}");
+        assert!(
+            lines.contains("hello        pci-removed 0000:00:10.0: answered pciback"),
+            "{lines}"
+        );
+    }
+
+    #[test]
+    fn a_running_pci_owner_answers_for_itself() {
+        let mut a = app_from(&owning_a_nic(APPLIANCE), "pci-alive");
+        resolve(&mut a, &bus()).unwrap();
+        let fake = Fake::new();
+        let id = fake.add_running("hello");
+        fake.hold_pci("hello", &["0000:00:10.0"]);
+        fake.connect_pcifront("hello");
+        fake.state().ignore_shutdown.insert("hello".into());
+        // libxl asks (as for `xl pci-detach`) while the domain runs: not xddctl's business.
+        let be = crate::pciback::backend_path(id);
+        fake.state().xs.insert(format!("{be}/state-0"), "5".into());
+        fake.state().xs.insert(format!("{be}/state"), "7".into());
+        let tl = Timeline::new(Box::new(std::io::sink()), None);
+        down(&a, &fake, &tl, Devices::Keep).unwrap();
+        assert_eq!(fake.calls(), ["shutdown hello", "destroy hello"]);
+        assert!(!tl.lines().join("\n").contains("pci-removed"));
     }
 
     #[test]

@@ -34,7 +34,20 @@ pub struct State {
     pub assignable: BTreeSet<Bdf>,
     /// Transactions of `write_nodes` fail with this message.
     pub fail_xs_write: Option<String>,
+    /// Domains `xl list` shows as paused.
+    pub paused: BTreeSet<String>,
+    /// Domains `xl list` shows as shut down (not yet destroyed).
+    pub shut_down: BTreeSet<String>,
+    /// libxl takes a dead domain's PCI functions away as the real one does: one at a time,
+    /// each waiting for pciback (which follows the frontend's state) to be Connected again,
+    /// and giving up after [`LIBXL_PCI_WAIT`] with a `not ready` call logged.
+    pub libxl_waits_for_pciback: bool,
+    /// Domains whose PCI functions libxl is taking away (by domid).
+    pub removing_pci: BTreeSet<u32>,
 }
+
+/// The fake libxl's `libxl__wait_for_backend` (10 s in the real one).
+pub const LIBXL_PCI_WAIT: Duration = Duration::from_millis(1500);
 
 impl State {
     /// PCI functions assigned to domains, from libxl's backend nodes (as `xl pci-list`).
@@ -60,6 +73,59 @@ impl State {
             .insert(format!("{base}/num_devs"), bdfs.len().to_string());
         // dom0's pciback published the devices and waits for the domain's pcifront.
         self.xs.insert(format!("{base}/state"), "3".into());
+    }
+
+    /// libxl's next step in taking domain `id`'s PCI functions away (the last one first),
+    /// once pciback is Connected: forget the function just released, then ask for the next
+    /// one (its `state-N` Closing, the backend Reconfiguring); with none left the domain is
+    /// destroyed.
+    fn libxl_pci_step(&mut self, id: u32) {
+        let be = format!("/local/domain/0/backend/pci/{id}/0");
+        if self.xs.get(&format!("{be}/state")).map(String::as_str) != Some("4") {
+            return;
+        }
+        let mut n: u32 = self
+            .xs
+            .get(&format!("{be}/num_devs"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if n > 0
+            && self
+                .xs
+                .get(&format!("{be}/state-{}", n - 1))
+                .map(String::as_str)
+                == Some("5")
+        {
+            n -= 1;
+            self.xs.remove(&format!("{be}/dev-{n}"));
+            self.xs.remove(&format!("{be}/state-{n}"));
+            self.xs.insert(format!("{be}/num_devs"), n.to_string());
+        }
+        if n > 0 {
+            self.xs.insert(format!("{be}/state-{}", n - 1), "5".into());
+            self.xs.insert(format!("{be}/state"), "7".into());
+        } else {
+            self.removing_pci.remove(&id);
+            if let Some(name) = self
+                .domains
+                .iter()
+                .find(|(_, &d)| d == id)
+                .map(|(n, _)| n.clone())
+            {
+                self.shut_down.remove(&name);
+                self.crashed.remove(&name);
+                remove_domain(self, &name);
+            }
+        }
+    }
+
+    /// True when domain `id` holds PCI functions whose pcifront had connected.
+    fn pci_connected(&self, id: u32) -> bool {
+        self.xs
+            .contains_key(&format!("/local/domain/0/backend/pci/{id}/0/state"))
+            && self
+                .xs
+                .contains_key(&format!("/local/domain/{id}/device/pci/0/state"))
     }
 }
 
@@ -110,6 +176,17 @@ impl Fake {
     /// Makes a domain vanish as if it crashed and was destroyed (no call logged).
     pub fn kill(&self, name: &str) {
         remove_domain(&mut self.state(), name);
+    }
+
+    /// The domain's pcifront connects to dom0's pciback (both Connected).
+    pub fn connect_pcifront(&self, name: &str) {
+        let mut s = self.state();
+        let id = s.domains[name];
+        let fe = format!("/local/domain/{id}/device/pci/0");
+        let be = format!("/local/domain/0/backend/pci/{id}/0");
+        s.xs.insert(format!("{be}/frontend"), fe.clone());
+        s.xs.insert(format!("{be}/state"), "4".into());
+        s.xs.insert(format!("{fe}/state"), "4".into());
     }
 
     /// Makes a running domain hold PCI functions (as `xl create` with `pci=` or
@@ -187,16 +264,57 @@ impl Toolstack for Fake {
     fn destroy(&self, name: &str) -> Result<(), String> {
         let mut s = self.state();
         s.calls.push(format!("destroy {name}"));
+        let id = s.domains.get(name).copied();
+        if let Some(id) = id.filter(|&id| s.libxl_waits_for_pciback && s.pci_connected(id)) {
+            // Like libxl: one function after the other, each waiting for pciback.
+            if s.removing_pci.insert(id) {
+                s.libxl_pci_step(id);
+            }
+            let be = format!("/local/domain/0/backend/pci/{id}/0");
+            let mut last = s.xs.get(&format!("{be}/num_devs")).cloned();
+            let mut since = std::time::Instant::now();
+            while s.domains.get(name) == Some(&id) {
+                let now = s.xs.get(&format!("{be}/num_devs")).cloned();
+                if now != last {
+                    (last, since) = (now, std::time::Instant::now());
+                }
+                if since.elapsed() >= LIBXL_PCI_WAIT {
+                    s.calls.push(format!(
+                        "libxl: Backend {be} not ready (after destroy {name})"
+                    ));
+                    break;
+                }
+                drop(s);
+                std::thread::sleep(Duration::from_millis(10));
+                s = self.state();
+            }
+        }
         s.crashed.remove(name);
-        remove_domain(&mut s, name);
+        s.shut_down.remove(name);
+        if let Some(id) = id {
+            s.removing_pci.remove(&id);
+        }
+        if s.domains.get(name) == id.as_ref() {
+            remove_domain(&mut s, name);
+        }
         Ok(())
     }
 
     fn shutdown(&self, name: &str) -> Result<(), String> {
         let mut s = self.state();
         s.calls.push(format!("shutdown {name}"));
-        if !s.ignore_shutdown.contains(name) {
-            remove_domain(&mut s, name);
+        if s.ignore_shutdown.contains(name) {
+            return Ok(());
+        }
+        let id = s.domains.get(name).copied();
+        match id.filter(|&id| s.libxl_waits_for_pciback && s.pci_connected(id)) {
+            // The domain stops; xl's monitor destroys it, taking its PCI functions first.
+            Some(id) => {
+                s.shut_down.insert(name.into());
+                s.removing_pci.insert(id);
+                s.libxl_pci_step(id);
+            }
+            None => remove_domain(&mut s, name),
         }
         Ok(())
     }
@@ -212,6 +330,10 @@ impl Toolstack for Fake {
                 vcpus: 1,
                 state: if s.crashed.contains(n) {
                     RunState::Crashed
+                } else if s.shut_down.contains(n) {
+                    RunState::Shutdown
+                } else if s.paused.contains(n) {
+                    RunState::Paused
                 } else {
                     RunState::Running
                 },
@@ -338,6 +460,33 @@ impl Toolstack for Fake {
             let frontend_state = n.path.contains("/device/") && n.path.ends_with("/state");
             let value = if frontend_state { "4" } else { &n.value };
             s.xs.insert(n.path.clone(), value.to_string());
+        }
+        Ok(())
+    }
+
+    fn write(&self, path: &str, value: &str) -> Result<(), String> {
+        let mut s = self.state();
+        s.calls.push(format!("xs-write {path}={value}"));
+        s.xs.insert(path.to_string(), value.to_string());
+        // dom0's pciback follows its frontend's state (xen_pcibk_frontend_changed).
+        let pcifront = path
+            .strip_prefix("/local/domain/")
+            .and_then(|r| r.strip_suffix("/device/pci/0/state"))
+            .and_then(|id| id.parse::<u32>().ok());
+        if let Some(id) = pcifront {
+            let be = format!("/local/domain/0/backend/pci/{id}/0/state");
+            match (s.xs.get(&be).map(String::as_str), value) {
+                (Some("7"), "7") => {
+                    s.xs.insert(be, "8".into());
+                }
+                (Some("8"), "4") => {
+                    s.xs.insert(be, "4".into());
+                    if s.removing_pci.contains(&id) {
+                        s.libxl_pci_step(id);
+                    }
+                }
+                _ => {}
+            }
         }
         Ok(())
     }

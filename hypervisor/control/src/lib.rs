@@ -19,6 +19,7 @@ pub mod install;
 pub mod logger;
 pub mod passthrough;
 pub mod pci;
+pub mod pciback;
 pub mod status;
 pub mod supervise;
 pub mod timeline;

@@ -9,6 +9,7 @@
 
 use crate::appliance::{Appliance, Domain, Role};
 use crate::devices::DeviceKind;
+use crate::pciback;
 use crate::status::state_name;
 use crate::timeline::{secs, Timeline};
 use crate::toolstack::{xenstore_alive, Change, DomainInfo, RunState, Toolstack};
@@ -25,6 +26,9 @@ const TICK: Duration = Duration::from_secs(5);
 const MAX_RESTARTS: usize = 5;
 /// … within this window; then `run` leaves it down.
 const RESTART_WINDOW: Duration = Duration::from_secs(600);
+/// How long a driver domain that shut down or crashed gets to be destroyed by xl's monitor
+/// (`on_poweroff`/`on_crash = "destroy"`) before `run` destroys it itself.
+pub const SELF_DESTROY_GRACE: Duration = Duration::from_secs(5);
 
 /// A frontend whose backend lives in a given domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +175,8 @@ pub struct Supervisor<'a> {
     tl: &'a Timeline,
     seen: BTreeMap<usize, Seen>,
     restarts: BTreeMap<usize, Vec<Instant>>,
+    /// [`SELF_DESTROY_GRACE`] (shorter in tests).
+    grace: Duration,
 }
 
 impl<'a> Supervisor<'a> {
@@ -182,6 +188,7 @@ impl<'a> Supervisor<'a> {
             tl,
             seen: BTreeMap::new(),
             restarts: BTreeMap::new(),
+            grace: SELF_DESTROY_GRACE,
         }
     }
 
@@ -201,6 +208,12 @@ impl<'a> Supervisor<'a> {
             let d = &self.app.domains[i];
             let now = list.iter().find(|x| x.name == d.name);
             let before = self.seen.get(&i).copied();
+            // A driver domain that shut down or crashed is being destroyed (by xl's monitor
+            // or below): answer pciback for its pcifront (`run` looks again at every change
+            // of a PCI backend's state).
+            if let Some(x) = now.filter(|x| d.role == Role::Driver && !x.state.is_alive()) {
+                pciback::look(self.ts, self.tl, &d.name, x.domid);
+            }
             match (d.role, before, now) {
                 (_, _, Some(x)) if x.state == RunState::Dying => dying = true,
                 (Role::Driver, Some(Seen::Up(old)), None) => {
@@ -209,6 +222,12 @@ impl<'a> Supervisor<'a> {
                 (Role::Driver, Some(Seen::Up(old)), Some(x)) if !x.state.is_alive() => {
                     let why = format!("is {}", x.state.label());
                     self.recover(i, old, &why, true)?
+                }
+                // Died between `up` (which destroys leftovers before it starts anything) and
+                // the first look.
+                (Role::Driver, None, Some(x)) if !x.state.is_alive() => {
+                    let why = format!("is {} (died before supervision began)", x.state.label());
+                    self.recover(i, x.domid, &why, true)?
                 }
                 (Role::Driver, Some(Seen::Up(old)), Some(x)) if x.domid != old => {
                     self.tl.event(
@@ -247,8 +266,29 @@ impl<'a> Supervisor<'a> {
         tl.event(&dd.name, "died", &format!("domid {old} {why}"));
         self.seen.insert(i, Seen::Gone);
         if destroy {
-            if let Err(e) = ts.destroy(&dd.name) {
-                tl.event(&dd.name, "warning", &format!("xl destroy: {e}"));
+            // xl's monitor destroys a domain whose on_poweroff/on_crash is "destroy" (every
+            // generated config): let it, answering pciback for the dead pcifront while libxl
+            // takes the PCI functions away. A second libxl taking them away at the same time
+            // trips pciback (it then never answers, and both wait 10 s), so `xl destroy` only
+            // what is still there after the grace period (a crash kept by "preserve").
+            let grace = self.grace;
+            let destroyed = pciback::while_stopping(ts, tl, &dd.name, old, || {
+                while xenstore_alive(ts, old) && died.elapsed() < grace {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                if xenstore_alive(ts, old) {
+                    ts.destroy(&dd.name).map(|()| "xl destroy")
+                } else {
+                    Ok("by xl's monitor")
+                }
+            });
+            match destroyed {
+                Ok(how) => tl.event(
+                    &dd.name,
+                    "destroyed",
+                    &format!("{how}, {} after its death was seen", secs(died.elapsed())),
+                ),
+                Err(e) => tl.event(&dd.name, "warning", &format!("xl destroy: {e}")),
             }
         }
         let list = ts.list()?;
@@ -581,6 +621,16 @@ fn detach(ts: &dyn Toolstack, tl: &Timeline, f: &Frontend) {
     }
 }
 
+/// True for the changes `run` looks at the domains for: a domain released (died, shut down,
+/// destroyed), or a PCI backend's state (libxl taking a dead driver domain's functions away
+/// waits for an answer, see [`pciback`]).
+fn wakes(change: &str) -> bool {
+    change == "@releaseDomain"
+        || change
+            .strip_prefix("/local/domain/0/backend/pci/")
+            .is_some_and(|rest| rest.ends_with("/0/state"))
+}
+
 /// `xddctl run`: `up`, then supervise until `xddctl down` sets the stop flag.
 pub fn run(app: &Appliance, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), String> {
     up(app, ts, tl)?;
@@ -602,9 +652,9 @@ pub fn run(app: &Appliance, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), Str
         let mut released = false;
         match rx.recv_timeout(wait) {
             Ok(c) => {
-                released |= c == "@releaseDomain";
+                released |= wakes(&c);
                 while let Ok(c) = rx.try_recv() {
-                    released |= c == "@releaseDomain";
+                    released |= wakes(&c);
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -730,6 +780,7 @@ mod tests {
             s.xs.insert(format!("{base}/mac"), mac.into());
         }
         let mut sup = Supervisor::new(&a, &fake, &tl);
+        sup.grace = Duration::from_millis(100);
         sup.check().unwrap();
         let before = fake.calls().len();
         fake.kill("netdd");
@@ -771,6 +822,7 @@ mod tests {
             );
         }
         let mut sup = Supervisor::new(&a, &fake, &tl);
+        sup.grace = Duration::from_millis(100);
         sup.check().unwrap();
         let before = fake.calls().len();
         fake.kill("usbdd");
@@ -816,6 +868,7 @@ mod tests {
             s.xs.insert(format!("{base}/state"), "4".into());
         }
         let mut sup = Supervisor::new(a, fake, tl);
+        sup.grace = Duration::from_millis(100);
         sup.check().unwrap();
         (sup, ids)
     }
@@ -971,6 +1024,7 @@ mod tests {
         let tl = Timeline::new(Box::new(std::io::sink()), None);
         up(&a, &fake, &tl).unwrap();
         let mut sup = Supervisor::new(&a, &fake, &tl);
+        sup.grace = Duration::from_millis(100);
         sup.check().unwrap();
         let before = fake.calls().len();
         fake.kill("hello");
@@ -994,12 +1048,102 @@ mod tests {
         let tl = Timeline::new(Box::new(std::io::sink()), None);
         up(&a, &fake, &tl).unwrap();
         let mut sup = Supervisor::new(&a, &fake, &tl);
+        sup.grace = Duration::from_millis(100);
         sup.check().unwrap();
         let before = fake.calls().len();
         fake.state().crashed.insert("hello".into());
         sup.check().unwrap();
         assert_eq!(fake.calls()[before..], ["destroy hello", "create hello"]);
         assert!(tl.lines().join("\n").contains("is crashed"));
+    }
+
+    #[test]
+    fn run_looks_again_when_a_domain_is_released_or_a_pci_backend_moves() {
+        assert!(wakes("@releaseDomain"));
+        assert!(wakes("/local/domain/0/backend/pci/7/0/state"));
+        assert!(!wakes("/local/domain/0/backend/pci/7/0/state-0"));
+        assert!(!wakes("/local/domain/0/backend/vif/7/0/state"));
+        assert!(!wakes("/local/domain/7/device/pci/0/state"));
+    }
+
+    #[test]
+    fn a_pci_owner_that_crashed_before_supervision_began_is_recovered() {
+        let mut a = app_from(&owning_a_nic(APPLIANCE), "nic-early");
+        resolve(&mut a, &bus()).unwrap();
+        let fake = Fake::new();
+        let tl = Timeline::new(Box::new(std::io::sink()), None);
+        up(&a, &fake, &tl).unwrap();
+        fake.connect_pcifront("hello");
+        let id = fake.domid("hello");
+        // It crashed before the first look, and xl's monitor is taking its function away.
+        fake.state().crashed.insert("hello".into());
+        fake.state().libxl_waits_for_pciback = true;
+        let be = crate::pciback::backend_path(id);
+        fake.state().xs.insert(format!("{be}/state-0"), "5".into());
+        fake.state().xs.insert(format!("{be}/state"), "7".into());
+        fake.state().removing_pci.insert(id);
+        let before = fake.calls().len();
+        let mut sup = Supervisor::new(&a, &fake, &tl);
+        sup.grace = Duration::from_millis(100);
+        sup.check().unwrap();
+        let calls = fake.calls()[before..].to_vec();
+        assert!(!calls.iter().any(|c| c.contains("not ready")), "{calls:?}");
+        assert_eq!(
+            calls.last().map(String::as_str),
+            Some("create hello"),
+            "{calls:?}"
+        );
+        assert_ne!(fake.domid("hello"), id);
+        // xl's monitor destroyed it: no second libxl taking the function away at once.
+        assert!(!calls.iter().any(|c| c == "destroy hello"), "{calls:?}");
+        let lines = tl.lines().join("\n");
+        assert!(lines.contains("pci-removed 0000:00:10.0"), "{lines}");
+        assert!(lines.contains("destroyed   by xl's monitor"), "{lines}");
+        assert!(
+            lines.contains("is crashed (died before supervision began)"),
+            "{lines}"
+        );
+    }
+
+    #[test]
+    fn a_crashed_pci_owner_is_destroyed_without_libxl_waiting_for_its_pcifront() {
+        let mut a = app_from(&owning_a_nic(APPLIANCE), "nic-crashed");
+        resolve(&mut a, &bus()).unwrap();
+        let fake = Fake::new();
+        let tl = Timeline::new(Box::new(std::io::sink()), None);
+        up(&a, &fake, &tl).unwrap();
+        fake.connect_pcifront("hello");
+        let old = fake.domid("hello");
+        let mut sup = Supervisor::new(&a, &fake, &tl);
+        sup.grace = Duration::from_millis(100);
+        sup.check().unwrap();
+        fake.state().libxl_waits_for_pciback = true;
+        let before = fake.calls().len();
+        fake.state().crashed.insert("hello".into());
+        let t = Instant::now();
+        sup.check().unwrap();
+        let calls = fake.calls()[before..].to_vec();
+        assert_eq!(
+            calls,
+            [
+                "destroy hello".to_string(),
+                format!("xs-write /local/domain/{old}/device/pci/0/state=7"),
+                format!("xs-write /local/domain/{old}/device/pci/0/state=4"),
+                "pci-assignable 0000:00:10.0".to_string(),
+                "create hello".to_string(),
+            ]
+        );
+        assert!(
+            t.elapsed() < crate::fake::LIBXL_PCI_WAIT,
+            "{:?}",
+            t.elapsed()
+        );
+        let lines = tl.lines().join("\n");
+        assert!(
+            lines.contains("hello        pci-removed 0000:00:10.0: answered pciback for the dead domain's pcifront"),
+            "{lines}"
+        );
+        assert_ne!(fake.domid("hello"), old);
     }
 
     #[test]
@@ -1014,6 +1158,7 @@ mod tests {
             ids["netdd"].to_string(),
         );
         let mut sup = Supervisor::new(&a, &fake, &tl);
+        sup.grace = Duration::from_millis(100);
         sup.check().unwrap();
         let before = fake.calls().len();
         // xl's on_reboot="restart": same name, new domid, ready by itself.
@@ -1041,6 +1186,7 @@ mod tests {
         let tl = Timeline::new(Box::new(std::io::sink()), None);
         up(&a, &fake, &tl).unwrap();
         let mut sup = Supervisor::new(&a, &fake, &tl);
+        sup.grace = Duration::from_millis(100);
         sup.check().unwrap();
         std::fs::write(a.stop_flag(), "").unwrap();
         fake.kill("netdd");
@@ -1058,6 +1204,7 @@ mod tests {
         let tl = Timeline::new(Box::new(std::io::sink()), None);
         up(&a, &fake, &tl).unwrap();
         let mut sup = Supervisor::new(&a, &fake, &tl);
+        sup.grace = Duration::from_millis(100);
         sup.check().unwrap();
         for _ in 0..MAX_RESTARTS + 2 {
             fake.kill("hello");

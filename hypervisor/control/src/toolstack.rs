@@ -165,6 +165,8 @@ pub trait Toolstack: Sync {
     fn read(&self, path: &str) -> Option<String>;
     /// Lists a xenstore directory (empty when missing).
     fn directory(&self, path: &str) -> Vec<String>;
+    /// Writes one xenstore node (an existing node keeps its permissions).
+    fn write(&self, path: &str, value: &str) -> Result<(), String>;
     /// Removes a xenstore node and its children.
     fn remove(&self, path: &str) -> Result<(), String>;
     /// Writes xenstore nodes (with their permissions) in one transaction.

@@ -341,7 +341,7 @@ pub fn up(app: &Appliance, ts: &dyn Toolstack, tl: &Timeline) -> Result<(), Stri
                 d.domid,
                 d.state.label()
             );
-            ts.destroy(&d.name)?;
+            crate::pciback::while_stopping(ts, tl, &d.name, d.domid, || ts.destroy(&d.name))?;
             tl.event(&d.name, "destroyed", &what);
         }
     }
@@ -561,18 +561,19 @@ fn rollback(
     tl: &Timeline,
     plan: &[Vec<usize>],
 ) -> Vec<String> {
-    let running: BTreeSet<String> = ts
+    let running: BTreeMap<String, u32> = ts
         .list()
-        .map(|l| l.into_iter().map(|d| d.name).collect())
+        .map(|l| l.into_iter().map(|d| (d.name, d.domid)).collect())
         .unwrap_or_default();
     let mut destroyed = Vec::new();
     for wave in plan {
         for &i in wave {
             let name = &app.domains[i].name;
-            if !running.contains(name) {
+            let Some(&domid) = running.get(name) else {
                 continue;
-            }
-            match ts.destroy(name) {
+            };
+            // A driver domain that died before it was ready may hold PCI functions.
+            match crate::pciback::while_stopping(ts, tl, name, domid, || ts.destroy(name)) {
                 Ok(()) => {
                     tl.event(name, "destroyed", "rollback");
                     destroyed.push(name.clone());

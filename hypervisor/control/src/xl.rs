@@ -192,6 +192,10 @@ impl Toolstack for Xl {
         self.xs(|x| x.directory(path)).unwrap_or_default()
     }
 
+    fn write(&self, path: &str, value: &str) -> Result<(), String> {
+        self.xs(|x| x.write(path, value))
+    }
+
     fn remove(&self, path: &str) -> Result<(), String> {
         self.xs(|x| x.rm(path))
     }

@@ -7,15 +7,19 @@
 //! with `hello.selftest=0`). With `hello.panic=1` on its command line it panics right after
 //! signalling readiness, so `xl` reports it crashed. With `hello.pci=1` it checks the PCI
 //! layer on a passed-through virtio-net (an ARP exchange with the gateway of QEMU's user
-//! network) and publishes the outcome under `data/pci/`.
+//! network), publishes the outcome under `data/pci/` and keeps answering pciback while the
+//! toolstack takes the functions away (`xl destroy`).
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
+use alloc::rc::Rc;
 use minios::executor::{Executor, ShutdownWatch};
+use minios::pci::PciFrontTask;
 use minios::platform::Clock;
 use minios::xenstore::Store;
+use minios_rt::pci::PciBus;
 use minios_rt::Runtime;
 
 minios_rt::entry!(main);
@@ -55,13 +59,22 @@ fn main(rt: Runtime) {
         }
     }
 
-    if rt.flag("hello.pci") {
-        pci_check(&rt, &mut xs);
-    }
+    let bus = if rt.flag("hello.pci") {
+        pci_check(&rt, &mut xs)
+    } else {
+        None
+    };
 
     let mut executor = Executor::new(rt, xs);
     if let Err(e) = executor.spawn(ShutdownWatch::new()) {
         panic!("watching control/shutdown: {e}");
+    }
+    // Answers the toolstack when it takes the functions away (`xl destroy` of this running
+    // domain), so libxl does not wait 10 s for pciback.
+    if let Some(bus) = bus {
+        if let Err(e) = executor.spawn(PciFrontTask::new(bus)) {
+            panic!("watching the PCI backend: {e}");
+        }
     }
     if let Err(e) = executor.signal_ready() {
         panic!("writing data/ready: {e}");
@@ -76,16 +89,18 @@ fn main(rt: Runtime) {
 }
 
 /// Runs the runtime's PCI check and publishes `data/pci/{result,functions,mac,irq,arp}`
-/// (`result` is `ok` or the error).
+/// (`result` is `ok` or the error); returns the pcifront connection when there is one.
 fn pci_check(
     rt: &Runtime,
     xs: &mut minios::xenstore::Xenstore<minios_rt::xenstore::RingTransport>,
-) {
+) -> Option<Rc<PciBus>> {
     let outcome =
         minios_rt::selftest_pci::run(rt, xs, [10, 0, 2, 15], [10, 0, 2, 2], 5_000_000_000);
     let mut keys: alloc::vec::Vec<(&str, alloc::string::String)> = alloc::vec::Vec::new();
+    let mut bus = None;
     match outcome {
         Ok(r) => {
+            bus = Some(r.bus);
             log::info!(
                 "pci: functions {:?}, nic mac {} ({} interrupts), {} interrupts while waiting; {}",
                 r.functions,
@@ -111,4 +126,5 @@ fn pci_check(
             log::warn!("cannot publish data/pci/{k}: {e}");
         }
     }
+    bus
 }

@@ -19,8 +19,10 @@ use crate::xenstore::RingTransport;
 use crate::Runtime;
 
 /// What the check found.
-#[derive(Debug)]
 pub struct PciReport {
+    /// The pcifront connection, for a [`minios::pci::PciFrontTask`] that answers the
+    /// toolstack when it takes the functions away (`xl destroy`, `xl pci-detach`).
+    pub bus: Rc<crate::pci::PciBus>,
     /// `host-address=vendor:device` of every function.
     pub functions: Vec<String>,
     /// The NIC's MAC.
@@ -124,7 +126,9 @@ pub fn run(
     }
     let us = (rt.now_ns() - start) / 1000;
     let m = from.unwrap_or_default();
+    drop(net);
     Ok(PciReport {
+        bus,
         functions,
         mac: mac_str(mac),
         irq_mode,

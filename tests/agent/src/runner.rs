@@ -345,11 +345,22 @@ impl<'a> Runner<'a> {
             }
             Action::Shutdown(name) => {
                 let t = timeout.unwrap_or(WAIT_TIMEOUT);
+                let domid = sh(&format!("xl domid {name}"), t)
+                    .ok()
+                    .and_then(|o| o.trim().parse::<u32>().ok());
                 sh(&format!("xl shutdown {name}"), t)?;
+                // As xddctl does: once a domain that owns PCI devices has shut down, xl's
+                // monitor takes them away and libxl waits 10 s per function for the dead
+                // pcifront; answer pciback for it (one `pci-removed` line each).
+                let xl = domid.and_then(|_| xdd_control::xl::Xl::new().ok());
+                let tl = xdd_control::timeline::Timeline::stdout();
                 let deadline = Instant::now() + t;
                 while Instant::now() < deadline {
                     if sh(&format!("xl domid {name}"), t).is_err() {
                         return Ok(());
+                    }
+                    if let (Some(xl), Some(id)) = (&xl, domid) {
+                        xdd_control::pciback::look(xl, &tl, &name, id);
                     }
                     std::thread::sleep(Duration::from_millis(200));
                 }
