@@ -14,7 +14,10 @@
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::vec::Vec;
+
+use minios::blockdev::DmaSeg;
 
 use minios::platform::{
     local_room, Access, CopyDst, CopyOp, CopySrc, DomId, ForeignRef, GrantError, GrantRef, Grants,
@@ -36,10 +39,12 @@ impl AlignedPage {
     }
 }
 
-/// Persistently mapped grants of one queue, by reference. Dropping it unmaps them all.
+/// Persistently mapped grants of one queue, by reference. Dropping it unmaps them all, except
+/// those a device request still holds ([`GuestPort`]'s direct pieces): each of those is
+/// unmapped when the last request holding it lets go.
 #[derive(Debug)]
 pub struct GrantCache<M> {
-    maps: BTreeMap<GrantRef, M>,
+    maps: BTreeMap<GrantRef, Rc<M>>,
     limit: usize,
     /// Map attempts that failed (the data then went by grant copy).
     pub map_failures: u64,
@@ -67,7 +72,12 @@ impl<M: SharedMem> GrantCache<M> {
 
     /// The mapping of `gref`, if cached.
     pub fn get(&self, gref: GrantRef) -> Option<&M> {
-        self.maps.get(&gref)
+        self.maps.get(&gref).map(|m| &**m)
+    }
+
+    /// The mapping of `gref`, if cached, shared (it stays mapped while the clone lives).
+    pub fn shared(&self, gref: GrantRef) -> Option<Rc<M>> {
+        self.maps.get(&gref).cloned()
     }
 
     /// Maps, in one batch, those of `grefs` not cached yet, while the cache has room. Grants
@@ -98,7 +108,7 @@ impl<M: SharedMem> GrantCache<M> {
         for (gref, result) in missing.into_iter().zip(mapped) {
             match result {
                 Ok(m) => {
-                    self.maps.insert(gref, m);
+                    self.maps.insert(gref, Rc::new(m));
                 }
                 Err(_) => self.map_failures += 1,
             }
@@ -228,6 +238,37 @@ impl<P: Grants> DataPort for GuestPort<'_, P> {
             }
         }
         self.run_copies(&mut ops, &grefs)
+    }
+
+    fn direct(&mut self, pos: usize, len: usize, block: usize) -> Option<Vec<DmaSeg>> {
+        let cache = self.cache?;
+        if block == 0 {
+            return None;
+        }
+        let mut cur = Cursor::new(self.segs, pos);
+        let mut out = Vec::new();
+        let mut left = len;
+        while left > 0 {
+            let (gref, off, avail) = cur.piece()?;
+            let n = avail.min(left);
+            // Segments are checked at parse (sectors within the page); here: whole device
+            // blocks only, and only grants this queue mapped writable.
+            if off % block != 0 || n % block != 0 || off + n > PAGE_SIZE {
+                return None;
+            }
+            let m = cache.shared(gref)?;
+            if !m.writable() {
+                return None;
+            }
+            out.push(DmaSeg {
+                mem: m,
+                offset: off,
+                len: n,
+            });
+            cur.advance(n);
+            left -= n;
+        }
+        Some(out)
     }
 
     fn scatter(&mut self, pos: usize, bufs: &[&[u8]]) -> Result<(), StoreError> {

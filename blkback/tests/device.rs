@@ -11,8 +11,11 @@ use blkback::backend::{Catalog, Options, VolumeSource};
 use blkback::config::DeviceKind;
 use blkback::store::device::{DeviceStore, DeviceTask, HandleLimits, Shared, HANDLE_PARTS};
 use common::*;
+use std::collections::BTreeMap;
+
 use minios::blockdev::{
-    BlockDevice, BlockError, BlockInfo, BlockOp, BlockStatus, DiscardLimits, OnComplete, SECTOR,
+    BlockDevice, BlockError, BlockInfo, BlockOp, BlockStatus, DiscardLimits, DmaSeg, OnComplete,
+    SECTOR,
 };
 use minios::host::{settle, DeviceSpec, World};
 use minios::platform::{Access, GrantedPage, Grants, SharedMem};
@@ -42,11 +45,15 @@ struct Ctl {
     /// (reported by `next_deadline`; at or after it, `complete` answers it `Timeout`), and
     /// the clock it reads.
     timeout_at: Option<(u64, World)>,
+    /// The device takes reads and writes straight from the caller's memory (`DmaSeg`s).
+    direct: bool,
 }
 
 struct FakeDevice {
     ctl: Rc<RefCell<Ctl>>,
     info: BlockInfo,
+    /// Direct requests' memory, by id, until they complete (the device's "DMA" target).
+    segs: BTreeMap<u64, Vec<DmaSeg>>,
 }
 
 impl BlockDevice for FakeDevice {
@@ -89,6 +96,25 @@ impl BlockDevice for FakeDevice {
         c.max_in_flight = c.max_in_flight.max(c.queued.len());
         Ok(())
     }
+    fn direct_ok(&self, op: &BlockOp, segs: &[DmaSeg]) -> bool {
+        let total: usize = segs.iter().map(|s| s.len).sum();
+        self.ctl.borrow().direct
+            && matches!(op, BlockOp::Read { .. } | BlockOp::Write { .. })
+            && total == op.data_len()
+            && segs.iter().all(|s| s.offset + s.len <= s.mem.size())
+    }
+    fn submit_direct(&mut self, id: u64, op: BlockOp, segs: &[DmaSeg]) -> Result<(), BlockError> {
+        assert!(self.direct_ok(&op, segs), "{op:?} {segs:?} not accepted");
+        if !self.has_room(&[op]) {
+            return Err(BlockError::Full);
+        }
+        self.segs.insert(id, segs.to_vec());
+        let mut c = self.ctl.borrow_mut();
+        c.log.push(format!("submit direct {op:?}"));
+        c.queued.push((id, op, Vec::new()));
+        c.max_in_flight = c.max_in_flight.max(c.queued.len());
+        Ok(())
+    }
     fn kick(&mut self) -> Result<(), BlockError> {
         Ok(())
     }
@@ -113,6 +139,7 @@ impl BlockDevice for FakeDevice {
             let queued = std::mem::take(&mut c.queued);
             for (id, op, _) in &queued {
                 c.log.push(format!("timeout {op:?}"));
+                self.segs.remove(id);
                 each(*id, BlockStatus::Timeout, &[]);
             }
             return Ok(queued.len());
@@ -134,25 +161,45 @@ impl BlockDevice for FakeDevice {
             c.log.push(format!("complete {op:?}"));
             let at = (sector * SECTOR) as usize;
             let end = at + (sectors * SECTOR) as usize;
+            let direct = self.segs.remove(&id);
             if bad {
                 each(id, BlockStatus::IoError, &[]);
                 continue;
             }
-            match op {
-                BlockOp::Read { .. } => {
+            match (op, direct) {
+                // The device transfers to or from the caller's memory itself.
+                (BlockOp::Read { .. }, Some(segs)) => {
+                    let mut at = at;
+                    for s in &segs {
+                        s.mem.write(s.offset, &c.data[at..at + s.len]).unwrap();
+                        at += s.len;
+                    }
+                    each(id, BlockStatus::Ok, &[]);
+                }
+                (BlockOp::Write { .. }, Some(segs)) => {
+                    let mut at = at;
+                    for s in &segs {
+                        let mut buf = vec![0u8; s.len];
+                        s.mem.read(s.offset, &mut buf).unwrap();
+                        c.data[at..at + s.len].copy_from_slice(&buf);
+                        at += s.len;
+                    }
+                    each(id, BlockStatus::Ok, &[]);
+                }
+                (BlockOp::Read { .. }, None) => {
                     let out = c.data[at..end].to_vec();
                     let (x, y) = out.split_at(out.len().min(4096));
                     each(id, BlockStatus::Ok, &[x, y]);
                 }
-                BlockOp::Write { .. } => {
+                (BlockOp::Write { .. }, None) => {
                     c.data[at..end].copy_from_slice(&data);
                     each(id, BlockStatus::Ok, &[]);
                 }
-                BlockOp::Discard { .. } => {
+                (BlockOp::Discard { .. }, _) => {
                     c.data[at..end].fill(0);
                     each(id, BlockStatus::Ok, &[]);
                 }
-                BlockOp::Flush => {
+                (BlockOp::Flush, _) => {
                     c.flushes += 1;
                     each(id, BlockStatus::Ok, &[]);
                 }
@@ -192,13 +239,24 @@ fn setup(discard: bool) -> (Env, Rc<RefCell<Ctl>>, Shared) {
 
 /// [`setup`] with the backend's `options`.
 fn setup_with(discard: bool, options: Options) -> (Env, Rc<RefCell<Ctl>>, Shared) {
+    setup_device(device_info(discard), false, options)
+}
+
+/// [`setup_with`] on a device described by `info` that takes direct transfers if `direct`.
+fn setup_device(
+    info: BlockInfo,
+    direct: bool,
+    options: Options,
+) -> (Env, Rc<RefCell<Ctl>>, Shared) {
     let ctl = Rc::new(RefCell::new(Ctl {
         data: vec![0; 64 * MIB as usize],
+        direct,
         ..Ctl::default()
     }));
     let store = DeviceStore::new(Box::new(FakeDevice {
         ctl: ctl.clone(),
-        info: device_info(discard),
+        info,
+        segs: BTreeMap::new(),
     }));
     let mut catalog = Catalog::new();
     for (name, off, size, sector, ro) in [
@@ -569,6 +627,7 @@ fn the_driver_domain_boots_with_a_device_and_flushes_it_at_the_stop() {
             Ok(Box::new(FakeDevice {
                 ctl: dev_ctl,
                 info: device_info(true),
+                segs: BTreeMap::new(),
             }) as Box<dyn BlockDevice>)
         }),
     )
@@ -616,6 +675,7 @@ fn device_configurations_that_cannot_work_are_refused() {
                 Ok(Box::new(FakeDevice {
                     ctl: Rc::new(RefCell::new(Ctl::default())),
                     info: device_info(false),
+                    segs: BTreeMap::new(),
                 }) as Box<dyn BlockDevice>)
             }),
         )
@@ -650,6 +710,7 @@ fn nvme_volumes_ask_main_for_an_nvme_controller() {
                     ..Ctl::default()
                 })),
                 info: device_info(true),
+                segs: BTreeMap::new(),
             }) as Box<dyn BlockDevice>)
         }),
     )
@@ -705,4 +766,133 @@ fn a_request_larger_than_the_room_left_is_submitted_as_room_frees_up() {
     assert!(ctl.borrow().data[256 * 512..256 * 512 + 40960] == big[..]);
     assert_eq!(store.borrow().in_flight(), 0);
     assert_eq!(fa.read(&mut env, 256, 40960).data, big);
+}
+
+fn persistent() -> FrontOpts {
+    FrontOpts {
+        persistent: true,
+        ..FrontOpts::default()
+    }
+}
+
+fn count(ctl: &Rc<RefCell<Ctl>>, prefix: &str) -> usize {
+    ctl.borrow()
+        .log
+        .iter()
+        .filter(|l| l.starts_with(prefix))
+        .count()
+}
+
+#[test]
+fn reads_and_writes_move_straight_between_the_device_and_persistently_mapped_pages() {
+    let (mut env, ctl, store) = setup_device(device_info(false), true, Options::default());
+    let mut fa = Front::attach(&mut env, 5, 51712, "a", persistent());
+    // 40 KiB: three device requests (16 KiB limit), each over the guest's own pages.
+    let data = pattern(40960, 21);
+    assert_eq!(fa.write(&mut env, 64, &data), BLKIF_RSP_OKAY);
+    assert!(ctl.borrow().data[64 * 512..64 * 512 + 40960] == data[..]);
+    assert_eq!(count(&ctl, "submit direct Write"), 3);
+    // The read's pages are zeroed by the guest first: what it finds, the device put there
+    // (a direct read hands the store no data to copy).
+    assert_eq!(fa.read(&mut env, 64, 40960).data, data);
+    assert_eq!(count(&ctl, "submit direct Read"), 3);
+    assert_eq!(count(&ctl, "submit Read"), 0);
+    assert_eq!(count(&ctl, "submit Write"), 0);
+    let st = store.borrow().stats;
+    assert_eq!((st.direct, st.direct_bytes, st.copied), (6, 2 * 40960, 0));
+    // Grants that are not kept mapped (no persistent grants) go through the driver's
+    // buffers, with the same result.
+    let mut fb = Front::attach(&mut env, 6, 51712, "b", FrontOpts::default());
+    let data = pattern(8192, 22);
+    assert_eq!(fb.write(&mut env, 16, &data), BLKIF_RSP_OKAY);
+    assert_eq!(fb.read(&mut env, 16, 8192).data, data);
+    assert_eq!(store.borrow().stats.copied, 2);
+    assert_eq!(store.borrow().stats.direct, 6);
+}
+
+#[test]
+fn pieces_that_are_not_whole_device_blocks_are_copied_not_transferred_directly() {
+    let mut info = device_info(false);
+    info.block_size = 4096;
+    let (mut env, ctl, store) = setup_device(info, true, Options::default());
+    // Slice a has 512-byte sectors over the 4096-byte blocks: a 4 KiB request at a block
+    // boundary made of two half pages fits the device, but its pieces are not blocks.
+    let mut fa = Front::attach(&mut env, 5, 51712, "a", persistent());
+    let data = pattern(4096, 23);
+    let mut req = BlkifRequest {
+        operation: BLKIF_OP_WRITE,
+        nr_segments: 2,
+        id: 4242,
+        sector_number: 8,
+        ..Default::default()
+    };
+    let mut pages = Vec::new();
+    for (i, (first, last)) in [(0u8, 3u8), (4, 7)].into_iter().enumerate() {
+        let g = fa.dom.grant_page(DD, Access::ReadWrite).unwrap();
+        g.write(usize::from(first) * 512, &data[i * 2048..(i + 1) * 2048])
+            .unwrap();
+        req.seg[i] = BlkifRequestSegment {
+            gref: g.gref(),
+            first_sect: first,
+            last_sect: last,
+        };
+        pages.push(g);
+    }
+    fa.submit(0, &slot_of(&req));
+    env.settle();
+    let rsp = fa.responses(0);
+    assert_eq!((rsp[0].id, rsp[0].status), (4242, BLKIF_RSP_OKAY));
+    assert!(ctl.borrow().data[4096..8192] == data[..]);
+    assert_eq!(count(&ctl, "submit direct"), 0, "{:?}", ctl.borrow().log);
+    assert_eq!(store.borrow().stats.copied, 1);
+    // Whole pages of the same guest go direct.
+    assert_eq!(fa.read(&mut env, 8, 4096).data, data);
+    assert_eq!(count(&ctl, "submit direct Read"), 1);
+}
+
+#[test]
+fn a_direct_request_keeps_the_guest_pages_mapped_until_the_device_answered() {
+    let (mut env, ctl, store) = setup_device(device_info(false), true, Options::default());
+    let mut fa = Front::attach(&mut env, 5, 51712, "a", persistent());
+    ctl.borrow_mut().hold = true;
+    let data = pattern(8192, 24);
+    start_write(&mut fa, 64, &data);
+    env.settle();
+    assert_eq!(count(&ctl, "submit direct Write"), 1);
+    // The guest goes away while the device still reads its pages: the queue and its grant
+    // cache are gone, but the two data pages stay mapped for the device.
+    fa.state("5");
+    env.settle();
+    fa.state("6");
+    env.settle();
+    assert_eq!(env.world.live_mappings(DD), 2, "only the request's pages");
+    ctl.borrow_mut().hold = false;
+    env.settle();
+    assert_eq!(store.borrow().in_flight(), 0);
+    assert!(ctl.borrow().data[64 * 512..64 * 512 + 8192] == data[..]);
+    assert_eq!(env.world.live_mappings(DD), 0, "unmapped once answered");
+}
+
+#[test]
+fn a_direct_request_that_timed_out_keeps_its_pages_mapped_for_good() {
+    let (mut env, ctl, store) = setup_device(device_info(false), true, Options::default());
+    let mut fa = Front::attach(&mut env, 5, 51712, "a", persistent());
+    let at = env.world.now_ns() + 30_000_000_000;
+    {
+        let mut c = ctl.borrow_mut();
+        c.hold = true;
+        c.timeout_at = Some((at, env.world.clone()));
+    }
+    let id = start_write(&mut fa, 64, &pattern(4096, 25));
+    env.settle();
+    env.advance(30_000_000_000);
+    let rsp = fa.responses(0);
+    assert_eq!((rsp[0].id, rsp[0].status), (id, BLKIF_RSP_ERROR));
+    fa.state("5");
+    env.settle();
+    fa.state("6");
+    env.settle();
+    // The device may still read the page of the request it never answered.
+    assert_eq!(env.world.live_mappings(DD), 1);
+    assert_eq!(store.borrow().stats.errors, 1);
 }

@@ -22,6 +22,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use minios::blockdev::DmaSeg;
+
 /// Discard support of a volume.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DiscardInfo {
@@ -125,6 +127,15 @@ pub trait DataPort {
     /// Delivers `bufs`, in order, as the request's data starting at byte `pos` (the read
     /// path: store to guest).
     fn scatter(&mut self, pos: usize, bufs: &[&[u8]]) -> Result<(), StoreError>;
+
+    /// The request's data bytes `pos..pos + len` as memory a device may transfer to and
+    /// from directly (mapped grants, kept mapped while the pieces are held), if all of it
+    /// is mapped writable and every piece's offset and length are multiples of `block`;
+    /// `None` otherwise (the store then moves the data with [`gather`](Self::gather) and
+    /// [`scatter`](Self::scatter)). Default: never.
+    fn direct(&mut self, _pos: usize, _len: usize, _block: usize) -> Option<Vec<DmaSeg>> {
+        None
+    }
 }
 
 /// The outcome of [`Volume::start`].

@@ -7,12 +7,20 @@
 //! order, identified by the id the caller gave; many may be in flight at once, and the
 //! device signals completions by interrupt ([`BlockDevice::take_interrupt`]).
 //!
+//! A driver may also move a read's or write's data straight between the device and memory
+//! the caller hands it ([`DmaSeg`]: a guest's granted page mapped for the request), without
+//! its own buffers: [`BlockDevice::direct_ok`] says whether it can for a given request,
+//! [`BlockDevice::submit_direct`] queues it. Drivers that cannot keep the defaults (never).
+//!
 //! Everything a device writes back is untrusted: a driver bounds what it reads and reports
 //! a device that breaks its protocol as [`BlockError::Device`], after which the owner stops
 //! using it and fails what was in flight.
 
+use alloc::rc::Rc;
 use alloc::string::String;
 use core::fmt;
+
+use crate::platform::SharedMem;
 
 /// Bytes per sector in [`BlockOp`] positions (whatever the device's logical block size).
 pub const SECTOR: u64 = 512;
@@ -133,6 +141,30 @@ impl fmt::Display for BlockError {
     }
 }
 
+/// One piece of a request's data in memory the caller owns (a mapped grant): `len` bytes at
+/// `offset` of `mem`, within one page. A driver transfers to or from it at
+/// `mem.dma_addr() + offset`; the caller keeps `mem` (and so the mapping) alive until the
+/// request has completed.
+#[derive(Clone)]
+pub struct DmaSeg {
+    /// The memory (its [`SharedMem::dma_addr`] is where the device finds it).
+    pub mem: Rc<dyn SharedMem>,
+    /// Byte offset in `mem`.
+    pub offset: usize,
+    /// Bytes.
+    pub len: usize,
+}
+
+impl fmt::Debug for DmaSeg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DmaSeg")
+            .field("dma_addr", &self.mem.dma_addr())
+            .field("offset", &self.offset)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
 /// Receives one finished request: its id, the device's answer and, for a successful read,
 /// its data in order (valid only during the call).
 pub type OnComplete<'a> = dyn FnMut(u64, BlockStatus, &[&[u8]]) + 'a;
@@ -157,6 +189,32 @@ pub trait BlockDevice {
         op: BlockOp,
         fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), BlockError>;
+
+    /// Whether `op` (a read or write) can move its data straight between the device and
+    /// `segs` (in order, `op.data_len()` bytes in all) instead of the driver's buffers.
+    /// Default: never.
+    fn direct_ok(&self, _op: &BlockOp, _segs: &[DmaSeg]) -> bool {
+        false
+    }
+
+    /// Whether every one of `ops`, each submitted with
+    /// [`submit_direct`](Self::submit_direct), would be queued now.
+    fn has_room_direct(&self, ops: &[BlockOp]) -> bool {
+        self.has_room(ops)
+    }
+
+    /// Queues `op` (accepted by [`direct_ok`](Self::direct_ok)) under `id` with its data in
+    /// `segs`: the device reads a write's data from them, or writes a read's data into them,
+    /// until the request completes (the caller keeps them alive until then, and past a
+    /// timeout). A direct read completes with no data handed out (it is in `segs`).
+    fn submit_direct(
+        &mut self,
+        _id: u64,
+        _op: BlockOp,
+        _segs: &[DmaSeg],
+    ) -> Result<(), BlockError> {
+        Err(BlockError::Refused(String::from("no direct transfers")))
+    }
 
     /// Tells the device about the requests queued since the last call.
     fn kick(&mut self) -> Result<(), BlockError>;

@@ -105,6 +105,13 @@ pub trait SharedMem {
     /// Atomically stores `value` at `offset` (4-aligned) with release ordering.
     fn store_u32(&self, offset: usize, value: u32) -> Result<(), MemError>;
 
+    /// The address at which a device this domain owns may transfer to and from the region
+    /// (on PV with an IOMMU: the machine address of a mapped grant, which Xen maps 1:1 in
+    /// the domain's IOMMU context while the grant is mapped), if it has one. Default: none.
+    fn dma_addr(&self) -> Option<u64> {
+        None
+    }
+
     /// Fills `len` bytes at `offset` with `byte`.
     fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<(), MemError> {
         check_range(offset, len, self.size())?;
@@ -137,6 +144,9 @@ impl<M: SharedMem + ?Sized> SharedMem for &M {
     }
     fn store_u32(&self, offset: usize, value: u32) -> Result<(), MemError> {
         (**self).store_u32(offset, value)
+    }
+    fn dma_addr(&self) -> Option<u64> {
+        (**self).dma_addr()
     }
 }
 
@@ -344,7 +354,7 @@ pub trait GrantedPage: SharedMem {
 /// Grant-table operations.
 pub trait Grants {
     /// A mapped foreign grant: [`PAGE_SIZE`] bytes of bounded access, unmapped on drop.
-    type Mapping: SharedMem;
+    type Mapping: SharedMem + 'static;
     /// One of our pages granted to a remote domain, access ended on drop.
     type Granted: GrantedPage;
 

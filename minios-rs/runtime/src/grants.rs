@@ -259,6 +259,10 @@ pub struct Mapping {
     page: PhysPage,
     slot: ForeignSlot,
     handle: GrantHandle,
+    /// The foreign frame's machine address (`dev_bus_addr` of the map operation; Xen
+    /// returns it for every successful map and, for a PV domain with passthrough devices,
+    /// maps it 1:1 in the domain's IOMMU context for as long as the grant is mapped).
+    bus: u64,
 }
 
 impl Mapping {
@@ -319,6 +323,7 @@ pub fn map_batch(
                 page,
                 slot,
                 handle: op.handle,
+                bus: op.dev_bus_addr,
             })
         })
         .collect()
@@ -366,6 +371,11 @@ impl SharedMem for Mapping {
     }
     fn store_u32(&self, offset: usize, value: u32) -> Result<(), MemError> {
         self.page.store_u32(offset, value)
+    }
+    fn dma_addr(&self) -> Option<u64> {
+        // Only meaningful where a device can reach it: a PV domain (machine addresses,
+        // grant maps mirrored in the IOMMU). A page-aligned, non-zero address or none.
+        (plat::is_pv() && self.bus != 0 && self.bus % PAGE_SIZE == 0).then_some(self.bus)
     }
 }
 

@@ -2,11 +2,17 @@
 //! controller): the device is a [`BlockDevice`] (the drivers live in `minios-rt`), and byte
 //! ranges of it are volumes. dom0 is not on the data path.
 //!
-//! Data is copied: a write is gathered from the guest's grants straight into the driver's
-//! DMA pages (no staging copy) and queued; a read lands in the DMA pages, is copied out when
-//! the device completes it, and delivered to the guest. A guest request larger than one
-//! device request ([`BlockInfo::max_transfer`]) is split ([`split`]); it completes when all
-//! parts have, failed if any part failed.
+//! Data moves without a copy where it can: when every piece of a device request lies in a
+//! grant the queue keeps mapped (persistent grants), in whole device blocks, and the driver
+//! can point the device at them ([`BlockDevice::direct_ok`]: NVMe PRPs), the device reads a
+//! write's data from, or writes a read's data into, the guest's pages itself
+//! ([`BlockDevice::submit_direct`]); the request holds those mappings until it completes
+//! (a request that timed out, or a failed device, keeps them mapped for good, since the
+//! device may still transfer). Otherwise data is copied: a write is gathered from the
+//! guest's grants straight into the driver's DMA pages (no staging copy) and queued; a read
+//! lands in the DMA pages, is copied out when the device completes it, and delivered to
+//! the guest. A guest request larger than one device request ([`BlockInfo::max_transfer`])
+//! is split ([`split`]); it completes when all parts have, failed if any part failed.
 //!
 //! Durability: a write is acknowledged only when the device completed it; a guest flush
 //! becomes the device's flush (virtio `FLUSH`, NVMe Flush) and is acknowledged only after it
@@ -46,7 +52,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use minios::blockdev::{BlockDevice, BlockError, BlockInfo, BlockOp, BlockStatus, SECTOR};
+use minios::blockdev::{BlockDevice, BlockError, BlockInfo, BlockOp, BlockStatus, DmaSeg, SECTOR};
 
 use super::{Completion, DataPort, DiscardInfo, Io, Started, StoreError, VolumeInfo};
 
@@ -76,7 +82,7 @@ impl Default for HandleLimits {
 }
 
 /// A device request in flight.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Part {
     /// The guest I/O it belongs to.
     io: u64,
@@ -84,6 +90,8 @@ struct Part {
     pos: usize,
     /// Its data bytes.
     bytes: usize,
+    /// A direct request's guest memory, held (mapped) until the device answered.
+    hold: Vec<DmaSeg>,
 }
 
 /// The device requests of one guest I/O (positions in bytes of the I/O's data), or why it
@@ -188,6 +196,12 @@ pub struct DeviceStats {
     pub capped: u64,
     /// Most device requests in flight at once.
     pub max_in_flight: usize,
+    /// Reads and writes the device did straight from or into the guest's pages.
+    pub direct: u64,
+    /// Their data bytes.
+    pub direct_bytes: u64,
+    /// Reads and writes whose data went through the driver's buffers (copied).
+    pub copied: u64,
 }
 
 /// The owned device and its shared state.
@@ -206,6 +220,9 @@ pub struct DeviceStore {
     backlog: Option<u64>,
     next_handle: u32,
     failed: Option<String>,
+    /// Guest memory of direct requests the device never answered (timed out, or the device
+    /// failed): kept mapped for good, since the device may still transfer.
+    stuck: Vec<Vec<DmaSeg>>,
     /// I/Os finished since [`take_progress`](Self::take_progress) last looked.
     progress: bool,
     /// Counters.
@@ -231,6 +248,7 @@ impl DeviceStore {
             backlog: None,
             next_handle: 1,
             failed: None,
+            stuck: Vec::new(),
             progress: false,
             stats: DeviceStats::default(),
         }))
@@ -374,16 +392,21 @@ impl DeviceStore {
         {
             return self.capped(h);
         }
+        // Straight between the device and the guest's pages, if every part can and the
+        // device has room for them now; else through the driver's buffers.
+        let direct = self
+            .direct_parts(io, &ops, port)
+            .filter(|_| self.dev.has_room_direct(&list));
         // More than the device has room for now (or ever: a 1 MiB guest request may need
         // more descriptors than a queue has): it becomes the backlog, submitted part by part
         // (its data staged) as room frees up, ahead of everything else.
-        let whole = self.dev.has_room(&list);
+        let whole = direct.is_some() || self.dev.has_room(&list);
         if self.waiters.front() == Some(&h) {
             self.waiters.pop_front();
         }
         let data = match io {
             Io::Read { len, .. } | Io::Write { len, .. }
-                if !whole || matches!(io, Io::Read { .. }) =>
+                if direct.is_none() && (!whole || matches!(io, Io::Read { .. })) =>
             {
                 let mut buf = Vec::new();
                 let len = len as usize;
@@ -428,16 +451,22 @@ impl DeviceStore {
         let mut submitted = 0;
         let mut submitted_bytes = 0;
         let mut error = None;
+        let mut direct = direct.map(Vec::into_iter);
         for &(op, pos) in &ops {
             let id = self.next_id;
             self.next_id += 1;
             let mut gathered = Ok(());
-            let mut fill = |bufs: &mut [&mut [u8]]| {
-                gathered = port.gather(pos, bufs);
-                gathered.is_ok()
+            let (r, hold) = match direct.as_mut().and_then(Iterator::next) {
+                Some(segs) => (self.dev.submit_direct(id, op, &segs), segs),
+                None => {
+                    let mut fill = |bufs: &mut [&mut [u8]]| {
+                        gathered = port.gather(pos, bufs);
+                        gathered.is_ok()
+                    };
+                    (self.dev.submit(id, op, &mut fill), Vec::new())
+                }
             };
-            let r = self.dev.submit(id, op, &mut fill);
-            match self.submitted(id, io_id, op, pos, r, gathered) {
+            match self.submitted(id, io_id, (op, pos), r, gathered, hold) {
                 Ok(()) => {
                     submitted += 1;
                     submitted_bytes += op.data_len();
@@ -472,34 +501,63 @@ impl DeviceStore {
         Started::Pending
     }
 
+    /// The guest memory of each part of a read or write, if every part can go straight
+    /// between the device and the guest's pages (mapped grants in whole device blocks, in a
+    /// shape the device takes).
+    fn direct_parts(
+        &self,
+        io: Io,
+        ops: &[(BlockOp, usize)],
+        port: &mut dyn DataPort,
+    ) -> Option<Vec<Vec<DmaSeg>>> {
+        if !matches!(io, Io::Read { .. } | Io::Write { .. }) {
+            return None;
+        }
+        let block = self.info.block_size as usize;
+        let mut all = Vec::with_capacity(ops.len());
+        for (op, pos) in ops {
+            let segs = port.direct(*pos, op.data_len(), block)?;
+            if !self.dev.direct_ok(op, &segs) {
+                return None;
+            }
+            all.push(segs);
+        }
+        Some(all)
+    }
+
     /// Books a part `submit` answered for: recorded and counted, or the error for its I/O
-    /// (a broken device fails everything).
+    /// (a broken device fails everything). `hold`: a direct part's guest memory.
     fn submitted(
         &mut self,
         id: u64,
         io_id: u64,
-        op: BlockOp,
-        pos: usize,
+        (op, pos): (BlockOp, usize),
         r: Result<(), BlockError>,
         gathered: Result<(), StoreError>,
+        hold: Vec<DmaSeg>,
     ) -> Result<(), StoreError> {
         match r {
             Ok(()) => {
                 let bytes = op.data_len();
+                match op {
+                    BlockOp::Discard { .. } => self.stats.discards += 1,
+                    BlockOp::Flush => self.stats.flushes += 1,
+                    _ if hold.is_empty() => self.stats.copied += 1,
+                    _ => {
+                        self.stats.direct += 1;
+                        self.stats.direct_bytes += bytes as u64;
+                    }
+                }
                 self.parts.insert(
                     id,
                     Part {
                         io: io_id,
                         pos,
                         bytes,
+                        hold,
                     },
                 );
                 self.stats.requests += 1;
-                match op {
-                    BlockOp::Discard { .. } => self.stats.discards += 1,
-                    BlockOp::Flush => self.stats.flushes += 1,
-                    _ => {}
-                }
                 self.stats.max_in_flight = self.stats.max_in_flight.max(self.parts.len());
                 Ok(())
             }
@@ -562,7 +620,7 @@ impl DeviceStore {
                 true
             };
             let r = self.dev.submit(id, op, &mut fill);
-            let r = self.submitted(id, io_id, op, pos, r, Ok(()));
+            let r = self.submitted(id, io_id, (op, pos), r, Ok(()), Vec::new());
             let Some(io) = self.ios.get_mut(&io_id) else {
                 // fail_all finished it.
                 self.backlog = None;
@@ -625,11 +683,18 @@ impl DeviceStore {
         let mut finished = 0;
         for (id, status, _) in done {
             let Some(Part {
-                io: io_id, bytes, ..
+                io: io_id,
+                bytes,
+                hold,
+                ..
             }) = self.parts.remove(&id)
             else {
                 continue;
             };
+            if status == BlockStatus::Timeout && !hold.is_empty() {
+                // The device may still transfer to or from these pages: keep them mapped.
+                self.stuck.push(hold);
+            }
             let Some(io) = self.ios.get_mut(&io_id) else {
                 continue;
             };
@@ -689,7 +754,14 @@ impl DeviceStore {
             log::error!("{why}: failing all I/O to the device");
         }
         self.failed = Some(why.clone());
-        self.parts.clear();
+        // The device may still transfer to or from direct requests' pages: keep them mapped.
+        let parts = core::mem::take(&mut self.parts);
+        self.stuck.extend(
+            parts
+                .into_values()
+                .map(|p| p.hold)
+                .filter(|h| !h.is_empty()),
+        );
         for st in self.handles.values_mut() {
             st.parts = 0;
             st.bytes = 0;

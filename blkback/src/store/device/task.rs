@@ -78,14 +78,17 @@ impl DeviceStore {
         }
         let st = store.borrow().stats;
         log::info!(
-            "device: {} requests ({} flushes, {} discards), {} failed, at most {} in flight, {} times out of room, {} times a guest held its share",
+            "device: {} requests ({} flushes, {} discards), {} failed, at most {} in flight, {} times out of room, {} times a guest held its share; {} reads/writes direct to/from guest pages ({} KiB), {} copied",
             st.requests,
             st.flushes,
             st.discards,
             st.errors,
             st.max_in_flight,
             st.busy,
-            st.capped
+            st.capped,
+            st.direct,
+            st.direct_bytes / 1024,
+            st.copied
         );
         match flushed {
             Some(Ok(())) => log::info!("device flushed"),

@@ -208,6 +208,57 @@ pub fn prp(pages: &[u64], list_addr: u64, list: &mut alloc::vec::Vec<u64>) -> Op
     }
 }
 
+/// The data pointer of a transfer over `segs` (machine address, bytes), in order, each
+/// within one page, as PRPs allow it: the first may start anywhere dword-aligned but must run
+/// to its page's end when more follow, the others start at a page's start, and all but the
+/// last end at a page's end; at most `max` of them. With more than two, `list` gets the PRP
+/// list's entries (segments 2..) and `list_addr` is where the caller puts it. `None` when
+/// the segments do not have that shape (the caller then uses its own pages).
+pub fn prp_segments(
+    segs: &[(u64, usize)],
+    max: usize,
+    list_addr: u64,
+    list: &mut alloc::vec::Vec<u64>,
+) -> Option<Prp> {
+    list.clear();
+    let page = PAGE as u64;
+    if segs.is_empty() || segs.len() > max {
+        return None;
+    }
+    let last = segs.len() - 1;
+    for (i, &(addr, len)) in segs.iter().enumerate() {
+        let off = addr % page;
+        let end = off.checked_add(len as u64)?;
+        let shape = len > 0
+            && end <= page
+            && (i == 0 || off == 0)
+            && (i == last || end == page)
+            && addr % 4 == 0;
+        if !shape {
+            return None;
+        }
+    }
+    let first = segs[0].0;
+    match segs {
+        [_] => Some(Prp {
+            prp1: first,
+            prp2: 0,
+        }),
+        [_, (second, _)] => Some(Prp {
+            prp1: first,
+            prp2: *second,
+        }),
+        [_, rest @ ..] => {
+            list.extend(rest.iter().map(|&(a, _)| a));
+            Some(Prp {
+                prp1: first,
+                prp2: list_addr,
+            })
+        }
+        [] => None,
+    }
+}
+
 /// One completion queue entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Completion {
@@ -414,6 +465,57 @@ mod tests {
             })
         );
         assert_eq!(list, vec![0x9000, 0x2000, 0x8000]);
+    }
+
+    #[test]
+    fn prps_from_guest_segments_follow_the_page_rules_or_are_refused() {
+        let mut list = Vec::new();
+        let p = |prp1, prp2| Some(Prp { prp1, prp2 });
+        // One piece anywhere inside a page (dword-aligned).
+        assert_eq!(
+            prp_segments(&[(0x5200, 0x400)], 32, 0x100, &mut list),
+            p(0x5200, 0)
+        );
+        // First piece to its page's end, then a page start.
+        assert_eq!(
+            prp_segments(&[(0x5200, 0xe00), (0x9000, 0x200)], 32, 0x100, &mut list),
+            p(0x5200, 0x9000)
+        );
+        assert!(list.is_empty());
+        // Three or more: a list of pages 2.. at the caller's address.
+        assert_eq!(
+            prp_segments(
+                &[(0x5000, 0x1000), (0x9000, 0x1000), (0x2000, 0x600)],
+                32,
+                0x7100,
+                &mut list
+            ),
+            p(0x5000, 0x7100)
+        );
+        assert_eq!(list, vec![0x9000, 0x2000]);
+        // Shapes PRPs cannot express: a hole after the first piece, a later piece not at a
+        // page start, a piece crossing its page, an empty or unaligned piece, too many.
+        let refused: [&[(u64, usize)]; 7] = [
+            &[(0x5000, 0x800), (0x9000, 0x1000)],
+            &[(0x5000, 0x1000), (0x9200, 0xe00)],
+            &[(0x5000, 0x1000), (0x9000, 0x800), (0x2000, 0x1000)],
+            &[(0x5800, 0x1000)],
+            &[(0x5000, 0)],
+            &[(0x5002, 0x200)],
+            &[],
+        ];
+        for segs in refused {
+            list.push(1);
+            assert_eq!(prp_segments(segs, 32, 0x100, &mut list), None, "{segs:x?}");
+            assert!(list.is_empty());
+        }
+        let pages: Vec<(u64, usize)> = (0..33).map(|i| (i << 12, 0x1000)).collect();
+        assert_eq!(prp_segments(&pages, 32, 0x100, &mut list), None);
+        assert_eq!(
+            prp_segments(&pages[..32], 32, 0x100, &mut list),
+            p(0, 0x100)
+        );
+        assert_eq!(list.len(), 31);
     }
 
     #[test]

@@ -11,7 +11,11 @@
 //! I/O: each request takes a command id (its slot), data pages from a pool of single DMA
 //! pages and, for more than two pages, a PRP list in its slot (so no buffer needs machine
 //! contiguity); READ/WRITE, FLUSH, and Dataset Management (deallocate) for discard when
-//! ONCS offers it. Data is copied between the guest and the pool, as for virtio-blk.
+//! ONCS offers it. Data is copied between the guest and the pool, as for virtio-blk, unless
+//! the caller hands the request's memory itself ([`BlockDevice::submit_direct`]: a guest's
+//! mapped grants, at their machine addresses, which Xen maps in our IOMMU context while they
+//! are mapped): then the PRPs point at that memory when its pieces have the shape PRPs
+//! allow ([`cmd::prp_segments`]) and no pool page is used.
 //!
 //! Hostile or dead hardware: every completion is checked (queue id, a command id that is in
 //! flight); a command unanswered after [`IO_TIMEOUT_NS`] fails its request
@@ -30,7 +34,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use minios::blockdev::{
-    BlockDevice, BlockError, BlockInfo, BlockOp, BlockStatus, DiscardLimits, OnComplete, SECTOR,
+    BlockDevice, BlockError, BlockInfo, BlockOp, BlockStatus, DiscardLimits, DmaSeg, OnComplete,
+    SECTOR,
 };
 use minios::pci::config::{read_bars, Bar};
 use minios::pci::PciAddress;
@@ -125,6 +130,10 @@ fn dev_err(what: impl core::fmt::Display) -> BlockError {
 
 fn now() -> u64 {
     crate::time::now_ns()
+}
+
+fn op_is_read(op: &BlockOp) -> bool {
+    matches!(op, BlockOp::Read { .. })
 }
 
 /// Waits until `CSTS & mask == want` (or fatal status, or the deadline).
@@ -423,6 +432,33 @@ impl Nvme {
         BlockError::Device(why)
     }
 
+    /// The machine addresses and lengths of a direct request's pieces, if the device can
+    /// take `op` straight from them (a read or write within the transfer limit, whole
+    /// blocks, each piece with an address, in the shape PRPs allow).
+    fn direct_pieces(&self, op: &BlockOp, segs: &[DmaSeg]) -> Option<Vec<(u64, usize)>> {
+        let len = match *op {
+            BlockOp::Read { len, .. } | BlockOp::Write { len, .. } => len,
+            _ => return None,
+        };
+        let block = self.info.block_size as usize;
+        if len == 0 || len > self.info.max_transfer || len % block != 0 {
+            return None;
+        }
+        let mut pieces = Vec::with_capacity(segs.len());
+        let mut total = 0usize;
+        for s in segs {
+            let end = s.offset.checked_add(s.len)?;
+            if end > s.mem.size() || end > PAGE || (op_is_read(op) && !s.mem.writable()) {
+                return None;
+            }
+            pieces.push((s.mem.dma_addr()?.checked_add(s.offset as u64)?, s.len));
+            total = total.checked_add(s.len)?;
+        }
+        let mut list = Vec::new();
+        (total == len && cmd::prp_segments(&pieces, MAX_PAGES, 0, &mut list).is_some())
+            .then_some(pieces)
+    }
+
     /// Gives back a command that was never sent.
     fn release(&mut self, slot: u16) {
         if let Some(p) = self.slots.abandon(slot) {
@@ -476,6 +512,64 @@ impl BlockDevice for Nvme {
     fn has_room(&self, ops: &[BlockOp]) -> bool {
         let pages: usize = ops.iter().map(|o| o.data_len().div_ceil(PAGE)).sum();
         ops.len() <= self.slots.free() && pages <= self.free_pages.len()
+    }
+
+    fn direct_ok(&self, op: &BlockOp, segs: &[DmaSeg]) -> bool {
+        self.direct_pieces(op, segs).is_some()
+    }
+
+    fn has_room_direct(&self, ops: &[BlockOp]) -> bool {
+        ops.len() <= self.slots.free()
+    }
+
+    fn submit_direct(&mut self, id: u64, op: BlockOp, segs: &[DmaSeg]) -> Result<(), BlockError> {
+        self.check()?;
+        let Some(pieces) = self.direct_pieces(&op, segs) else {
+            return Err(BlockError::Refused(String::from("segments unfit for PRPs")));
+        };
+        let (kind, sector, len) = match op {
+            BlockOp::Read { sector, len } => (Kind::Read, sector, len),
+            BlockOp::Write { sector, len } => (Kind::Write, sector, len),
+            _ => return Err(BlockError::Refused(String::from("not a transfer"))),
+        };
+        let block_sectors = u64::from(self.info.block_size) / SECTOR;
+        if sector % block_sectors != 0 {
+            return Err(BlockError::Refused(format!(
+                "sector {sector} not block-aligned"
+            )));
+        }
+        let p = Pending {
+            id,
+            kind,
+            pages: Vec::new(),
+            len,
+        };
+        let Some(slot) = self.slots.take(now(), p) else {
+            return Err(BlockError::Full);
+        };
+        let slot_va = self.slot_va(slot);
+        let Some(slot_ma) = machine_addr(slot_va as u64) else {
+            self.release(slot);
+            return Err(self.fail(String::from("slot page has no machine address")));
+        };
+        let mut list = Vec::new();
+        let Some(prp) = cmd::prp_segments(&pieces, MAX_PAGES, slot_ma, &mut list) else {
+            self.release(slot);
+            return Err(BlockError::Refused(String::from("segments unfit for PRPs")));
+        };
+        for (i, e) in list.iter().enumerate() {
+            // SAFETY: entry `i` (< MAX_PAGES - 1, so inside the slot's 256-byte PRP list) of
+            // this request's slot, owned by it until it is answered.
+            unsafe { core::ptr::write_volatile((slot_va + 8 * i) as *mut u64, *e) };
+        }
+        let lba = sector >> (self.lba_shift - 9);
+        let blocks = (len >> self.lba_shift) as u16;
+        self.io.push(
+            &Command::rw(kind == Kind::Write, NSID, lba, blocks, prp),
+            slot,
+        );
+        self.rang = true;
+        Ok(())
     }
 
     fn submit(
