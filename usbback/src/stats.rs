@@ -50,7 +50,7 @@ const CLASS_KEYS: [&str; CLASSES] = [
 ];
 
 /// Keys published per controller: [`Stats::fields`].
-pub const FIELDS: usize = 12 + CLASSES;
+pub const FIELDS: usize = 14 + CLASSES;
 
 /// Counters of one virtual controller.
 #[derive(Clone, Debug)]
@@ -80,6 +80,11 @@ pub struct Stats {
     /// Times the event channel was held back for an event storm
     /// ([`minios::event_throttle`]).
     pub event_holds: u64,
+    /// URBs answered after their transfer ended on the controller.
+    pub answered: u64,
+    /// Sum over [`answered`](Self::answered) URBs of the time from taking the request off the
+    /// ring to putting its answer on it, in microseconds (the device's time included).
+    pub held_us: u64,
     /// Refused or failed URBs per class.
     pub errors: ErrorLog<CLASSES>,
 }
@@ -100,6 +105,8 @@ impl Stats {
             bytes_out: 0,
             announcements: 0,
             event_holds: 0,
+            answered: 0,
+            held_us: 0,
             errors: ErrorLog::new(module_path!(), label, CLASS_NAMES, ""),
         }
     }
@@ -134,6 +141,8 @@ impl Stats {
             ("bytes_out", self.bytes_out),
             ("port_changes", self.announcements),
             ("event_holds", self.event_holds),
+            ("answered", self.answered),
+            ("held_us", self.held_us),
             ("errors", self.errors.total()),
         ];
         out[..common.len()].copy_from_slice(&common);

@@ -153,6 +153,8 @@ struct InFlight {
     device: HostDeviceId,
     /// Isochronous: the frame descriptors as first read (written back at completion).
     descs: Vec<IsoDescriptor>,
+    /// When the request was taken off the ring.
+    taken_ns: u64,
 }
 
 /// What the guest has been told about a port.
@@ -442,6 +444,8 @@ impl<P: Platform> Vusb<P> {
             };
             c.urb.put_response(&rsp)?;
             c.remember_answer(f.urb.port, f.urb.id);
+            self.stats.answered += 1;
+            self.stats.held_us += platform.now_ns().saturating_sub(f.taken_ns) / 1000;
         }
     }
 
@@ -511,6 +515,7 @@ impl<P: Platform> Vusb<P> {
 
     /// Checks and starts one transfer; returns the answer when there is one now.
     fn submit(&mut self, platform: &P, fe: u16, urb: Urb) -> Option<UsbifUrbResponse> {
+        let taken_ns = platform.now_ns();
         let refuse = |stats: &mut Stats, class, status, why: &dyn core::fmt::Display| {
             stats.error(class, &format_args!("request {}: {why}", urb.id));
             Some(response(urb.id, status, 0))
@@ -632,7 +637,15 @@ impl<P: Platform> Vusb<P> {
                     Kind::Isochronous { .. } => self.stats.isochronous += 1,
                 }
                 if let Some(c) = self.conn.as_mut() {
-                    c.inflight.insert(tag, InFlight { urb, device, descs });
+                    c.inflight.insert(
+                        tag,
+                        InFlight {
+                            urb,
+                            device,
+                            descs,
+                            taken_ns,
+                        },
+                    );
                 }
                 None
             }

@@ -199,6 +199,23 @@ fn an_unlink_crossing_its_answer_is_answered_ok_and_is_no_error() {
 }
 
 #[test]
+fn the_time_a_urb_is_held_is_counted_from_taking_it_to_answering_it() {
+    let (mut env, id, mut f, intr) = interrupt_device();
+    let before = env.vusb(5, 0, |v| v.stats().clone());
+    let t = f.build(intr, [8, 0, 0, 0, 0, 0, 0, 0], &[], 8);
+    f.submit(&t.req);
+    env.settle();
+    env.world.advance(3_000_000);
+    assert!(env.bus.interrupt(id, &[1, 2, 3]));
+    env.settle();
+    assert!(f.response_to(t.req.id).is_some(), "answered");
+    let after = env.vusb(5, 0, |v| v.stats().clone());
+    assert_eq!(after.answered - before.answered, 1);
+    let held = after.held_us - before.held_us;
+    assert!((3000..3100).contains(&held), "held {held} us, not 3 ms");
+}
+
+#[test]
 fn unlink_cancels_and_detach_fails_what_is_in_flight() {
     let (mut env, id, mut f, intr) = interrupt_device();
     let pending = f.build(intr, [8, 0, 0, 0, 0, 0, 0, 0], &[], 8);

@@ -79,6 +79,8 @@ const DOM0_XEN_PROGRAMS: &[&str] = &[
     "xen-init-dom0",
     "libxl-save-helper",
     "xenconsole",
+    // Samples a driver domain's registers and stack (poor man's profiler of a unikernel).
+    "xenctx",
 ];
 
 /// The files QEMU boots.

@@ -163,6 +163,16 @@ fn render(rep: &Report) -> String {
                 num(ratio(urbs, reads), 1),
                 num(ratio(rep.word("vusb", "bytes_in", 0) / 1024.0, bulk), 1)
             ));
+            l.push_str(&format!(
+                "; {} us from taking a URB to answering it, on average",
+                num(
+                    ratio(
+                        rep.word("vusb", "held_us", 0),
+                        rep.word("vusb", "answered", 0)
+                    ),
+                    0
+                )
+            ));
         }
         line(l);
     }
@@ -205,6 +215,8 @@ blkstat gdirect 500 0 120000 0 0 0 0 0 0 0 0
 vusb urbs 5000
 vusb bulk 4990
 vusb bytes_in 102400000
+vusb answered 4000
+vusb held_us 2000000
 ";
 
     fn sample() -> Report {
@@ -257,7 +269,8 @@ vusb bytes_in 102400000
         assert!(
             text.contains(
                 "  usbdd   1000 reads of 120.0 KiB on average (the guest's /sys/block/sda/stat); \
-                 usbdd took 5000 URBs (4990 bulk): 5.0 per read, 20.0 KiB per bulk URB"
+                 usbdd took 5000 URBs (4990 bulk): 5.0 per read, 20.0 KiB per bulk URB; \
+                 500 us from taking a URB to answering it, on average"
             ),
             "{text}"
         );

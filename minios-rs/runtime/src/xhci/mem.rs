@@ -77,19 +77,15 @@ impl Mem {
     /// Copies `data` in at `off`.
     pub fn write_bytes(&self, off: usize, data: &[u8]) {
         let p = self.ptr(off, data.len());
-        for (i, b) in data.iter().enumerate() {
-            // SAFETY: `p..p + data.len()` is in bounds (checked above).
-            unsafe { write_volatile(p.add(i), *b) }
-        }
+        // SAFETY: `p..p + data.len()` is in bounds (checked by `ptr`).
+        unsafe { copy_in(p, data) }
     }
 
     /// Copies `out.len()` bytes out from `off`.
     pub fn read_bytes(&self, off: usize, out: &mut [u8]) {
         let p = self.ptr(off, out.len());
-        for (i, b) in out.iter_mut().enumerate() {
-            // SAFETY: as for `write_bytes`.
-            *b = unsafe { read_volatile(p.add(i)) };
-        }
+        // SAFETY: as for `write_bytes`.
+        unsafe { copy_out(p, out) }
     }
 
     /// Zeroes `len` bytes at `off`.
@@ -107,6 +103,52 @@ impl Mem {
             self.read32(off + 8),
             self.read32(off + 12),
         ]
+    }
+}
+
+/// Copies `data` to `p` with volatile accesses, eight bytes at a time where `p` is aligned
+/// (a byte loop costs eight times the accesses, which an emulated CPU pays one by one).
+///
+/// # Safety
+/// `p..p + data.len()` must be valid for writes.
+unsafe fn copy_in(p: *mut u8, data: &[u8]) {
+    let words = if (p as usize) % 8 == 0 {
+        data.len() / 8
+    } else {
+        0
+    };
+    let (head, tail) = data.split_at(words * 8);
+    for (i, w) in head.chunks_exact(8).enumerate() {
+        let v = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        // SAFETY: in bounds (the caller's promise) and 8-aligned (checked).
+        unsafe { write_volatile((p as *mut u64).add(i), v) }
+    }
+    for (i, b) in tail.iter().enumerate() {
+        // SAFETY: in bounds (the caller's promise).
+        unsafe { write_volatile(p.add(head.len() + i), *b) }
+    }
+}
+
+/// Copies `out.len()` bytes from `p` with volatile accesses, as [`copy_in`] does.
+///
+/// # Safety
+/// `p..p + out.len()` must be valid for reads.
+unsafe fn copy_out(p: *const u8, out: &mut [u8]) {
+    let words = if (p as usize) % 8 == 0 {
+        out.len() / 8
+    } else {
+        0
+    };
+    let (head, tail) = out.split_at_mut(words * 8);
+    for (i, w) in head.chunks_exact_mut(8).enumerate() {
+        // SAFETY: in bounds (the caller's promise) and 8-aligned (checked).
+        let v = unsafe { read_volatile((p as *const u64).add(i)) };
+        w.copy_from_slice(&v.to_ne_bytes());
+    }
+    let at = head.len();
+    for (i, b) in tail.iter_mut().enumerate() {
+        // SAFETY: in bounds (the caller's promise).
+        *b = unsafe { read_volatile(p.add(at + i)) };
     }
 }
 
@@ -254,5 +296,37 @@ impl EventRing {
             self.cycle = !self.cycle;
         }
         Some(trb)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_whole_words_and_tails_at_any_alignment() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        for start in 0..9 {
+            for len in [0, 1, 7, 8, 9, 63, 64, 100, 991] {
+                let mut words = alloc::vec![0u64; 128];
+                let base = words.as_mut_ptr() as *mut u8;
+                // SAFETY: start + len <= 1000 < 1024 bytes of `words`.
+                unsafe { copy_in(base.add(start), &data[..len]) };
+                let mut back = alloc::vec![0xeeu8; len];
+                // SAFETY: as above.
+                unsafe { copy_out(base.add(start), &mut back) };
+                assert_eq!(back, data[..len], "start {start} len {len}");
+                // SAFETY: as above; the bytes around the copy are untouched.
+                let all = unsafe { core::slice::from_raw_parts(base, 1024) };
+                assert!(
+                    all[..start].iter().all(|&b| b == 0),
+                    "start {start} len {len}"
+                );
+                assert!(
+                    all[start + len..].iter().all(|&b| b == 0),
+                    "start {start} len {len}"
+                );
+            }
+        }
     }
 }
