@@ -47,6 +47,8 @@ struct Ctl {
     timeout_at: Option<(u64, World)>,
     /// The device takes reads and writes straight from the caller's memory (`DmaSeg`s).
     direct: bool,
+    /// Each request's first sector (0 for flushes) and the device queue it was submitted to.
+    on_queue: Vec<(u64, usize)>,
 }
 
 struct FakeDevice {
@@ -54,6 +56,22 @@ struct FakeDevice {
     info: BlockInfo,
     /// Direct requests' memory, by id, until they complete (the device's "DMA" target).
     segs: BTreeMap<u64, Vec<DmaSeg>>,
+    /// Submission queues (room is counted over all of them).
+    queues: usize,
+    /// The queue `select_queue` chose.
+    current: usize,
+}
+
+impl FakeDevice {
+    fn record_queue(&self, op: &BlockOp) {
+        let sector = match *op {
+            BlockOp::Read { sector, .. }
+            | BlockOp::Write { sector, .. }
+            | BlockOp::Discard { sector, .. } => sector,
+            BlockOp::Flush => 0,
+        };
+        self.ctl.borrow_mut().on_queue.push((sector, self.current));
+    }
 }
 
 impl BlockDevice for FakeDevice {
@@ -62,6 +80,12 @@ impl BlockDevice for FakeDevice {
     }
     fn info(&self) -> BlockInfo {
         self.info
+    }
+    fn queues(&self) -> usize {
+        self.queues
+    }
+    fn select_queue(&mut self, q: usize) {
+        self.current = q % self.queues;
     }
     fn has_room(&self, ops: &[BlockOp]) -> bool {
         self.ctl.borrow().queued.len() + ops.len() <= SLOTS
@@ -90,6 +114,7 @@ impl BlockDevice for FakeDevice {
             }
             data = [a, b].concat();
         }
+        self.record_queue(&op);
         let mut c = self.ctl.borrow_mut();
         c.log.push(format!("submit {op:?}"));
         c.queued.push((id, op, data));
@@ -109,6 +134,7 @@ impl BlockDevice for FakeDevice {
             return Err(BlockError::Full);
         }
         self.segs.insert(id, segs.to_vec());
+        self.record_queue(&op);
         let mut c = self.ctl.borrow_mut();
         c.log.push(format!("submit direct {op:?}"));
         c.queued.push((id, op, Vec::new()));
@@ -248,6 +274,16 @@ fn setup_device(
     direct: bool,
     options: Options,
 ) -> (Env, Rc<RefCell<Ctl>>, Shared) {
+    setup_queues(info, direct, options, 1)
+}
+
+/// [`setup_device`] on a device with `queues` submission queues.
+fn setup_queues(
+    info: BlockInfo,
+    direct: bool,
+    options: Options,
+    queues: usize,
+) -> (Env, Rc<RefCell<Ctl>>, Shared) {
     let ctl = Rc::new(RefCell::new(Ctl {
         data: vec![0; 64 * MIB as usize],
         direct,
@@ -257,6 +293,8 @@ fn setup_device(
         ctl: ctl.clone(),
         info,
         segs: BTreeMap::new(),
+        queues,
+        current: 0,
     }));
     let mut catalog = Catalog::new();
     for (name, off, size, sector, ro) in [
@@ -275,6 +313,11 @@ fn setup_device(
 
 /// Puts a write of `data` at `sector` on `f`'s ring without waiting; returns its id.
 fn start_write(f: &mut Front, sector: u64, data: &[u8]) -> u64 {
+    start_write_on(f, 0, sector, data)
+}
+
+/// [`start_write`] on `f`'s ring `ring`.
+fn start_write_on(f: &mut Front, ring: usize, sector: u64, data: &[u8]) -> u64 {
     assert!(data.len() % 4096 == 0 && data.len() <= 11 * 4096);
     let mut req = BlkifRequest {
         operation: BLKIF_OP_WRITE,
@@ -293,7 +336,7 @@ fn start_write(f: &mut Front, sector: u64, data: &[u8]) -> u64 {
         };
         std::mem::forget(g);
     }
-    f.submit(0, &slot_of(&req));
+    f.submit(ring, &slot_of(&req));
     req.id
 }
 
@@ -628,6 +671,8 @@ fn the_driver_domain_boots_with_a_device_and_flushes_it_at_the_stop() {
                 ctl: dev_ctl,
                 info: device_info(true),
                 segs: BTreeMap::new(),
+                queues: 1,
+                current: 0,
             }) as Box<dyn BlockDevice>)
         }),
     )
@@ -676,6 +721,8 @@ fn device_configurations_that_cannot_work_are_refused() {
                     ctl: Rc::new(RefCell::new(Ctl::default())),
                     info: device_info(false),
                     segs: BTreeMap::new(),
+                    queues: 1,
+                    current: 0,
                 }) as Box<dyn BlockDevice>)
             }),
         )
@@ -711,6 +758,8 @@ fn nvme_volumes_ask_main_for_an_nvme_controller() {
                 })),
                 info: device_info(true),
                 segs: BTreeMap::new(),
+                queues: 1,
+                current: 0,
             }) as Box<dyn BlockDevice>)
         }),
     )
@@ -895,4 +944,74 @@ fn a_direct_request_that_timed_out_keeps_its_pages_mapped_for_good() {
     // The device may still read the page of the request it never answered.
     assert_eq!(env.world.live_mappings(DD), 1);
     assert_eq!(store.borrow().stats.errors, 1);
+}
+
+#[test]
+fn each_guest_ring_submits_to_a_device_queue_of_its_own() {
+    let (mut env, ctl, store) = setup_queues(device_info(false), false, Options::default(), 4);
+    let two = FrontOpts {
+        queues: 2,
+        ..FrontOpts::default()
+    };
+    let mut fa = Front::attach(&mut env, 5, 51712, "a", two);
+    let mut fb = Front::attach(&mut env, 6, 51712, "b", FrontOpts::default());
+    let mut fc = Front::attach(&mut env, 7, 51712, "c", FrontOpts::default());
+    assert_eq!(fa.queues.len(), 2);
+    // First requests in the order: a's ring 0, b's ring 0, a's ring 1: queues 0, 1, 2.
+    // (Slice b starts at sector 32768.)
+    start_write_on(&mut fa, 0, 0, &pattern(4096, 1));
+    env.settle();
+    start_write_on(&mut fb, 0, 0, &pattern(4096, 2));
+    env.settle();
+    start_write_on(&mut fa, 1, 8, &pattern(4096, 3));
+    env.settle();
+    // Each ring keeps its queue.
+    start_write_on(&mut fa, 0, 16, &pattern(8192, 4));
+    start_write_on(&mut fa, 1, 32, &pattern(4096, 5));
+    start_write_on(&mut fb, 0, 8, &pattern(4096, 6));
+    env.settle();
+    assert_eq!(fa.responses(0).len(), 2);
+    assert_eq!(fa.responses(1).len(), 2);
+    assert_eq!(fb.responses(0).len(), 2);
+    let on_queue = ctl.borrow().on_queue.clone();
+    assert_eq!(
+        on_queue,
+        [
+            (0, 0),
+            (32768, 1),
+            (8, 2),
+            // 8 KiB over a 16 KiB transfer limit: one request.
+            (16, 0),
+            (32, 2),
+            (32776, 1)
+        ]
+    );
+    // The fourth ring (guest c's, on the read-only slice at sector 65536) takes queue 3.
+    let back = fc.read(&mut env, 0, 4096);
+    assert_eq!(back.data, vec![0; 4096]);
+    assert_eq!(ctl.borrow().on_queue.last(), Some(&(65536, 3)));
+    let st = store.borrow().stats;
+    assert_eq!(st.queues, 4);
+    assert_eq!(&st.per_queue[..5], &[2, 2, 2, 1, 0]);
+    // The data landed where each guest put it.
+    assert_eq!(fa.read(&mut env, 8, 4096).data, pattern(4096, 3));
+    assert_eq!(fb.read(&mut env, 8, 4096).data, pattern(4096, 6));
+}
+
+#[test]
+fn a_device_with_one_queue_gets_every_ring_on_it() {
+    let (mut env, ctl, store) = setup_queues(device_info(false), false, Options::default(), 1);
+    let two = FrontOpts {
+        queues: 2,
+        ..FrontOpts::default()
+    };
+    let mut fa = Front::attach(&mut env, 5, 51712, "a", two);
+    let mut fb = Front::attach(&mut env, 6, 51712, "b", FrontOpts::default());
+    start_write_on(&mut fa, 0, 0, &pattern(4096, 1));
+    start_write_on(&mut fa, 1, 8, &pattern(4096, 2));
+    start_write_on(&mut fb, 0, 0, &pattern(4096, 3));
+    env.settle();
+    assert!(ctl.borrow().on_queue.iter().all(|&(_, q)| q == 0));
+    let st = store.borrow().stats;
+    assert_eq!((st.queues, st.per_queue[0], st.per_queue[1]), (1, 3, 0));
 }

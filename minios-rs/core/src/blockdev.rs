@@ -12,6 +12,10 @@
 //! its own buffers: [`BlockDevice::direct_ok`] says whether it can for a given request,
 //! [`BlockDevice::submit_direct`] queues it. Drivers that cannot keep the defaults (never).
 //!
+//! A device may have several submission queues ([`BlockDevice::queues`]); the caller picks
+//! the one its next requests go to ([`BlockDevice::select_queue`]), so independent users of
+//! the device do not queue behind each other's commands. Room is counted per queue.
+//!
 //! Everything a device writes back is untrusted: a driver bounds what it reads and reports
 //! a device that breaks its protocol as [`BlockError::Device`], after which the owner stops
 //! using it and fails what was in flight.
@@ -176,6 +180,18 @@ pub trait BlockDevice {
 
     /// Geometry and features (fixed once the device is up).
     fn info(&self) -> BlockInfo;
+
+    /// Independent submission queues the device has (NVMe I/O queue pairs); default 1.
+    fn queues(&self) -> usize {
+        1
+    }
+
+    /// Makes queue `q` (modulo [`queues`](Self::queues)) the one the following
+    /// [`has_room`](Self::has_room), [`has_room_direct`](Self::has_room_direct),
+    /// [`submit`](Self::submit) and [`submit_direct`](Self::submit_direct) calls use and
+    /// count room on, until the next call. [`kick`](Self::kick) and
+    /// [`complete`](Self::complete) cover every queue. Default: nothing (one queue).
+    fn select_queue(&mut self, _q: usize) {}
 
     /// Whether every one of `ops` would be queued now (room for all of them together).
     fn has_room(&self, ops: &[BlockOp]) -> bool;

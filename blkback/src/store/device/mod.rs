@@ -35,6 +35,15 @@
 //! is copied from the guest into a staging buffer at start, and its parts are submitted as
 //! room frees up, before any other I/O starts (so at most one request is staged).
 //!
+//! Device queues: a device with several submission queues (NVMe I/O queue pairs) gets each
+//! guest ring's requests on a queue of its own where it has enough: each ring (a handle and
+//! the ring index its tags carry) takes the next queue round-robin at its first request and
+//! keeps it, so two guests, or two rings of one guest, do not share a submission queue until
+//! there are more rings than queues. A ring's requests stay in one queue; nothing is
+//! rebalanced at run time, which on a one-vCPU domain would buy nothing (every queue is
+//! served by the same pass) but cost bookkeeping. Fairness between handles is the store's
+//! (the limits and the waiting order above, across queues), not the device's.
+//!
 //! One file per job: this module is the store; [`volume`] one device's view of a slice;
 //! [`task`] the executor task and the final flush.
 
@@ -55,11 +64,14 @@ use core::cell::RefCell;
 use minios::blockdev::{BlockDevice, BlockError, BlockInfo, BlockOp, BlockStatus, DmaSeg, SECTOR};
 
 use super::{Completion, DataPort, DiscardInfo, Io, Started, StoreError, VolumeInfo};
+use crate::queue::tag_owner;
 
 /// Device requests one handle may hold while other handles have requests in flight.
 pub const HANDLE_PARTS: usize = 16;
 /// Data bytes one handle may have on the device while other handles have requests in flight.
 pub const HANDLE_BYTES: usize = 1 << 20;
+/// Device queues counted apart in [`DeviceStats::per_queue`] (later ones count in the last).
+pub const QUEUE_COUNTS: usize = 8;
 
 /// What one handle (a guest's volume) may hold of the device while other handles have
 /// requests in flight. A single I/O larger than either is still taken when the handle holds
@@ -153,6 +165,8 @@ pub fn split(io: Io, info: &BlockInfo) -> Result<Vec<(BlockOp, usize)>, StoreErr
 struct DevIo {
     handle: u32,
     tag: u64,
+    /// The device queue its parts go to.
+    queue: usize,
     /// Reads: the data, filled as parts complete.
     data: Option<Vec<u8>>,
     /// Parts not completed (queued to the device or still to submit).
@@ -177,6 +191,8 @@ struct HandleState {
     open: bool,
     /// Its device is connected and collects completions.
     attached: bool,
+    /// The device queue of each of its rings that sent a request: (ring, queue).
+    rings: Vec<(u8, usize)>,
 }
 
 /// Counters of the device store.
@@ -202,6 +218,10 @@ pub struct DeviceStats {
     pub direct_bytes: u64,
     /// Reads and writes whose data went through the driver's buffers (copied).
     pub copied: u64,
+    /// The device's queues.
+    pub queues: usize,
+    /// Requests sent to each device queue.
+    pub per_queue: [u64; QUEUE_COUNTS],
 }
 
 /// The owned device and its shared state.
@@ -225,6 +245,10 @@ pub struct DeviceStore {
     stuck: Vec<Vec<DmaSeg>>,
     /// I/Os finished since [`take_progress`](Self::take_progress) last looked.
     progress: bool,
+    /// The device queue selected for the requests submitted next.
+    queue: usize,
+    /// The device queue the next new ring gets (round-robin).
+    next_queue: usize,
     /// Counters.
     pub stats: DeviceStats,
 }
@@ -236,6 +260,10 @@ impl DeviceStore {
     /// A store over an opened device.
     pub fn new(dev: Box<dyn BlockDevice>) -> Shared {
         let info = dev.info();
+        let stats = DeviceStats {
+            queues: dev.queues().max(1),
+            ..DeviceStats::default()
+        };
         Rc::new(RefCell::new(Self {
             dev,
             info,
@@ -250,7 +278,9 @@ impl DeviceStore {
             failed: None,
             stuck: Vec::new(),
             progress: false,
-            stats: DeviceStats::default(),
+            queue: 0,
+            next_queue: 0,
+            stats,
         }))
     }
 
@@ -392,6 +422,8 @@ impl DeviceStore {
         {
             return self.capped(h);
         }
+        let queue = self.queue_of(h, tag);
+        self.select_queue(queue);
         // Straight between the device and the guest's pages, if every part can and the
         // device has room for them now; else through the driver's buffers.
         let direct = self
@@ -436,6 +468,7 @@ impl DeviceStore {
                 DevIo {
                     handle: h,
                     tag,
+                    queue,
                     data,
                     parts_left: ops.len(),
                     todo: ops.into_iter().collect(),
@@ -487,6 +520,7 @@ impl DeviceStore {
             DevIo {
                 handle: h,
                 tag,
+                queue,
                 data,
                 parts_left: submitted,
                 todo: VecDeque::new(),
@@ -558,6 +592,7 @@ impl DeviceStore {
                     },
                 );
                 self.stats.requests += 1;
+                self.stats.per_queue[self.queue.min(QUEUE_COUNTS - 1)] += 1;
                 self.stats.max_in_flight = self.stats.max_in_flight.max(self.parts.len());
                 Ok(())
             }
@@ -571,6 +606,26 @@ impl DeviceStore {
             // Room was checked: the device disagrees with itself.
             Err(e) => Err(StoreError::Device(format!("{e}"))),
         }
+    }
+
+    /// The device queue of the ring `tag` comes from (its index is in the tag) on handle
+    /// `h`: the one it got at its first request, else the next round-robin.
+    fn queue_of(&mut self, h: u32, tag: u64) -> usize {
+        let ring = tag_owner(tag).1;
+        let st = self.handles.entry(h).or_default();
+        if let Some(&(_, q)) = st.rings.iter().find(|&&(r, _)| r == ring) {
+            return q;
+        }
+        let q = self.next_queue % self.stats.queues.max(1);
+        self.next_queue = self.next_queue.wrapping_add(1);
+        st.rings.push((ring, q));
+        q
+    }
+
+    /// Sends the requests submitted next to device queue `q`.
+    fn select_queue(&mut self, q: usize) {
+        self.queue = q;
+        self.dev.select_queue(q);
     }
 
     fn kick(&mut self) {
@@ -596,6 +651,9 @@ impl DeviceStore {
                 self.backlog = None;
                 break;
             };
+            let queue = io.queue;
+            self.queue = queue;
+            self.dev.select_queue(queue);
             if !self.dev.has_room(&[op]) {
                 break;
             }

@@ -2,6 +2,10 @@
 //! interrupts (every pass: the device's event wakes the domain) or a request of it is due to
 //! time out, and the final flush at the stop.
 
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use minios::executor::{Ctx, Task};
 use minios::platform::Platform;
 
@@ -77,6 +81,15 @@ impl DeviceStore {
             }
         }
         let st = store.borrow().stats;
+        let per_queue: Vec<String> = st.per_queue[..st.queues.min(st.per_queue.len())]
+            .iter()
+            .map(|n| format!("{n}"))
+            .collect();
+        log::info!(
+            "device: {} queue(s), requests by queue {}",
+            st.queues,
+            per_queue.join(" ")
+        );
         log::info!(
             "device: {} requests ({} flushes, {} discards), {} failed, at most {} in flight, {} times out of room, {} times a guest held its share; {} reads/writes direct to/from guest pages ({} KiB), {} copied",
             st.requests,

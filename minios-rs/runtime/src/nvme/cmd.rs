@@ -425,6 +425,8 @@ mod tests {
         let sq = Command::create_sq(1, 64, 0x6000, 1);
         assert_eq!(sq.cdw[1], (1 << 16) | 1);
         assert_eq!(Command::set_queue_count(1).cdw[1], 0);
+        let four = Command::set_queue_count(4);
+        assert_eq!((four.cdw[0], four.cdw[1]), (0x07, 3 | (3 << 16)));
         let d = Command::deallocate(1, 0x7010);
         assert_eq!(
             (d.opcode, d.prp1, d.cdw[0], d.cdw[1]),

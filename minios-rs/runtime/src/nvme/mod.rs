@@ -5,25 +5,37 @@
 //! the controller disabled, the admin queue programmed (AQA/ASQ/ACQ), enabled with 4 KiB
 //! pages and 64/16-byte entries, then — admin commands polled, with a deadline — Identify
 //! Controller (MDTS, ONCS, VWC), Identify Namespace 1 (size, LBA format: 512 or 4096 bytes,
-//! no metadata), Number of Queues, and one I/O completion + submission queue pair whose
-//! completions interrupt on the function's first MSI-X (else MSI, else INTx) vector.
+//! no metadata), Number of Queues, and as many I/O queue pairs as the controller grants, at
+//! most [`io::MAX_IO_QUEUES`] (each a completion queue and its own submission queue of one
+//! page each, 64 entries). Each completion queue interrupts on its own MSI-X vector when the
+//! function has one per pair, else all on the first MSI-X (or the MSI, or the INTx) vector;
+//! every completion queue is looked at on every pass, so either way nothing is missed. Pair
+//! 1 must come up; a later pair that fails (memory, doorbells, the controller refusing it)
+//! leaves the pairs before it, with one log line.
 //!
-//! I/O: each request takes a command id (its slot), data pages from a pool of single DMA
-//! pages and, for more than two pages, a PRP list in its slot (so no buffer needs machine
-//! contiguity); READ/WRITE, FLUSH, and Dataset Management (deallocate) for discard when
+//! Queues: the caller picks the submission queue of the requests it submits next
+//! ([`BlockDevice::select_queue`]: blkback gives each guest device's ring its own queue);
+//! each pair has its own command ids and slots (so one busy queue does not take another's
+//! room), the data pages are shared.
+//!
+//! I/O: each request takes a command id (its slot on its queue), data pages from a pool of
+//! single DMA pages and, for more than two pages, a PRP list in its slot (so no buffer needs
+//! machine contiguity); READ/WRITE, FLUSH, and Dataset Management (deallocate) for discard when
 //! ONCS offers it. Data is copied between the guest and the pool, as for virtio-blk, unless
 //! the caller hands the request's memory itself ([`BlockDevice::submit_direct`]: a guest's
 //! mapped grants, at their machine addresses, which Xen maps in our IOMMU context while they
 //! are mapped): then the PRPs point at that memory when its pieces have the shape PRPs
 //! allow ([`cmd::prp_segments`]) and no pool page is used.
 //!
-//! Hostile or dead hardware: every completion is checked (queue id, a command id that is in
-//! flight); a command unanswered after [`IO_TIMEOUT_NS`] fails its request
-//! ([`BlockStatus::Timeout`], logged) and its slot and pages stay reserved until the
-//! controller answers it (it may still DMA into them); a controller whose status reads
-//! all ones (gone) or fatal, or that leaves every slot unanswered, is failed as a whole.
+//! Hostile or dead hardware: every completion is checked (the submission queue its
+//! completion queue serves, a command id in flight on it: [`io::answer`]); a command
+//! unanswered after [`IO_TIMEOUT_NS`] fails its request ([`BlockStatus::Timeout`], logged)
+//! and its slot and pages stay reserved until the controller answers it (it may still DMA
+//! into them); a controller whose status reads all ones (gone) or fatal, or that leaves
+//! every slot of a queue unanswered, is failed as a whole.
 
 pub mod cmd;
+pub mod io;
 pub mod queue;
 pub mod slots;
 
@@ -101,7 +113,19 @@ struct Pending {
     len: usize,
 }
 
-/// An NVMe controller owned by this domain (namespace 1, one I/O queue pair).
+/// One I/O queue pair and its commands.
+struct IoQueue {
+    pair: QueuePair,
+    /// PRP lists and DSM ranges, one slot per command id.
+    slots_mem: DmaPages,
+    /// Commands in flight by command id (= slot in `slots_mem`).
+    slots: Slots<Pending>,
+    /// Commands pushed since the last doorbell.
+    rang: bool,
+}
+
+/// An NVMe controller owned by this domain (namespace 1, up to [`io::MAX_IO_QUEUES`] I/O
+/// queue pairs).
 pub struct Nvme {
     addr: PciAddress,
     host: PciAddress,
@@ -110,15 +134,16 @@ pub struct Nvme {
     irqs: DeviceIrqs,
     /// Idle after bring-up, but the controller keeps its addresses: never freed.
     _admin: QueuePair,
-    io: QueuePair,
-    slots_mem: DmaPages,
-    /// Commands in flight by command id (= slot in `slots_mem`).
-    slots: Slots<Pending>,
+    /// Pairs whose creation failed after the controller was told their addresses: never
+    /// freed either.
+    _abandoned: Vec<QueuePair>,
+    io: Vec<IoQueue>,
+    /// The queue [`BlockDevice::select_queue`] chose (index in `io`).
+    current: usize,
     data: DmaPages,
     free_pages: Vec<u16>,
     lba_shift: u32,
     info: BlockInfo,
-    rang: bool,
     failed: Option<String>,
     errors: u64,
     timeouts: u64,
@@ -245,12 +270,6 @@ impl Nvme {
         }
         wait_ready(&regs, 0, timeout_ns)?;
         let mut aq = QueuePair::new(0, depth, stride).map_err(dev_err)?;
-        let io = QueuePair::new(1, depth, stride).map_err(dev_err)?;
-        if io.bells_end() > window {
-            return Err(dev_err(format_args!(
-                "doorbell stride {stride} puts the doorbells outside BAR 0"
-            )));
-        }
         let d = u32::from(aq.depth() - 1);
         regs.write32(AQA, d | (d << 16));
         regs.write32(ASQ, aq.sq_maddr() as u32);
@@ -307,24 +326,62 @@ impl Nvme {
         if ns.metadata != 0 {
             return Err(dev_err("LBA format with metadata"));
         }
-        admin(&regs, &mut aq, &mut cid, &Command::set_queue_count(1))?;
+        let granted = io::granted(
+            admin(
+                &regs,
+                &mut aq,
+                &mut cid,
+                &Command::set_queue_count(io::MAX_IO_QUEUES),
+            )?,
+            io::MAX_IO_QUEUES,
+        );
 
-        // Interrupts before the I/O completion queue that raises them.
-        let irqs = enable_interrupts(bus, addr, 1).map_err(pci)?;
-        // MSI-X/MSI vector 0, or the INTx line (which ignores the vector).
-        let vector = Some(0);
-        admin(
-            &regs,
-            &mut aq,
-            &mut cid,
-            &Command::create_cq(1, io.depth(), io.cq_maddr(), vector),
-        )?;
-        admin(
-            &regs,
-            &mut aq,
-            &mut cid,
-            &Command::create_sq(1, io.depth(), io.sq_maddr(), 1),
-        )?;
+        // Interrupts before the I/O completion queues that raise them: a vector per pair if
+        // the function has them (MSI-X), else one for all.
+        let irqs = match enable_interrupts(bus, addr, granted) {
+            Ok(irqs) => irqs,
+            Err(e) if granted > 1 => {
+                log::warn!("nvme {host}: {granted} interrupt vectors: {e}; trying one");
+                enable_interrupts(bus, addr, 1).map_err(pci)?
+            }
+            Err(e) => return Err(pci(e)),
+        };
+        let vectors = irqs.pirqs.len();
+        let slot_pages = (usize::from(depth - 1) * SLOT_BYTES).div_ceil(PAGE);
+        let mut abandoned = Vec::new();
+        let create = |qid: u16| -> Result<IoQueue, BlockError> {
+            let pair = QueuePair::new(qid, depth, stride).map_err(dev_err)?;
+            if pair.bells_end() > window {
+                return Err(dev_err(format_args!(
+                    "doorbell stride {stride} puts queue {qid}'s doorbells outside BAR 0"
+                )));
+            }
+            let slots_mem = DmaPages::alloc(slot_pages as u64)
+                .map_err(|e| dev_err(format_args!("slot memory: {e:?}")))?;
+            // MSI-X/MSI vector, or the INTx line (which ignores the vector).
+            let vector = io::cq_vector(qid, granted, vectors);
+            let cq = Command::create_cq(qid, pair.depth(), pair.cq_maddr(), Some(vector));
+            let sq = Command::create_sq(qid, pair.depth(), pair.sq_maddr(), qid);
+            if let Err(e) = admin(&regs, &mut aq, &mut cid, &cq)
+                .and_then(|_| admin(&regs, &mut aq, &mut cid, &sq))
+            {
+                // The controller may have taken (or may still take) the addresses.
+                abandoned.push(pair);
+                return Err(e);
+            }
+            Ok(IoQueue {
+                slots: Slots::new(pair.depth() - 1, IO_TIMEOUT_NS),
+                pair,
+                slots_mem,
+                rang: false,
+            })
+        };
+        let queues = io::create_all(granted, create, |qid, e| {
+            log::warn!(
+                "nvme {host}: I/O queue pair {qid} of {granted} not created ({e}): using {}",
+                qid - 1
+            );
+        })?;
 
         let mdts_bytes = match ctrl.mdts {
             0 => usize::MAX,
@@ -347,10 +404,8 @@ impl Nvme {
             }),
             max_transfer,
         };
-        let slots = usize::from(io.depth() - 1);
-        let alloc = |pages: usize| {
-            DmaPages::alloc(pages as u64).map_err(|e| dev_err(format_args!("buffer memory: {e:?}")))
-        };
+        let data = DmaPages::alloc(DATA_PAGES as u64)
+            .map_err(|e| dev_err(format_args!("buffer memory: {e:?}")))?;
         let dev = Self {
             addr,
             host,
@@ -358,20 +413,19 @@ impl Nvme {
             regs,
             irqs,
             _admin: aq,
-            io,
-            slots_mem: alloc((slots * SLOT_BYTES).div_ceil(PAGE))?,
-            slots: Slots::new(slots as u16, IO_TIMEOUT_NS),
-            data: alloc(DATA_PAGES)?,
+            _abandoned: abandoned,
+            io: queues,
+            current: 0,
+            data,
             free_pages: (0..DATA_PAGES as u16).rev().collect(),
             lba_shift: ns.lba_shift,
             info,
-            rang: false,
             failed: None,
             errors: 0,
             timeouts: 0,
         };
         log::info!(
-            "nvme {} (as {}): NVMe {}.{}, {} sectors, {}-byte blocks, queue depth {}, MDTS {}, volatile cache {}, DSM {}, interrupts {:?} (pirq {})",
+            "nvme {} (as {}): NVMe {}.{}, {} sectors, {}-byte blocks, queue depth {}, MDTS {}, volatile cache {}, DSM {}, {} I/O queue pairs (granted {}), interrupts {:?} ({} vectors, first pirq {})",
             host,
             addr,
             vs >> 16,
@@ -382,7 +436,10 @@ impl Nvme {
             ctrl.mdts,
             ctrl.vwc,
             ctrl.dsm(),
+            dev.io.len(),
+            granted,
             dev.irqs.mode,
+            vectors,
             dev.irqs.pirqs.first().map_or(0, |p| p.pirq()),
         );
         Ok(dev)
@@ -393,8 +450,14 @@ impl Nvme {
         self.addr
     }
 
-    fn slot_va(&self, slot: u16) -> usize {
-        self.slots_mem.va() as usize + usize::from(slot) * SLOT_BYTES
+    /// The I/O queue pairs in use.
+    pub fn io_queues(&self) -> usize {
+        self.io.len()
+    }
+
+    /// Slot `slot` of queue `q`.
+    fn slot_va(&self, q: usize, slot: u16) -> usize {
+        self.io[q].slots_mem.va() as usize + usize::from(slot) * SLOT_BYTES
     }
 
     /// The data buffers of a request of `len` bytes in `pages`.
@@ -459,28 +522,33 @@ impl Nvme {
             .then_some(pieces)
     }
 
-    /// Gives back a command that was never sent.
-    fn release(&mut self, slot: u16) {
-        if let Some(p) = self.slots.abandon(slot) {
+    /// Gives back a command of queue `q` that was never sent.
+    fn release(&mut self, q: usize, slot: u16) {
+        if let Some(p) = self.io[q].slots.abandon(slot) {
             self.free_pages.extend(p.pages);
         }
     }
 
     /// Fails the requests whose time is up; fails the controller if it is gone or every
-    /// slot waits for an answer.
+    /// slot of a queue waits for an answer (that queue could take no command any more).
     fn expire(&mut self, each: &mut OnComplete<'_>) -> Result<usize, BlockError> {
         let host = self.host;
         let timeouts = &mut self.timeouts;
-        let n = self.slots.expire(now(), |cid, p| {
-            *timeouts += 1;
-            log::warn!(
-                "nvme {host}: {:?} command {cid} unanswered after {} s: its request fails ({} timeouts so far)",
-                p.kind,
-                IO_TIMEOUT_NS / 1_000_000_000,
-                timeouts
-            );
-            each(p.id, BlockStatus::Timeout, &[]);
-        });
+        let at = now();
+        let mut n = 0;
+        for q in &mut self.io {
+            let qid = q.pair.qid();
+            n += q.slots.expire(at, |cid, p| {
+                *timeouts += 1;
+                log::warn!(
+                    "nvme {host}: {:?} command {cid} of queue {qid} unanswered after {} s: its request fails ({} timeouts so far)",
+                    p.kind,
+                    IO_TIMEOUT_NS / 1_000_000_000,
+                    timeouts
+                );
+                each(p.id, BlockStatus::Timeout, &[]);
+            });
+        }
         if n > 0 {
             let csts = self.regs.read32(CSTS);
             if csts == u32::MAX {
@@ -489,12 +557,79 @@ impl Nvme {
             if csts & CSTS_CFS != 0 {
                 return Err(self.fail(String::from("controller fatal status (CSTS.CFS)")));
             }
-            if self.slots.all_unanswered() {
-                return Err(self.fail(format!(
-                    "all {} commands unanswered: the controller stopped answering",
-                    self.slots.len()
-                )));
+            if let Some(q) = self.io.iter().find(|q| q.slots.all_unanswered()) {
+                let why = format!(
+                    "all {} commands of queue {} unanswered: the controller stopped answering",
+                    q.slots.len(),
+                    q.pair.qid()
+                );
+                return Err(self.fail(why));
             }
+        }
+        Ok(n)
+    }
+}
+
+impl Nvme {
+    /// Takes the completions of queue `q` (index in `io`), each checked against that
+    /// queue's commands ([`io::answer`]).
+    fn complete_queue(&mut self, q: usize, each: &mut OnComplete<'_>) -> Result<usize, BlockError> {
+        let mut n = 0;
+        let mut popped = false;
+        while let Some(c) = self.io[q].pair.pop() {
+            popped = true;
+            let io = &mut self.io[q];
+            let answer = match io::answer(io.pair.qid(), &c, &mut io.slots) {
+                Ok(a) => a,
+                Err(why) => {
+                    io.pair.release(&self.regs);
+                    return Err(self.fail(why));
+                }
+            };
+            let p = match answer {
+                Answer::Late(p) => {
+                    log::info!(
+                        "nvme {}: command {} of queue {} answered after its timeout (status {:#x})",
+                        self.host,
+                        c.cid,
+                        c.sq_id,
+                        c.status
+                    );
+                    self.free_pages.extend(p.pages);
+                    continue;
+                }
+                Answer::Live(p) => p,
+            };
+            let status = if c.ok() {
+                BlockStatus::Ok
+            } else if c.unsupported() {
+                BlockStatus::Unsupported
+            } else {
+                BlockStatus::IoError
+            };
+            if !c.ok() {
+                self.errors += 1;
+                if self.errors == 1 {
+                    log::warn!(
+                        "nvme {}: {:?} failed with status {:#x} (the first error; later ones are counted)",
+                        self.host,
+                        p.kind,
+                        c.status
+                    );
+                }
+            }
+            if p.kind == Kind::Read && status == BlockStatus::Ok {
+                let data = self.buffers(&p.pages, p.len);
+                let refs: Vec<&[u8]> = data.iter().map(|b| &**b).collect();
+                each(p.id, status, &refs);
+            } else {
+                each(p.id, status, &[]);
+            }
+            n += 1;
+            self.free_pages.extend(p.pages);
+        }
+        if popped {
+            self.io[q].pair.release(&self.regs);
         }
         Ok(n)
     }
@@ -509,9 +644,17 @@ impl BlockDevice for Nvme {
         self.info
     }
 
+    fn queues(&self) -> usize {
+        self.io.len()
+    }
+
+    fn select_queue(&mut self, q: usize) {
+        self.current = q % self.io.len().max(1);
+    }
+
     fn has_room(&self, ops: &[BlockOp]) -> bool {
         let pages: usize = ops.iter().map(|o| o.data_len().div_ceil(PAGE)).sum();
-        ops.len() <= self.slots.free() && pages <= self.free_pages.len()
+        ops.len() <= self.io[self.current].slots.free() && pages <= self.free_pages.len()
     }
 
     fn direct_ok(&self, op: &BlockOp, segs: &[DmaSeg]) -> bool {
@@ -519,7 +662,7 @@ impl BlockDevice for Nvme {
     }
 
     fn has_room_direct(&self, ops: &[BlockOp]) -> bool {
-        ops.len() <= self.slots.free()
+        ops.len() <= self.io[self.current].slots.free()
     }
 
     fn submit_direct(&mut self, id: u64, op: BlockOp, segs: &[DmaSeg]) -> Result<(), BlockError> {
@@ -544,17 +687,18 @@ impl BlockDevice for Nvme {
             pages: Vec::new(),
             len,
         };
-        let Some(slot) = self.slots.take(now(), p) else {
+        let q = self.current;
+        let Some(slot) = self.io[q].slots.take(now(), p) else {
             return Err(BlockError::Full);
         };
-        let slot_va = self.slot_va(slot);
+        let slot_va = self.slot_va(q, slot);
         let Some(slot_ma) = machine_addr(slot_va as u64) else {
-            self.release(slot);
+            self.release(q, slot);
             return Err(self.fail(String::from("slot page has no machine address")));
         };
         let mut list = Vec::new();
         let Some(prp) = cmd::prp_segments(&pieces, MAX_PAGES, slot_ma, &mut list) else {
-            self.release(slot);
+            self.release(q, slot);
             return Err(BlockError::Refused(String::from("segments unfit for PRPs")));
         };
         for (i, e) in list.iter().enumerate() {
@@ -564,11 +708,12 @@ impl BlockDevice for Nvme {
         }
         let lba = sector >> (self.lba_shift - 9);
         let blocks = (len >> self.lba_shift) as u16;
-        self.io.push(
+        let io = &mut self.io[q];
+        io.pair.push(
             &Command::rw(kind == Kind::Write, NSID, lba, blocks, prp),
             slot,
         );
-        self.rang = true;
+        io.rang = true;
         Ok(())
     }
 
@@ -619,21 +764,22 @@ impl BlockDevice for Nvme {
             pages: pages.clone(),
             len,
         };
-        let Some(slot) = self.slots.take(now(), p) else {
+        let q = self.current;
+        let Some(slot) = self.io[q].slots.take(now(), p) else {
             self.free_pages.extend(pages);
             return Err(BlockError::Full);
         };
         if kind == Kind::Write {
             let mut bufs = self.buffers(&pages, len);
             if !fill(&mut bufs) {
-                self.release(slot);
+                self.release(q, slot);
                 return Err(BlockError::Aborted);
             }
         }
         let lba = sector >> (self.lba_shift - 9);
-        let slot_va = self.slot_va(slot);
+        let slot_va = self.slot_va(q, slot);
         let Some(slot_ma) = machine_addr(slot_va as u64) else {
-            self.release(slot);
+            self.release(q, slot);
             return Err(self.fail(String::from("slot page has no machine address")));
         };
         let cmd = match op {
@@ -643,14 +789,14 @@ impl BlockDevice for Nvme {
                     match machine_addr(self.data.va() + u64::from(p) * PAGE as u64) {
                         Some(m) => maddrs.push(m),
                         None => {
-                            self.release(slot);
+                            self.release(q, slot);
                             return Err(self.fail(String::from("data page has no machine address")));
                         }
                     }
                 }
                 let mut list = Vec::new();
                 let Some(prp) = cmd::prp(&maddrs, slot_ma, &mut list) else {
-                    self.release(slot);
+                    self.release(q, slot);
                     return Err(BlockError::Refused(String::from("no data pages")));
                 };
                 for (i, e) in list.iter().enumerate() {
@@ -674,15 +820,18 @@ impl BlockDevice for Nvme {
                 Command::deallocate(NSID, slot_ma + DSM_AT as u64)
             }
         };
-        self.io.push(&cmd, slot);
-        self.rang = true;
+        let io = &mut self.io[q];
+        io.pair.push(&cmd, slot);
+        io.rang = true;
         Ok(())
     }
 
     fn kick(&mut self) -> Result<(), BlockError> {
         self.check()?;
-        if core::mem::take(&mut self.rang) {
-            self.io.ring(&self.regs);
+        for q in &mut self.io {
+            if core::mem::take(&mut q.rang) {
+                q.pair.ring(&self.regs);
+            }
         }
         Ok(())
     }
@@ -705,70 +854,16 @@ impl BlockDevice for Nvme {
     fn complete(&mut self, each: &mut OnComplete<'_>) -> Result<usize, BlockError> {
         self.check()?;
         let mut n = 0;
-        let mut popped = false;
-        while let Some(c) = self.io.pop() {
-            popped = true;
-            let answer = if c.sq_id == self.io.qid() {
-                self.slots.answer(c.cid)
-            } else {
-                None
-            };
-            let Some(answer) = answer else {
-                self.io.release(&self.regs);
-                return Err(self.fail(format!(
-                    "completion for command {} of queue {} that is not in flight",
-                    c.cid, c.sq_id
-                )));
-            };
-            let p = match answer {
-                Answer::Late(p) => {
-                    log::info!(
-                        "nvme {}: command {} answered after its timeout (status {:#x})",
-                        self.host,
-                        c.cid,
-                        c.status
-                    );
-                    self.free_pages.extend(p.pages);
-                    continue;
-                }
-                Answer::Live(p) => p,
-            };
-            let status = if c.ok() {
-                BlockStatus::Ok
-            } else if c.unsupported() {
-                BlockStatus::Unsupported
-            } else {
-                BlockStatus::IoError
-            };
-            if !c.ok() {
-                self.errors += 1;
-                if self.errors == 1 {
-                    log::warn!(
-                        "nvme {}: {:?} failed with status {:#x} (the first error; later ones are counted)",
-                        self.host,
-                        p.kind,
-                        c.status
-                    );
-                }
-            }
-            if p.kind == Kind::Read && status == BlockStatus::Ok {
-                let data = self.buffers(&p.pages, p.len);
-                let refs: Vec<&[u8]> = data.iter().map(|b| &**b).collect();
-                each(p.id, status, &refs);
-            } else {
-                each(p.id, status, &[]);
-            }
-            n += 1;
-            self.free_pages.extend(p.pages);
-        }
-        if popped {
-            self.io.release(&self.regs);
+        // Every completion queue on every pass: with one vector for all (MSI, INTx) any of
+        // them may have raised it, and looking at an empty one costs one read.
+        for q in 0..self.io.len() {
+            n += self.complete_queue(q, each)?;
         }
         n += self.expire(each)?;
         Ok(n)
     }
 
     fn next_deadline(&self) -> Option<u64> {
-        self.slots.next_deadline()
+        self.io.iter().filter_map(|q| q.slots.next_deadline()).min()
     }
 }
