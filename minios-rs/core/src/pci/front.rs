@@ -67,6 +67,8 @@ impl<P: Platform> SharedPage<P> {
             .grant_page(backend, Access::ReadWrite)
             .map_err(PciError::Grant)?;
         let evt = platform.alloc_unbound(backend).map_err(PciError::Xen)?;
+        // Masked except while an operation waits for its answer (see `call`).
+        evt.mask();
         Ok(Self {
             platform,
             page,
@@ -76,9 +78,32 @@ impl<P: Platform> SharedPage<P> {
         })
     }
 
+    /// The event channel pciback binds (`event-channel`).
+    pub fn port(&self) -> crate::platform::EvtchnPort {
+        self.evt.port()
+    }
+
     /// Sets how long one operation may take.
     pub fn set_timeout(&mut self, ns: u64) {
         self.timeout_ns = ns;
+    }
+
+    /// Notifies pciback of the operation in the page and waits until it cleared the flag,
+    /// with the port unmasked meanwhile.
+    fn wait_answer(&self, name: &'static str) -> Result<(), PciError> {
+        self.evt.unmask().map_err(PciError::Xen)?;
+        let _ = self.evt.take_pending();
+        self.evt.notify().map_err(PciError::Xen)?;
+        let deadline = self.platform.now_ns().saturating_add(self.timeout_ns);
+        while self.flags()? & XEN_PCIF_ACTIVE != 0 {
+            if self.platform.now_ns() >= deadline {
+                self.busy.set(true);
+                return Err(PciError::Timeout { op: name });
+            }
+            self.platform.wait(Some(deadline));
+            let _ = self.evt.take_pending();
+        }
+        Ok(())
     }
 
     fn flags(&self) -> Result<u32, PciError> {
@@ -105,16 +130,16 @@ impl<P: Platform> OpChannel for SharedPage<P> {
         self.page
             .store_u32(SHARED_FLAGS_OFFSET, XEN_PCIF_ACTIVE)
             .map_err(bad)?;
-        self.evt.notify().map_err(PciError::Xen)?;
-        let deadline = self.platform.now_ns().saturating_add(self.timeout_ns);
-        while self.flags()? & XEN_PCIF_ACTIVE != 0 {
-            if self.platform.now_ns() >= deadline {
-                self.busy.set(true);
-                return Err(PciError::Timeout { op: name });
-            }
-            self.platform.wait(Some(deadline));
-            let _ = self.evt.take_pending();
-        }
+        // pciback clears the flag and then notifies: an answer can be seen in the flag before
+        // its notification arrives, or the notification after the operation ended. The port
+        // wakes us only while we wait here; outside it stays masked, so a late notification
+        // stays pending in Xen and never marks the port fired with nobody left to take it
+        // (a fired port that is never taken keeps `Platform::wait` from blocking: the domain
+        // would spin for good).
+        let outcome = self.wait_answer(name);
+        self.evt.mask();
+        let _ = self.evt.take_pending();
+        outcome?;
         fence(Ordering::SeqCst);
         // Copied once; only the copy is used.
         self.page.read(SHARED_OP_OFFSET, &mut raw).map_err(bad)?;

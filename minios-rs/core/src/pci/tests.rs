@@ -324,6 +324,40 @@ fn an_unanswered_operation_times_out_and_keeps_failing_while_busy() {
 }
 
 #[test]
+fn pciback_notifying_outside_an_operation_does_not_keep_the_domain_awake() {
+    use crate::host::World;
+    use crate::platform::{EventChannel, Events};
+    let world = World::new();
+    let dd = world.create_domain(5, "dd");
+    let dom0 = world.domain(0);
+    let mut chan = SharedPage::new(dd.clone(), 0).unwrap();
+    chan.set_timeout(1_000_000);
+    let pciback = dom0.bind_interdomain(5, chan.port()).unwrap();
+    // The notification of an answer the front already saw in the flag arrives after the
+    // operation ended (or pciback notifies for nothing): nobody will take it, so it must not
+    // make every wait return at once (on Xen the driver domain span for good).
+    pciback.notify().unwrap();
+    assert!(
+        !dd.has_wakeup(),
+        "a notification outside an operation wakes the domain"
+    );
+    // An operation still waits on the port: unanswered, it runs to its deadline.
+    let op = XenPciOp {
+        cmd: XEN_PCI_OP_CONF_READ,
+        size: 4,
+        ..XenPciOp::default()
+    };
+    let start = world.now_ns();
+    assert_eq!(
+        chan.call(&op, "conf_read").unwrap_err(),
+        PciError::Timeout { op: "conf_read" }
+    );
+    assert!(world.now_ns() - start >= 1_000_000);
+    pciback.notify().unwrap();
+    assert!(!dd.has_wakeup(), "a late notification wakes the domain");
+}
+
+#[test]
 fn the_toolstack_taking_a_function_away_is_followed_like_linux_pcifront() {
     use super::PciFrontTask;
     use crate::executor::Executor;
