@@ -30,6 +30,8 @@ const GUEST_OPTIONAL_MODULES: &[&str] = &[
     "snd-hda-codec-generic",
     // A USB audio device over PVUSB (QEMU's usb-audio on `xhci-media`).
     "snd-usb-audio",
+    // USB traffic as the guest's USB core sees it (/sys/kernel/debug/usb/usbmon).
+    "usbmon",
     "crc32c_generic",
     "ext4",
     // The hostile frontend (`testbed-agent hostile`) grants pages and binds event channels.
