@@ -17,6 +17,7 @@ mod suite;
 mod testbed;
 mod unikernels;
 mod util;
+mod watchdog;
 
 use release::Release;
 use util::Result;

@@ -3,6 +3,8 @@
 use crate::fileserver;
 use crate::images::Boot;
 use crate::util::{self, Result};
+use crate::watchdog::Watchdog;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -17,8 +19,10 @@ use testbed_agent::wav::WavSource;
 pub struct Outcome {
     /// Every serial line.
     pub lines: Vec<String>,
-    /// True when the run hit its timeout and QEMU was killed.
+    /// True when the run hit its timeout (or the watchdog fired) and QEMU was killed.
     pub timed_out: bool,
+    /// Why the watchdog ended the run, if it did.
+    pub stalled: Option<String>,
     /// Wall time of the run.
     pub elapsed: Duration,
     /// QEMU's process id.
@@ -33,6 +37,11 @@ pub struct Machine<'a> {
     pub devices: Vec<QemuDevice>,
     /// Kill QEMU after this long.
     pub timeout: Duration,
+    /// Kill QEMU earlier when the agent's lines stop coming as they should (`watchdog.rs`):
+    /// the first scenario must start within this ...
+    pub boot_allowance: Duration,
+    /// ... and each scenario end within its limit of starting.
+    pub limits: BTreeMap<String, Duration>,
     /// Serial log destination.
     pub log: PathBuf,
     /// Scratch directory for device backing files.
@@ -328,7 +337,9 @@ pub fn run(m: &Machine) -> Result<Outcome> {
         .map_err(|e| format!("cannot create {}: {e}", m.log.display()))?;
     let mut lines = Vec::new();
     let mut timed_out = false;
+    let mut stalled = None;
     let mut done_at: Option<Instant> = None;
+    let mut watchdog = Watchdog::new(start, m.boot_allowance, m.limits.clone());
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(line) => {
@@ -343,6 +354,7 @@ pub fn run(m: &Machine) -> Result<Outcome> {
                 if line.contains("@@XDD done") {
                     done_at = Some(Instant::now());
                 }
+                watchdog.see(&line, Instant::now());
                 lines.push(line);
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -357,7 +369,11 @@ pub fn run(m: &Machine) -> Result<Outcome> {
             break;
         }
         let grace_over = done_at.is_some_and(|t| t.elapsed() > Duration::from_secs(20));
-        if start.elapsed() > m.timeout || grace_over {
+        stalled = watchdog.overdue(Instant::now());
+        if let Some(why) = &stalled {
+            let _ = writeln!(log, "[{:7.2}] {why}", start.elapsed().as_secs_f64());
+        }
+        if start.elapsed() > m.timeout || grace_over || stalled.is_some() {
             timed_out = !grace_over;
             let _ = child.kill();
             let _ = child.wait();
@@ -374,6 +390,7 @@ pub fn run(m: &Machine) -> Result<Outcome> {
     Ok(Outcome {
         lines,
         timed_out,
+        stalled,
         elapsed: start.elapsed(),
         pid,
     })

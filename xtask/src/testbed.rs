@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use testbed_agent::scenario::{QemuDevice, Scenario};
 
-/// Time allowed for Xen and dom0 to boot before the first scenario.
-const BOOT_ALLOWANCE: Duration = Duration::from_secs(150);
+/// Time allowed for Xen and dom0 to boot before the first scenario (about 20–60 s).
+const BOOT_ALLOWANCE: Duration = Duration::from_secs(240);
 
 /// Directory of the scenario files.
 pub fn scenario_dir() -> PathBuf {
@@ -51,13 +51,15 @@ pub fn load_file(path: &std::path::Path) -> Result<(Scenario, String)> {
 }
 
 /// The harness self-test: a failing check and a hang must both be reported as failures that
-/// name the check and the log, and QEMU must be gone afterwards.
+/// name the check and the log, the hang ended by the watchdog (`watchdog.rs`), and QEMU must
+/// be gone afterwards.
 pub fn selftest() -> Result {
     let scenarios = vec![
         load_file(&harness_dir().join("never-connects.toml"))?,
         load_file(&harness_dir().join("hangs.toml"))?,
     ];
-    let report = run_scenarios(&scenarios, Some(Duration::from_secs(90)))?;
+    // The overall timeout is an outer bound only: the watchdog must end `hangs` well before.
+    let report = run_scenarios(&scenarios, Some(Duration::from_secs(480)))?;
     let mut problems = Vec::new();
     let check = "key:/local/domain/{domid:deaf}/device/vif/0/state=4";
     if !report
@@ -71,6 +73,12 @@ pub fn selftest() -> Result {
     }
     if !report.timed_out || !report.text.contains("FAILED hangs: did not finish") {
         problems.push("the hanging scenario was not ended by the timeout");
+    }
+    if !report
+        .text
+        .contains("watchdog: scenario `hangs` has not ended")
+    {
+        problems.push("the watchdog did not end the stopped agent's scenario");
     }
     if std::path::Path::new(&format!("/proc/{}", report.qemu_pid)).exists() {
         problems.push("QEMU is still running");
@@ -187,10 +195,16 @@ pub fn run_scenarios(
         timeout.as_secs(),
         log.display()
     );
+    let limits = scenarios
+        .iter()
+        .map(|(s, _)| (s.name.clone(), Duration::from_secs(s.hard_limit_s())))
+        .collect();
     let outcome = qemu::run(&qemu::Machine {
         boot: &boot,
         devices,
         timeout,
+        boot_allowance: BOOT_ALLOWANCE,
+        limits,
         log: log.clone(),
         scratch: cache.base.join("scratch"),
         file_server: std::env::current_exe()
@@ -216,10 +230,17 @@ pub fn run_scenarios(
         }
     }
     if outcome.timed_out {
-        text.push_str(&format!(
-            "\ntestbed: timed out after {}s; QEMU was killed. Last lines:\n",
-            outcome.elapsed.as_secs()
-        ));
+        let why = match &outcome.stalled {
+            Some(why) => format!(
+                "{why}; QEMU was killed after {}s",
+                outcome.elapsed.as_secs()
+            ),
+            None => format!(
+                "timed out after {}s; QEMU was killed",
+                outcome.elapsed.as_secs()
+            ),
+        };
+        text.push_str(&format!("\ntestbed: {why}. Last lines:\n"));
         for l in outcome.lines.iter().rev().take(30).rev() {
             text.push_str(&format!("  | {l}\n"));
         }

@@ -5,7 +5,7 @@ use crate::events::{Kind, Log};
 use crate::hostenv::{self, Var};
 use crate::scenario::{
     expand_device_mentions, expand_devices, placeholder, placeholders, Action, Domain, DomainKind,
-    Event, Scenario, Step,
+    Event, Scenario, Step, RUN_TIMEOUT_S, WAIT_TIMEOUT_S,
 };
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use xdd_control::xenstore::Xenstore;
 
 /// Default timeout of waiting steps.
-const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
+const WAIT_TIMEOUT: Duration = Duration::from_secs(WAIT_TIMEOUT_S);
 /// Default timeout of commands.
-const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+const RUN_TIMEOUT: Duration = Duration::from_secs(RUN_TIMEOUT_S);
 
 /// Prints one result line on the console (which reaches the serial log).
 fn report(kind: &str, fields: &[(&str, String)], detail: Option<&str>) {

@@ -97,6 +97,15 @@ fn default_scenario_timeout() -> u64 {
     300
 }
 
+/// Default timeout of waiting steps, in seconds.
+pub const WAIT_TIMEOUT_S: u64 = 60;
+/// Default timeout of the other steps (commands, creates), in seconds.
+pub const RUN_TIMEOUT_S: u64 = 120;
+/// Time the agent may take after a scenario's steps: the Xen log check, a failure's
+/// diagnostics (four 10-s commands at most) and the cleanup (a 10-s kill and a 60-s destroy
+/// of every domain): 120 s, with room to spare.
+pub const WIND_DOWN_S: u64 = 150;
+
 /// QEMU devices a scenario can ask for; each gets a fixed PCI address in the testbed machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -618,6 +627,39 @@ impl Scenario {
         Ok(s)
     }
 
+    /// The longest one step may take, in seconds: its timeout (or the default of its kind),
+    /// or its sleep. The agent looks at the scenario's own timeout only between steps, so a
+    /// step started just before it may run this much beyond it.
+    pub fn longest_step_s(&self) -> u64 {
+        self.steps
+            .iter()
+            .map(|step| match step.action() {
+                Ok(Action::Sleep(s)) => s.ceil() as u64,
+                Ok(Action::Wait { .. } | Action::WaitKey { .. } | Action::Destroy(_)) => {
+                    step.timeout_s.unwrap_or(WAIT_TIMEOUT_S)
+                }
+                // `xl shutdown` and then the wait for the domain to go, each up to the timeout.
+                Ok(Action::Shutdown(_)) => 2 * step.timeout_s.unwrap_or(WAIT_TIMEOUT_S),
+                _ => step.timeout_s.unwrap_or(RUN_TIMEOUT_S),
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// How long after it printed `scenario-start` the agent can still be running this
+    /// scenario when everything it waits for ends by its timeout: making its devices
+    /// assignable, its steps up to `timeout_s` plus one longest step, and the wind-down.
+    /// A scenario running longer means dom0 or the whole testbed stopped; the host ends
+    /// the boot then instead of waiting for every later scenario's budget too.
+    pub fn hard_limit_s(&self) -> u64 {
+        let assignable = self
+            .qemu_devices
+            .iter()
+            .filter(|d| d.passed_through())
+            .count() as u64;
+        assignable * RUN_TIMEOUT_S + self.timeout_s + self.longest_step_s() + WIND_DOWN_S
+    }
+
     /// Looks up a domain by name.
     pub fn domain(&self, name: &str) -> Option<&Domain> {
         self.domains.iter().find(|d| d.name == name)
@@ -924,6 +966,28 @@ qemu_devices = ["virtio-net-2", "virtio-net"]
             "demo"
         )
         .is_ok());
+    }
+
+    #[test]
+    fn the_hard_limit_covers_assignable_devices_every_step_and_the_wind_down() {
+        let text = |steps: &str| {
+            format!(
+                "name = \"demo\"\nsummary = \"s\"\ntimeout_s = 100\nqemu_devices = [\"sound\"]\n{steps}"
+            )
+        };
+        let steps = "[[step]]\nsleep = 30.5\n[[step]]\nrun = \"true\"\ntimeout_s = 400\n\
+                     [[step]]\nwait_key = \"/a\"\n";
+        let s = Scenario::parse(&text(steps), "demo").unwrap();
+        assert!(QemuDevice::Sound.passed_through());
+        assert_eq!(s.longest_step_s(), 400);
+        assert_eq!(s.hard_limit_s(), RUN_TIMEOUT_S + 100 + 400 + WIND_DOWN_S);
+        // Without a step timeout the default of the step's kind counts.
+        let s = Scenario::parse(&text("[[step]]\nwait_key = \"/a\"\n"), "demo").unwrap();
+        assert_eq!(s.longest_step_s(), WAIT_TIMEOUT_S);
+        let s = Scenario::parse(&text("[[step]]\nrun = \"true\"\n"), "demo").unwrap();
+        assert_eq!(s.longest_step_s(), RUN_TIMEOUT_S);
+        let s = Scenario::parse(&text("[[step]]\nsleep = 599.2\n"), "demo").unwrap();
+        assert_eq!(s.longest_step_s(), 600);
     }
 
     #[test]
