@@ -1,8 +1,9 @@
-//! `cargo xtask bench net`: guest-to-guest traffic between two Linux PV guests through four
+//! `cargo xtask bench net`: guest-to-guest traffic between two Linux PV guests through five
 //! driver domains set up side by side in one testbed boot (tests/bench/net.toml):
 //!
 //! - `netdd`: our netback driver domain, PV, 16 MiB;
 //! - `netdd-pvh`: the same image booted as PVH, 16 MiB;
+//! - `pvh-c250`: the same as PVH with a 250 us coalescing window (`netback.coalesce_us`);
 //! - `linux-dd`: a Linux driver domain (PV, 128 MiB): Linux netback + a bridge;
 //! - `netdd-4M`: our netback, PV, 4 MiB (back-pressure when memory is small).
 //!
@@ -20,9 +21,10 @@ use super::turns::Report;
 use crate::util::Result;
 
 /// The setups: name in the scenario's `turn` lines and the label printed.
-const SETUPS: [(&str, &str); 4] = [
+const SETUPS: [(&str, &str); 5] = [
     ("netdd", "netdd"),
     ("netddh", "netdd-pvh"),
+    ("netddhc", "pvh-c250"),
     ("linuxdd", "linux-dd"),
     ("netdd4", "netdd-4M"),
 ];
@@ -162,9 +164,11 @@ const MEASURED: &[&str] = &[
 ];
 
 /// Comparisons of the verdict lines: ours, theirs, target ratio for "more is better".
-const VERDICTS: [(&str, &str, f64); 3] = [
+const VERDICTS: [(&str, &str, f64); 5] = [
     ("netdd", "linuxdd", 1.0),
     ("netddh", "linuxdd", 1.0),
+    ("netddhc", "linuxdd", 1.0),
+    ("netddhc", "netddh", 1.0),
     ("netdd4", "netdd", 0.9),
 ];
 
@@ -180,6 +184,8 @@ const COUNTERS: &[&str] = &[
     "local-no-buffers",
     "local-behind-queue",
     "notifications",
+    "notify-calls",
+    "coalesced",
     "copy-ops",
     "copy-batches",
     "poll-us",
@@ -212,6 +218,20 @@ const DERIVED: &[(&str, &str, &str, usize)] = &[
     ("data path us per packet", "poll-us", "tx-packets", 1),
     ("grant copy us per packet", "copy-us", "tx-packets", 1),
     ("notify us per packet", "notify-us", "tx-packets", 1),
+    (
+        "copy hypercalls per packet",
+        "copy-batches",
+        "tx-packets",
+        3,
+    ),
+    (
+        "notify hypercalls per packet",
+        "notify-calls",
+        "tx-packets",
+        3,
+    ),
+    ("us per copy hypercall", "copy-us", "copy-batches", 1),
+    ("us per notify hypercall", "notify-us", "notify-calls", 1),
 ];
 
 /// Runs the net benchmark.
@@ -295,9 +315,10 @@ fn render(rep: &Report) -> String {
         out.push('\n');
     };
     line(String::new());
-    line("net benchmark: two Linux PV guests (a, b) on one driver domain, four setups".into());
+    line("net benchmark: two Linux PV guests (a, b) on one driver domain, five setups".into());
     line("  netdd     = our netback, PV, 16 MiB".into());
     line("  netdd-pvh = the same image as PVH, 16 MiB".into());
+    line("  pvh-c250  = the same as PVH with netback.coalesce_us=250".into());
     line("  linux-dd  = a Linux driver domain, PV, 128 MiB: netback + bridge".into());
     line("  netdd-4M  = our netback, PV, 4 MiB".into());
     line(format!(
@@ -391,7 +412,7 @@ fn render(rep: &Report) -> String {
         ));
     }
     line(String::new());
-    line("verdicts (medians; targets of issue 16: netdd and netdd-pvh >= 1.00x linux-dd, netdd-4M >= 0.90x netdd)".into());
+    line("verdicts (medians; targets of issue 16: netdd and netdd-pvh >= 1.00x linux-dd, netdd-4M >= 0.90x netdd; pvh-c250 against both PVH and linux-dd)".into());
     for (title, parts) in verdicts {
         line(format!("  {title}: {}", parts.join("; ")));
     }
