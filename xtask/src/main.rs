@@ -2,6 +2,7 @@
 
 mod apt;
 mod bench;
+mod capture_tone;
 mod elf;
 mod fetch;
 mod fileserver;
