@@ -15,6 +15,19 @@
 //!
 //! Everything the device writes back (tokens, status bytes) is checked; a device that names
 //! a request it was not given is failed, not trusted.
+//!
+//! Dead or stuck hardware: a request unanswered after [`IO_TIMEOUT_NS`] (NVMe's, 30 s) fails
+//! ([`BlockStatus::Timeout`], logged: each of the first timeouts, then every power of two,
+//! with the count so far); [`BlockDevice::next_deadline`] says when, so no interrupt is
+//! needed. Its slot, data pages and descriptors stay reserved until the device returns its
+//! chain (it may still write into them); the late answer is then dropped, and its token
+//! cannot have been handed to another request meanwhile ([`inflight`]). When a request times
+//! out, the device status is read: all ones (gone), `DEVICE_NEEDS_RESET` or a reset device
+//! fails the device as a whole, and so do requests given up on that hold every slot, or so
+//! many descriptors or pages that a request of the largest size could never be queued again.
+//! A failed device fails every call after (the owner fails what is in flight, logs once).
+
+pub mod inflight;
 
 use alloc::format;
 use alloc::string::String;
@@ -28,9 +41,11 @@ use minios::blockdev::{
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport;
 
+use self::inflight::{status_failure, worth_logging, Answer, Held, Inflight, LOG_ALL};
 use super::hal::XenHal;
 use super::transport::VirtioPci;
 use crate::dma::DmaPages;
+use crate::nvme::IO_TIMEOUT_NS;
 use crate::pci::IrqMode;
 
 /// Descriptors in the request queue.
@@ -78,14 +93,27 @@ bitflags! {
     }
 }
 
-/// One request with the device.
+/// One request with the device (its slot and pages are in its [`Held`]).
 #[derive(Clone, Debug)]
 struct Pending {
     id: u64,
-    slot: usize,
     kind: u32,
-    pages: Vec<u16>,
     len: usize,
+}
+
+/// A request type's name, for logs.
+fn kind_name(kind: u32) -> &'static str {
+    match kind {
+        T_IN => "read",
+        T_OUT => "write",
+        T_FLUSH => "flush",
+        T_DISCARD => "discard",
+        _ => "request",
+    }
+}
+
+fn now() -> u64 {
+    crate::time::now_ns()
 }
 
 /// A virtio-blk device owned by this domain.
@@ -93,11 +121,11 @@ pub struct VirtioBlk {
     dev: VirtioPci,
     queue: VirtQueue<XenHal, QUEUE_SIZE>,
     slots_mem: DmaPages,
-    free_slots: Vec<usize>,
     data: DmaPages,
-    free_pages: Vec<u16>,
-    /// The request per descriptor token.
-    pending: Vec<Option<Pending>>,
+    /// The requests per descriptor token, their deadlines, the free slots and data pages.
+    inflight: Inflight<Pending>,
+    /// Answers that came after their request's timeout.
+    late: u64,
     info: BlockInfo,
     features: Features,
     notify: bool,
@@ -213,10 +241,9 @@ impl VirtioBlk {
             dev,
             queue,
             slots_mem,
-            free_slots: (0..SLOTS).rev().collect(),
             data,
-            free_pages: (0..DATA_PAGES as u16).rev().collect(),
-            pending: vec![None; QUEUE_SIZE],
+            inflight: Inflight::new(QUEUE_SIZE as u16, SLOTS, DATA_PAGES as u16, IO_TIMEOUT_NS),
+            late: 0,
             info,
             features,
             notify: false,
@@ -245,8 +272,8 @@ impl VirtioBlk {
         let at = self.slots_mem.va() as usize + slot * SLOT_BYTES;
         // SAFETY: slot `slot` (< SLOTS) lies inside the slot pages, which live as long as
         // the device, and never crosses a page (64-byte slots); a slot is used by exactly
-        // one request at a time (the free list says which), and the three parts are
-        // disjoint.
+        // one request at a time, from `submit` until the device returns its chain, even
+        // after a timeout (`inflight` says which), and the three parts are disjoint.
         unsafe {
             (
                 core::slice::from_raw_parts_mut(at as *mut u8, 16),
@@ -266,7 +293,8 @@ impl VirtioBlk {
                 left -= n;
                 let at = self.data.va() as usize + usize::from(p) * PAGE;
                 // SAFETY: page `p` (< DATA_PAGES) lies inside the data pages, owned by this
-                // request alone until it is completed (the free list says which).
+                // request alone until the device returns its chain, even after a timeout
+                // (`inflight` says which).
                 unsafe { core::slice::from_raw_parts_mut(at as *mut u8, n) }
             })
             .collect()
@@ -295,10 +323,10 @@ impl VirtioBlk {
         e
     }
 
-    /// The chain of request `p`: device-readable and device-writable buffers.
-    fn chain(&self, p: &Pending) -> (Vec<&'static [u8]>, Vec<&'static mut [u8]>) {
-        let (hdr, range, status) = self.slot(p.slot);
-        let data = self.buffers(&p.pages, p.len);
+    /// The chain of request `p` holding `held`: device-readable and device-writable buffers.
+    fn chain(&self, p: &Pending, held: &Held) -> (Vec<&'static [u8]>, Vec<&'static mut [u8]>) {
+        let (hdr, range, status) = self.slot(held.slot);
+        let data = self.buffers(&held.pages, p.len);
         let mut inputs: Vec<&'static [u8]> = vec![hdr];
         let mut outputs: Vec<&'static mut [u8]> = Vec::new();
         match p.kind {
@@ -309,6 +337,37 @@ impl VirtioBlk {
         }
         outputs.push(status);
         (inputs, outputs)
+    }
+
+    /// Fails the requests whose time is up; fails the device if it is gone, needs a reset,
+    /// or can take no more work (requests given up on hold what a request needs).
+    fn expire(&mut self, each: &mut OnComplete<'_>) -> Result<usize, BlockError> {
+        let host = self.dev.host;
+        let n = self.inflight.expire(now(), |token, p, count| {
+            if worth_logging(count) {
+                log::warn!(
+                    "virtio-blk {host}: {} of {} bytes (token {token}) unanswered after {} s: its request fails ({count} timeouts so far{})",
+                    kind_name(p.kind),
+                    p.len,
+                    IO_TIMEOUT_NS / 1_000_000_000,
+                    if count == LOG_ALL {
+                        "; from now on only every power of two is logged"
+                    } else {
+                        ""
+                    },
+                );
+            }
+            each(p.id, BlockStatus::Timeout, &[]);
+        });
+        if n > 0 {
+            if let Some(why) = status_failure(self.dev.transport.get_status()) {
+                return Err(self.fail(BlockError::Device(why)));
+            }
+            if let Some(why) = self.inflight.wedged(self.info.max_transfer / PAGE) {
+                return Err(self.fail(BlockError::Device(why)));
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -328,8 +387,8 @@ impl BlockDevice for VirtioBlk {
     fn has_room(&self, ops: &[BlockOp]) -> bool {
         let descs: usize = ops.iter().map(descriptors).sum();
         let pages: usize = ops.iter().map(|o| o.data_len().div_ceil(PAGE)).sum();
-        ops.len() <= self.free_slots.len()
-            && pages <= self.free_pages.len()
+        ops.len() <= self.inflight.free_slots()
+            && pages <= self.inflight.free_pages()
             && descs <= self.queue.available_desc()
     }
 
@@ -359,29 +418,18 @@ impl BlockDevice for VirtioBlk {
         if !self.has_room(&[op]) {
             return Err(BlockError::Full);
         }
-        let slot = self.free_slots.pop().ok_or(BlockError::Full)?;
-        let pages: Vec<u16> = (0..len.div_ceil(PAGE))
-            .filter_map(|_| self.free_pages.pop())
-            .collect();
-        let p = Pending {
-            id,
-            slot,
-            kind,
-            pages,
-            len,
+        let Some(held) = self.inflight.reserve(len.div_ceil(PAGE), descriptors(&op)) else {
+            return Err(BlockError::Full);
         };
-        let release = |me: &mut Self, p: Pending| {
-            me.free_slots.push(p.slot);
-            me.free_pages.extend(p.pages);
-        };
+        let p = Pending { id, kind, len };
         if kind == T_OUT {
-            let mut bufs = self.buffers(&p.pages, len);
+            let mut bufs = self.buffers(&held.pages, len);
             if !fill(&mut bufs) {
-                release(self, p);
+                self.inflight.release(held);
                 return Err(BlockError::Aborted);
             }
         }
-        let (hdr, range, status) = self.slot(slot);
+        let (hdr, range, status) = self.slot(held.slot);
         hdr[0..4].copy_from_slice(&kind.to_le_bytes());
         hdr[4..8].fill(0);
         hdr[8..16].copy_from_slice(&sector.to_le_bytes());
@@ -392,23 +440,22 @@ impl BlockDevice for VirtioBlk {
         }
         // An answer the device never writes reads as an error.
         status[0] = 0xff;
-        let (inputs, mut outputs) = self.chain(&p);
+        let (inputs, mut outputs) = self.chain(&p, &held);
         // SAFETY: the slot and data pages belong to this request until its token is popped
-        // in `complete`; nothing touches them meanwhile.
+        // in `complete` (after a timeout too); nothing touches them meanwhile.
         let token = match unsafe { self.queue.add(&inputs, &mut outputs) } {
             Ok(t) => t,
             Err(virtio_drivers::Error::QueueFull) => {
-                release(self, p);
+                self.inflight.release(held);
                 return Err(BlockError::Full);
             }
             Err(e) => {
-                release(self, p);
+                self.inflight.release(held);
                 return Err(self.fail(device_error("queueing a request", e)));
             }
         };
-        match self.pending.get_mut(usize::from(token)) {
-            Some(entry @ None) => *entry = Some(p),
-            _ => return Err(self.fail(BlockError::Device(format!("request token {token} reused")))),
+        if let Err(why) = self.inflight.sent(token, now(), p, held) {
+            return Err(self.fail(BlockError::Device(why)));
         }
         self.notify = true;
         Ok(())
@@ -445,39 +492,62 @@ impl BlockDevice for VirtioBlk {
         self.check()?;
         let mut n = 0;
         while let Some(token) = self.queue.peek_used() {
-            let Some(p) = self
-                .pending
-                .get_mut(usize::from(token))
-                .and_then(Option::take)
-            else {
-                let e = BlockError::Device(format!(
-                    "device completed request token {token} it was never given"
-                ));
-                return Err(self.fail(e));
+            // A token is only ever held by one request (a timed-out one keeps it until
+            // here), so the answer is that request's, late or not. On an error the device
+            // is failed and what the request held stays reserved for good.
+            let answer = match self.inflight.answer(token) {
+                Ok(a) => a,
+                Err(why) => return Err(self.fail(BlockError::Device(why))),
             };
-            let (inputs, mut outputs) = self.chain(&p);
+            let (Answer::Live(p, held) | Answer::Late(p, held)) = &answer;
+            let (inputs, mut outputs) = self.chain(p, held);
             // SAFETY: these are the buffers added with this token.
             if let Err(e) = unsafe { self.queue.pop_used(token, &inputs, &mut outputs) } {
                 return Err(self.fail(device_error("request completion", e)));
             }
-            let status = match self.slot(p.slot).2[0] {
+            let byte = self.slot(held.slot).2[0];
+            let (p, held) = match answer {
+                Answer::Late(p, held) => {
+                    // Its request already failed: report nothing, only free what it held.
+                    self.late += 1;
+                    if worth_logging(self.late) {
+                        log::info!(
+                            "virtio-blk {}: {} (token {token}) answered after its timeout (status {byte}; {} late answers so far)",
+                            self.dev.host,
+                            kind_name(p.kind),
+                            self.late
+                        );
+                    }
+                    self.inflight.release(held);
+                    continue;
+                }
+                Answer::Live(p, held) => (p, held),
+            };
+            let status = match byte {
                 0 => BlockStatus::Ok,
                 1 => BlockStatus::IoError,
                 2 => BlockStatus::Unsupported,
                 s => BlockStatus::Other(s),
             };
             if p.kind == T_IN && status == BlockStatus::Ok {
-                let data = self.buffers(&p.pages, p.len);
+                let data = self.buffers(&held.pages, p.len);
                 let refs: Vec<&[u8]> = data.iter().map(|b| &**b).collect();
                 each(p.id, status, &refs);
             } else {
                 each(p.id, status, &[]);
             }
-            self.free_slots.push(p.slot);
-            self.free_pages.extend(p.pages);
+            self.inflight.release(held);
             n += 1;
         }
+        n += self.expire(each)?;
         Ok(n)
+    }
+
+    fn next_deadline(&self) -> Option<u64> {
+        if self.failed.is_some() {
+            return None;
+        }
+        self.inflight.next_deadline()
     }
 }
 
