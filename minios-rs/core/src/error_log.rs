@@ -5,6 +5,10 @@
 //! The backend shows the totals where it shows its counters (a log line at disconnect,
 //! `data/` keys). Each backend names its classes; the log target is the backend's module, so
 //! its lines read as the backend's own.
+//!
+//! Events that are each worth a line but may come in bursts (a driver's timed-out commands,
+//! their late answers) are thinned instead ([`worth_logging`]): the first [`THIN_AFTER`] one
+//! by one, then every power of two, each line with the count so far.
 
 use alloc::string::String;
 use core::fmt;
@@ -89,6 +93,27 @@ impl<const N: usize> fmt::Display for ErrorLog<N> {
     }
 }
 
+/// Repeated events logged one by one before [`worth_logging`] thins them out.
+pub const THIN_AFTER: u64 = 8;
+
+/// Whether the `n`th (1-based) of a repeated event gets its own log line: the first
+/// [`THIN_AFTER`], then only every power of two (the 16th, 32nd, 64th, …), so a burst logs
+/// a handful of lines and a steady stream ever fewer. The caller counts every event and puts
+/// the count in the lines it logs.
+pub fn worth_logging(n: u64) -> bool {
+    n <= THIN_AFTER || n.is_power_of_two()
+}
+
+/// What the line of the `n`th event adds to say that thinning starts after it: a note for
+/// the [`THIN_AFTER`]th, nothing for the others.
+pub fn thinning_note(n: u64) -> &'static str {
+    if n == THIN_AFTER {
+        "; from now on only every power of two is logged"
+    } else {
+        ""
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +130,22 @@ mod tests {
         assert_eq!(format!("{log}"), "bad 2 worse 1");
         let quiet = ErrorLog::new("t", "dev".into(), ["bad"], "in errors");
         assert_eq!(format!("{quiet}"), "");
+    }
+
+    #[test]
+    fn repeated_events_are_logged_one_by_one_then_thinned() {
+        let logged: alloc::vec::Vec<u64> = (1..=1100).filter(|&n| worth_logging(n)).collect();
+        assert_eq!(
+            logged,
+            [1, 2, 3, 4, 5, 6, 7, 8, 16, 32, 64, 128, 256, 512, 1024]
+        );
+        assert!(worth_logging(1 << 40) && !worth_logging((1 << 40) + 1));
+        assert!(!worth_logging(u64::MAX), "no overflow");
+        // The last line logged one by one says that thinning starts; no other line does.
+        let noted: alloc::vec::Vec<u64> = (1..=1100)
+            .filter(|&n| !thinning_note(n).is_empty())
+            .collect();
+        assert_eq!(noted, [THIN_AFTER]);
+        assert!(thinning_note(THIN_AFTER).contains("every power of two"));
     }
 }

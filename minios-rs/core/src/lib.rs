@@ -13,7 +13,8 @@
 //! - [`driver_domain`]: the start-up and stop every driver domain shares; [`options`]: its
 //!   command-line options, parsed strictly.
 //! - [`data_area`]: what a driver domain publishes under `data/` (facts, counters);
-//!   [`error_log`]: per-device error counts that log only the first of each class.
+//!   [`error_log`]: per-device error counts that log only the first of each class, and the
+//!   thinning of bursts of events each worth a line ([`error_log::worth_logging`]).
 //! - [`event_throttle`]: holding back a port whose frontend notifies with nothing to do.
 //! - `host` (feature `host`): the in-process platform for tests and fuzzers.
 #![no_std]

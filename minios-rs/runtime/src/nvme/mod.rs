@@ -29,10 +29,12 @@
 //!
 //! Hostile or dead hardware: every completion is checked (the submission queue its
 //! completion queue serves, a command id in flight on it: [`io::answer`]); a command
-//! unanswered after [`IO_TIMEOUT_NS`] fails its request ([`BlockStatus::Timeout`], logged)
-//! and its slot and pages stay reserved until the controller answers it (it may still DMA
-//! into them); a controller whose status reads all ones (gone) or fatal, or that leaves
-//! every slot of a queue unanswered, is failed as a whole.
+//! unanswered after [`IO_TIMEOUT_NS`] fails its request ([`BlockStatus::Timeout`], logged:
+//! each of the first timeouts, then every power of two, with the count so far) and its slot
+//! and pages stay reserved until the controller answers it (it may still DMA into them); a
+//! controller whose status reads all ones (gone) or fatal, that leaves every slot of a queue
+//! unanswered, or whose unanswered commands hold so many of the shared data pages that a
+//! copied request of the largest size could never be queued again, is failed as a whole.
 
 pub mod cmd;
 pub mod io;
@@ -49,6 +51,7 @@ use minios::blockdev::{
     BlockDevice, BlockError, BlockInfo, BlockOp, BlockStatus, DiscardLimits, DmaSeg, OnComplete,
     SECTOR,
 };
+use minios::error_log::{thinning_note, worth_logging};
 use minios::pci::config::{read_bars, Bar};
 use minios::pci::PciAddress;
 
@@ -147,6 +150,8 @@ pub struct Nvme {
     failed: Option<String>,
     errors: u64,
     timeouts: u64,
+    /// Answers that came after their command's timeout.
+    late: u64,
 }
 
 fn dev_err(what: impl core::fmt::Display) -> BlockError {
@@ -159,6 +164,32 @@ fn now() -> u64 {
 
 fn op_is_read(op: &BlockOp) -> bool {
     matches!(op, BlockOp::Read { .. })
+}
+
+/// Why the shared data pages can no longer serve a copied request of `max_pages` pages, if
+/// the commands given up on (on any of `queues`) hold so many of the `pool` pages that fewer
+/// are left: only the controller's late answers would free them, so such a request would
+/// wait for them forever (and the store, keeping it as its backlog, every other request
+/// behind it), while each queue may still have free slots. Only the pool pages those
+/// commands hold count: a direct command holds none, a command in time or answered is not
+/// stuck.
+fn pool_wedged<'a>(
+    queues: impl IntoIterator<Item = &'a Slots<Pending>>,
+    pool: usize,
+    max_pages: usize,
+) -> Option<String> {
+    let (mut commands, mut pages) = (0usize, 0usize);
+    for p in queues.into_iter().flat_map(Slots::unanswered) {
+        commands += 1;
+        pages += p.pages.len();
+    }
+    (pages > 0 && pool.saturating_sub(pages) < max_pages).then(|| {
+        format!(
+            "{commands} commands unanswered after {} s hold {pages} of {pool} data pages: a copied request of {max_pages} pages ({} KiB) can no longer be queued",
+            IO_TIMEOUT_NS / 1_000_000_000,
+            max_pages * PAGE / 1024
+        )
+    })
 }
 
 /// Waits until `CSTS & mask == want` (or fatal status, or the deadline).
@@ -423,6 +454,7 @@ impl Nvme {
             failed: None,
             errors: 0,
             timeouts: 0,
+            late: 0,
         };
         log::info!(
             "nvme {} (as {}): NVMe {}.{}, {} sectors, {}-byte blocks, queue depth {}, MDTS {}, volatile cache {}, DSM {}, {} I/O queue pairs (granted {}), interrupts {:?} ({} vectors, first pirq {})",
@@ -529,8 +561,10 @@ impl Nvme {
         }
     }
 
-    /// Fails the requests whose time is up; fails the controller if it is gone or every
-    /// slot of a queue waits for an answer (that queue could take no command any more).
+    /// Fails the requests whose time is up (logging them thinned); fails the controller if
+    /// it is gone, every slot of a queue waits for an answer (that queue could take no
+    /// command any more), or the commands given up on hold the data pages a largest copied
+    /// request needs ([`pool_wedged`]).
     fn expire(&mut self, each: &mut OnComplete<'_>) -> Result<usize, BlockError> {
         let host = self.host;
         let timeouts = &mut self.timeouts;
@@ -540,12 +574,15 @@ impl Nvme {
             let qid = q.pair.qid();
             n += q.slots.expire(at, |cid, p| {
                 *timeouts += 1;
-                log::warn!(
-                    "nvme {host}: {:?} command {cid} of queue {qid} unanswered after {} s: its request fails ({} timeouts so far)",
-                    p.kind,
-                    IO_TIMEOUT_NS / 1_000_000_000,
-                    timeouts
-                );
+                let count = *timeouts;
+                if worth_logging(count) {
+                    log::warn!(
+                        "nvme {host}: {:?} command {cid} of queue {qid} unanswered after {} s: its request fails ({count} timeouts so far{})",
+                        p.kind,
+                        IO_TIMEOUT_NS / 1_000_000_000,
+                        thinning_note(count)
+                    );
+                }
                 each(p.id, BlockStatus::Timeout, &[]);
             });
         }
@@ -563,6 +600,13 @@ impl Nvme {
                     q.slots.len(),
                     q.pair.qid()
                 );
+                return Err(self.fail(why));
+            }
+            // The largest request `submit` takes (the store splits at `max_transfer`), in
+            // pages as `has_room` counts them.
+            let max_pages = self.info.max_transfer.div_ceil(PAGE);
+            if let Some(why) = pool_wedged(self.io.iter().map(|q| &q.slots), DATA_PAGES, max_pages)
+            {
                 return Err(self.fail(why));
             }
         }
@@ -588,13 +632,17 @@ impl Nvme {
             };
             let p = match answer {
                 Answer::Late(p) => {
-                    log::info!(
-                        "nvme {}: command {} of queue {} answered after its timeout (status {:#x})",
-                        self.host,
-                        c.cid,
-                        c.sq_id,
-                        c.status
-                    );
+                    self.late += 1;
+                    if worth_logging(self.late) {
+                        log::info!(
+                            "nvme {}: command {} of queue {} answered after its timeout (status {:#x}; {} late answers so far)",
+                            self.host,
+                            c.cid,
+                            c.sq_id,
+                            c.status,
+                            self.late
+                        );
+                    }
                     self.free_pages.extend(p.pages);
                     continue;
                 }
@@ -865,5 +913,125 @@ impl BlockDevice for Nvme {
 
     fn next_deadline(&self) -> Option<u64> {
         self.io.iter().filter_map(|q| q.slots.next_deadline()).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A copied 128 KiB request, in pages.
+    const LARGEST: usize = MAX_PAGES;
+
+    /// Four queues of 63 commands, as the driver has them.
+    fn queues() -> Vec<Slots<Pending>> {
+        (0..4).map(|_| Slots::new(63, IO_TIMEOUT_NS)).collect()
+    }
+
+    /// A copied read of `pages` pool pages, taken from `pool`.
+    fn copied(id: u64, pool: &mut Vec<u16>, pages: usize) -> Pending {
+        let at = pool.len() - pages;
+        Pending {
+            id,
+            kind: Kind::Read,
+            pages: pool.split_off(at),
+            len: pages * PAGE,
+        }
+    }
+
+    /// A direct 128 KiB write (into a guest's pages: no pool page).
+    fn direct(id: u64) -> Pending {
+        Pending {
+            id,
+            kind: Kind::Write,
+            pages: Vec::new(),
+            len: LARGEST * PAGE,
+        }
+    }
+
+    fn wedged(qs: &[Slots<Pending>], max_pages: usize) -> Option<String> {
+        pool_wedged(qs, DATA_PAGES, max_pages)
+    }
+
+    #[test]
+    fn stuck_commands_holding_a_largest_requests_pages_fail_the_controller_not_before() {
+        let mut qs = queues();
+        let mut pool: Vec<u16> = (0..DATA_PAGES as u16).collect();
+        // Seven stuck 128 KiB copied reads, spread over the queues: 224 of 256 pages held,
+        // 32 left, so a largest request still fits.
+        let mut cids = Vec::new();
+        for i in 0..7 {
+            let p = copied(i, &mut pool, LARGEST);
+            cids.push((i as usize % 4, qs[i as usize % 4].take(0, p).unwrap()));
+        }
+        let timed_out: usize = qs
+            .iter_mut()
+            .map(|q| q.expire(IO_TIMEOUT_NS, |_, _| {}))
+            .sum();
+        assert_eq!(timed_out, 7);
+        assert_eq!(wedged(&qs, LARGEST), None, "32 pages left: not yet");
+        // One more stuck page: 31 left, a 128 KiB request can never be queued again, though
+        // every queue has free slots (so the all-unanswered rule alone never fires).
+        let p = copied(7, &mut pool, 1);
+        let last = qs[3].take(1, p).unwrap();
+        assert_eq!(qs[3].expire(IO_TIMEOUT_NS + 1, |_, _| {}), 1);
+        assert!(qs.iter().all(|q| !q.all_unanswered() && q.free() > 0));
+        let why = wedged(&qs, LARGEST).expect("wedged");
+        assert!(
+            why.contains("8 commands unanswered after 30 s hold 225 of 256 data pages")
+                && why.contains("a copied request of 32 pages (128 KiB) can no longer be queued"),
+            "{why}"
+        );
+        // A controller with a smaller MDTS (32 KiB commands) can still be served.
+        assert_eq!(wedged(&qs, 8), None);
+        // A late answer gives its pages back: no longer wedged.
+        assert!(matches!(qs[3].answer(last), Some(Answer::Late(_))));
+        assert_eq!(wedged(&qs, LARGEST), None);
+        let (q, cid) = cids[0];
+        assert!(matches!(qs[q].answer(cid), Some(Answer::Late(_))));
+        assert_eq!(wedged(&qs, LARGEST), None);
+    }
+
+    #[test]
+    fn pages_of_commands_in_time_or_answered_and_direct_commands_fail_nothing() {
+        let mut qs = queues();
+        let mut pool: Vec<u16> = (0..DATA_PAGES as u16).collect();
+        // Every pool page in flight, none stuck: the answers will free them.
+        let cids: Vec<u16> = (0..8)
+            .map(|i| qs[0].take(0, copied(i, &mut pool, LARGEST)).unwrap())
+            .collect();
+        assert!(pool.is_empty());
+        assert_eq!(qs[0].expire(IO_TIMEOUT_NS - 1, |_, _| {}), 0);
+        assert_eq!(wedged(&qs, LARGEST), None, "in time");
+        // Answered in time: nothing held any more.
+        for (i, &cid) in cids.iter().enumerate() {
+            let Some(Answer::Live(p)) = qs[0].answer(cid) else {
+                panic!("command {i} not live");
+            };
+            pool.extend(p.pages);
+        }
+        assert_eq!(wedged(&qs, LARGEST), None, "answered");
+
+        // Seven stuck copied reads (224 pages), one copied read in flight (the last 32
+        // pages), and sixteen stuck direct 128 KiB writes on every queue: only the 224 count.
+        for i in 0..7 {
+            qs[i % 4]
+                .take(0, copied(i as u64, &mut pool, LARGEST))
+                .unwrap();
+        }
+        for i in 0..16 {
+            for q in &mut qs {
+                q.take(0, direct(100 + i)).unwrap();
+            }
+        }
+        let timed_out: usize = qs
+            .iter_mut()
+            .map(|q| q.expire(IO_TIMEOUT_NS, |_, _| {}))
+            .sum();
+        assert_eq!(timed_out, 7 + 64);
+        qs[1].take(1, copied(8, &mut pool, LARGEST)).unwrap();
+        assert!(pool.is_empty());
+        assert_eq!(qs[1].expire(IO_TIMEOUT_NS, |_, _| {}), 0);
+        assert_eq!(wedged(&qs, LARGEST), None);
     }
 }

@@ -113,6 +113,16 @@ impl<T> Slots<T> {
             .min()
     }
 
+    /// The requests of the commands given up on that the controller has not answered yet
+    /// (what they hold stays reserved until it does).
+    pub fn unanswered(&self) -> impl Iterator<Item = &T> {
+        self.entries
+            .iter()
+            .flatten()
+            .filter(|e| e.timed_out)
+            .map(|e| &e.req)
+    }
+
     /// Whether every id is taken by a command given up on (nothing can be sent any more).
     pub fn all_unanswered(&self) -> bool {
         !self.entries.is_empty()
@@ -156,13 +166,20 @@ mod tests {
         assert_eq!(gone, [(a, "a")]);
         assert_eq!(s.next_deadline(), Some(150));
         assert_eq!(s.free(), 0, "the id stays reserved");
+        assert_eq!(
+            s.unanswered().collect::<Vec<_>>(),
+            [&"a"],
+            "b still has time"
+        );
         assert!(!s.all_unanswered());
         assert_eq!(s.expire(150, |_, _| {}), 1);
         assert!(s.all_unanswered());
+        assert_eq!(s.unanswered().count(), 2);
         assert_eq!(s.next_deadline(), None);
         assert_eq!(s.answer(a), Some(Answer::Late("a")));
         assert!(!s.all_unanswered());
         assert_eq!(s.answer(b), Some(Answer::Late("b")));
         assert_eq!(s.free(), 2);
+        assert_eq!(s.unanswered().count(), 0, "answered late: no longer held");
     }
 }

@@ -38,10 +38,11 @@ use bitflags::bitflags;
 use minios::blockdev::{
     BlockDevice, BlockError, BlockInfo, BlockOp, BlockStatus, DiscardLimits, OnComplete,
 };
+use minios::error_log::{thinning_note, worth_logging};
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport;
 
-use self::inflight::{status_failure, worth_logging, Answer, Held, Inflight, LOG_ALL};
+use self::inflight::{status_failure, Answer, Held, Inflight};
 use super::hal::XenHal;
 use super::transport::VirtioPci;
 use crate::dma::DmaPages;
@@ -350,11 +351,7 @@ impl VirtioBlk {
                     kind_name(p.kind),
                     p.len,
                     IO_TIMEOUT_NS / 1_000_000_000,
-                    if count == LOG_ALL {
-                        "; from now on only every power of two is logged"
-                    } else {
-                        ""
-                    },
+                    thinning_note(count),
                 );
             }
             each(p.id, BlockStatus::Timeout, &[]);

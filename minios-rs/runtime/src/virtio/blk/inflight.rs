@@ -16,9 +16,6 @@ use alloc::vec::Vec;
 
 use virtio_drivers::transport::DeviceStatus;
 
-/// Timeouts logged one by one; after that only the 16th, 32nd, 64th, ….
-pub const LOG_ALL: u64 = 8;
-
 /// What one request holds while the device has it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Held {
@@ -218,12 +215,6 @@ impl<T> Inflight<T> {
     }
 }
 
-/// Whether the `n`th timeout (1-based) gets its own log line: the first [`LOG_ALL`], then
-/// every power of two.
-pub fn worth_logging(n: u64) -> bool {
-    n <= LOG_ALL || n.is_power_of_two()
-}
-
 /// Why a device whose status register reads `status` is of no more use, if it is not:
 /// all ones (gone; the transport keeps only the defined bits), `DEVICE_NEEDS_RESET`, or no
 /// longer `DRIVER_OK` (reset under us).
@@ -369,12 +360,6 @@ mod tests {
         assert!(why.contains("hold 102 of 128 descriptors"), "{why}");
         // Smaller requests would still fit: with 8-page requests it is not wedged.
         assert_eq!(f.wedged(8), None);
-    }
-
-    #[test]
-    fn timeouts_are_logged_one_by_one_then_thinned() {
-        let logged: Vec<u64> = (1..=100).filter(|&n| worth_logging(n)).collect();
-        assert_eq!(logged, [1, 2, 3, 4, 5, 6, 7, 8, 16, 32, 64]);
     }
 
     #[test]
