@@ -82,9 +82,9 @@ impl Watchdog {
         let waited = now.saturating_duration_since(self.since);
         (waited > limit).then(|| {
             format!(
-                "watchdog: {what} {} s after {since} (limit {} s): dom0 or the testbed \
+                "watchdog: {what} {:.1} s after {since} (limit {} s): dom0 or the testbed \
                  stopped making progress",
-                waited.as_secs(),
+                waited.as_secs_f64(),
                 limit.as_secs()
             )
         })
