@@ -2,7 +2,6 @@
 
 mod apt;
 mod bench;
-mod capture_tone;
 mod elf;
 mod fetch;
 mod fileserver;

@@ -1,6 +1,5 @@
 //! Boots Xen and dom0 under QEMU (TCG), streams the serial console to a log, enforces a timeout.
 
-use crate::capture_tone::{self, CaptureTone};
 use crate::fileserver;
 use crate::images::Boot;
 use crate::util::{self, Result};
@@ -179,19 +178,13 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
         QemuDevice::Sound => vec![
             // Codec 0 (hda-output): what the card plays lands in the scratch directory
             // (48 kHz stereo S16, no resampling by QEMU); scenarios check it on the host
-            // ([[wav_check]]). QEMU's wav driver has no input, so codec 1 (hda-duplex) is
-            // on QEMU's alsa driver: it records a steady tone (`capture_tone.rs`, started
-            // by `run`), its output goes to ALSA's null device. Timer-driven (no poll on
-            // the null device's descriptors), at the card's rate.
+            // ([[wav_check]]). QEMU's wav driver has no input, so codec 1 (hda-duplex, on
+            // the `none` driver: silence in at the real rate, output discarded) is what
+            // the card records.
             "-audiodev".into(),
             wav_audiodev("snd0", &fresh_file(scratch, WavSource::Hda.file())?),
             "-audiodev".into(),
-            format!(
-                "alsa,id=snd1,in.dev={},out.dev=null,in.try-poll=off,out.try-poll=off,\
-                 in.frequency=48000,in.channels=2,in.format=s16,\
-                 out.frequency=48000,out.channels=2,out.format=s16",
-                capture_tone::DEVICE
-            ),
+            "none,id=snd1".into(),
             "-device".into(),
             format!("ich9-intel-hda,id=hda,bus=pcie.0,{addr}"),
             "-device".into(),
@@ -325,14 +318,6 @@ pub fn run(m: &Machine) -> Result<Outcome> {
     } else {
         None
     };
-    // The HDA's recorded tone: its ALSA configuration is found through HOME.
-    let capture = if m.devices.contains(&QemuDevice::Sound) {
-        let tone = CaptureTone::start(&m.scratch)?;
-        cmd.env("HOME", &tone.home);
-        Some(tone)
-    } else {
-        None
-    };
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -397,11 +382,6 @@ pub fn run(m: &Machine) -> Result<Outcome> {
     }
     let _ = child.kill();
     let _ = child.wait();
-    if let Some(tone) = capture {
-        let summary = tone.summary();
-        let _ = writeln!(log, "[{:7.2}] {summary}", start.elapsed().as_secs_f64());
-        eprintln!("  {summary}");
-    }
     if let Some(t) = tablet {
         let summary = t.stop();
         let _ = writeln!(log, "[{:7.2}] {summary}", start.elapsed().as_secs_f64());
