@@ -69,9 +69,6 @@ pub struct Config {
     pub antispoof: bool,
     /// Offer `feature-split-event-channels` (`netback.split_evtchn=0|1`).
     pub split_evtchn: bool,
-    /// The data path's coalescing window in microseconds (`netback.coalesce_us=`, 0..=2000,
-    /// 0 = off).
-    pub coalesce_us: u64,
 }
 
 impl Default for Config {
@@ -89,7 +86,6 @@ impl Default for Config {
             status_ms: 10_000,
             antispoof: true,
             split_evtchn: true,
-            coalesce_us: 0,
         }
     }
 }
@@ -123,7 +119,6 @@ impl Config {
                 "status_ms" => c.status_ms = opt.uint(0, 3_600_000)?,
                 "antispoof" => c.antispoof = opt.bool()?,
                 "split_evtchn" => c.split_evtchn = opt.bool()?,
-                "coalesce_us" => c.coalesce_us = opt.uint(0, 2000)?,
                 _ => return Err(opt.unknown()),
             }
         }

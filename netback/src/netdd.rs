@@ -143,15 +143,10 @@ fn spawn<P: Platform + 'static>(
 ) -> Result<NetDd<P>, XsError> {
     let domid = exec.platform().domid();
     let now = minios::platform::Clock::now_ns(exec.platform());
-    let mut datapath = Datapath::new(Switch::new(config.limits), config.tx_batch);
-    datapath.set_coalesce_ns(config.coalesce_us * 1000);
-    if config.coalesce_us > 0 {
-        info!(
-            "data path: coalescing, {} us after every pass that moved packets",
-            config.coalesce_us
-        );
-    }
-    let dp = Rc::new(RefCell::new(datapath));
+    let dp = Rc::new(RefCell::new(Datapath::new(
+        Switch::new(config.limits),
+        config.tx_batch,
+    )));
     let l = config.limits;
     info!(
         "switch: queues {} packets / {} KiB per port, {} KiB in all, {} MAC entries; anti-spoofing {}",
@@ -262,7 +257,6 @@ impl<P: Platform> Task<P> for StatusTask<P> {
             ("copy-batches", st.copy_batches),
             ("notifications", st.notifications),
             ("notify-calls", st.notify_calls),
-            ("coalesced", st.coalesced),
             ("poll-us", st.poll_ns / 1000),
             ("copy-us", st.copy_ns / 1000),
             ("notify-us", st.notify_ns / 1000),

@@ -21,14 +21,6 @@
 //! 4. Notify each frontend at most once per ring per pass, and only if it asked
 //!    (`rsp_event`).
 //!
-//! **Coalescing** (`netback.coalesce_us`, off by default): after a pass that moved packets,
-//! the next pass waits until the window has passed; a notification that comes meanwhile
-//! only has its flag taken (so the domain sleeps), and the pass at the window's end serves
-//! everything that arrived. Fewer, fuller passes cost fewer hypercalls per packet (grant
-//! copy batches, notifications, the block and the upcall), which is what a hypercall that
-//! is a VM exit (PVH) pays most for. A frontend notifies once until we consume, so a window
-//! costs at most one wake-up per ring. After an idle spell the first pass is immediate.
-//!
 //! A frontend that breaks its ring (impossible indices, a slot chain that never ends) is not
 //! served any more; its vif's [`BackendDevice::poll`](minios::xenbus::BackendDevice::poll)
 //! reports the reason and the framework disconnects it. Malformed packets only cost their
@@ -132,8 +124,6 @@ pub struct DatapathStats {
     pub notify_ns: u64,
     /// Failed notifications (the frontend's port is gone).
     pub notify_failures: u64,
-    /// Polls inside a coalescing window: flags taken, the pass put off to the window's end.
-    pub coalesced: u64,
     /// Hypercalls that sent a pass's notifications (one multicall each on Xen).
     pub notify_calls: u64,
     /// Times a vif's event channel was held back for an event storm.
@@ -166,10 +156,6 @@ pub struct Datapath<P: Platform> {
     order: Vec<PortId>,
     /// Times one of those (or `carry`) had to grow during a pass.
     kept_grows: u64,
-    /// The coalescing window (0: off).
-    coalesce_ns: u64,
-    /// No pass before this (the window after the last pass that moved packets).
-    hold_until: u64,
 }
 
 impl<P: Platform> Datapath<P> {
@@ -189,16 +175,7 @@ impl<P: Platform> Datapath<P> {
             tx_ok: Vec::new(),
             order: Vec::new(),
             kept_grows: 0,
-            coalesce_ns: 0,
-            hold_until: 0,
         }
-    }
-
-    /// Waits `ns` after every pass that moved packets before the next (see the module
-    /// documentation; 0 turns it off).
-    pub fn set_coalesce_ns(&mut self, ns: u64) {
-        self.coalesce_ns = ns;
-        self.hold_until = 0;
     }
 
     /// Memory kept between passes to spare the next pass allocations (see `kept.rs`).
@@ -376,23 +353,6 @@ impl<P: Platform> Datapath<P> {
         wake
     }
 
-    /// A poll inside the coalescing window: takes every vif's flags (a port left fired
-    /// would make the executor's wait return at once: a spin) and the uplink's work, and
-    /// asks to be polled at the window's end, where the pass serves the rings.
-    fn hold(&mut self, cx: &mut Ctx<'_, P>, now: u64) {
-        self.stats.coalesced += 1;
-        for vif in self.vifs.values_mut() {
-            vif.events.take_tx(&vif.conn.tx_evt, now);
-            if let Some(ch) = &vif.conn.rx_evt {
-                vif.events.take_rx(ch, now);
-            }
-        }
-        if let Some((port, up)) = self.uplink.as_mut() {
-            up.poll(&mut self.switch, *port, now);
-        }
-        cx.wake_at(self.hold_until);
-    }
-
     /// Whether a parked packet's receiver has room now (or is gone): worth another pass.
     fn parked_can_move(&self) -> bool {
         self.parked.iter().any(|p| {
@@ -407,10 +367,6 @@ impl<P: Platform> Task<P> for Datapath<P> {
     fn poll(&mut self, cx: &mut Ctx<'_, P>) {
         let now = cx.now_ns();
         let platform = cx.platform;
-        if now < self.hold_until {
-            self.hold(cx, now);
-            return;
-        }
         self.stats.passes += 1;
         let before = (self.stats.copy_batches, self.stats.notifications);
         // Drain what is still queued from earlier passes first: the receivers may have posted
@@ -438,10 +394,6 @@ impl<P: Platform> Task<P> for Datapath<P> {
         self.stats.poll_ns += end.saturating_sub(now);
         if before != (self.stats.copy_batches, self.stats.notifications) {
             self.stats.busy_passes += 1;
-            if self.coalesce_ns > 0 {
-                self.hold_until = end + self.coalesce_ns;
-                cx.wake_at(self.hold_until);
-            }
         }
         if let Some(t) = self.account_events(now) {
             cx.wake_at(t);

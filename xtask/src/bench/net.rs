@@ -1,9 +1,8 @@
-//! `cargo xtask bench net`: guest-to-guest traffic between two Linux PV guests through five
+//! `cargo xtask bench net`: guest-to-guest traffic between two Linux PV guests through four
 //! driver domains set up side by side in one testbed boot (tests/bench/net.toml):
 //!
 //! - `netdd`: our netback driver domain, PV, 16 MiB;
 //! - `netdd-pvh`: the same image booted as PVH, 16 MiB;
-//! - `pvh-c250`: the same as PVH with a 250 us coalescing window (`netback.coalesce_us`);
 //! - `linux-dd`: a Linux driver domain (PV, 128 MiB): Linux netback + a bridge;
 //! - `netdd-4M`: our netback, PV, 4 MiB (back-pressure when memory is small).
 //!
@@ -21,10 +20,9 @@ use super::turns::Report;
 use crate::util::Result;
 
 /// The setups: name in the scenario's `turn` lines and the label printed.
-const SETUPS: [(&str, &str); 5] = [
+const SETUPS: [(&str, &str); 4] = [
     ("netdd", "netdd"),
     ("netddh", "netdd-pvh"),
-    ("netddhc", "pvh-c250"),
     ("linuxdd", "linux-dd"),
     ("netdd4", "netdd-4M"),
 ];
@@ -164,11 +162,9 @@ const MEASURED: &[&str] = &[
 ];
 
 /// Comparisons of the verdict lines: ours, theirs, target ratio for "more is better".
-const VERDICTS: [(&str, &str, f64); 5] = [
+const VERDICTS: [(&str, &str, f64); 3] = [
     ("netdd", "linuxdd", 1.0),
     ("netddh", "linuxdd", 1.0),
-    ("netddhc", "linuxdd", 1.0),
-    ("netddhc", "netddh", 1.0),
     ("netdd4", "netdd", 0.9),
 ];
 
@@ -185,7 +181,6 @@ const COUNTERS: &[&str] = &[
     "local-behind-queue",
     "notifications",
     "notify-calls",
-    "coalesced",
     "copy-ops",
     "copy-batches",
     "poll-us",
@@ -315,10 +310,9 @@ fn render(rep: &Report) -> String {
         out.push('\n');
     };
     line(String::new());
-    line("net benchmark: two Linux PV guests (a, b) on one driver domain, five setups".into());
+    line("net benchmark: two Linux PV guests (a, b) on one driver domain, four setups".into());
     line("  netdd     = our netback, PV, 16 MiB".into());
     line("  netdd-pvh = the same image as PVH, 16 MiB".into());
-    line("  pvh-c250  = the same as PVH with netback.coalesce_us=250".into());
     line("  linux-dd  = a Linux driver domain, PV, 128 MiB: netback + bridge".into());
     line("  netdd-4M  = our netback, PV, 4 MiB".into());
     line(format!(
@@ -412,7 +406,7 @@ fn render(rep: &Report) -> String {
         ));
     }
     line(String::new());
-    line("verdicts (medians; targets of issue 16: netdd and netdd-pvh >= 1.00x linux-dd, netdd-4M >= 0.90x netdd; pvh-c250 against both PVH and linux-dd)".into());
+    line("verdicts (medians; targets of issue 16: netdd and netdd-pvh >= 1.00x linux-dd, netdd-4M >= 0.90x netdd)".into());
     for (title, parts) in verdicts {
         line(format!("  {title}: {}", parts.join("; ")));
     }
@@ -437,6 +431,10 @@ status netdd passes 1000
 status netdd busy-passes 500
 status netdd tx-packets 2000
 status netdd notifications 500
+status netdd notify-calls 250
+status netdd notify-us 25000
+status netdd copy-batches 1000
+status netdd copy-us 80000
 status netdd free-kib-min 9000
 ";
 
@@ -485,6 +483,24 @@ status netdd free-kib-min 9000
         assert!(text.contains("  packets per pass"), "{text}");
         assert!(
             text.contains("  notifications per packet             0.250"),
+            "{text}"
+        );
+        // Hypercalls per packet and what one costs: 1000 copy batches and 250 notify
+        // multicalls for 2000 packets; 80 ms and 25 ms spent in them.
+        assert!(
+            text.contains("  copy hypercalls per packet           0.500"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  notify hypercalls per packet         0.125"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  us per copy hypercall                 80.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  us per notify hypercall              100.0"),
             "{text}"
         );
     }
