@@ -107,7 +107,9 @@ fn open(
         .map_err(|e| format!("hda {}: {e}", f.host))?;
     let sink = RingSink::new(HdaRing(out), params, queue)?;
     let source = match inp {
-        Some(s) => Some(Box::new(RingSource::new(HdaRing(s), params, queue)?) as _),
+        Some(s) => Some(Box::new(
+            RingSource::new(HdaRing(s), params, queue)?.with_name(format!("hda {} input", f.host)),
+        ) as _),
         None => None,
     };
     Ok(Some(Card {

@@ -5,7 +5,9 @@
 //! the times the device played silence because the mixer was late (the driver domain did
 //! not run in time), which the per-card `underruns` (a guest that was late) do not show;
 //! `mixer-late-max-us` is the latest the mixer ran after the time it asked for (what the
-//! device's queue of periods must cover).
+//! device's queue of periods must cover); `capture-stalls` counts the times the capture
+//! device's position stood still while recording and `capture-stall-frames` the frames of
+//! silence recorded in its place ([`crate::device::ring::RingSource`]).
 
 use minios::data_area::{self, CounterPublisher, Published};
 use minios::executor::{Ctx, Task};
@@ -48,6 +50,8 @@ impl<P: Platform> Task<P> for EngineStatus {
             ("periods-recorded", st.periods_recorded),
             ("device-underruns", st.device_underruns),
             ("mixer-late-max-us", st.late_max_us),
+            ("capture-stalls", st.capture_stalls),
+            ("capture-stall-frames", st.capture_stall_frames),
         ];
         // The last change before the mixer goes idle is published too.
         if let Published::NotYet(at) = publisher.publish(cx.xs, cx.now_ns(), &values) {

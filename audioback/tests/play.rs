@@ -88,6 +88,9 @@ fn a_late_mixer_shows_in_the_driver_domains_status() {
     assert_eq!(env.status("periods-played"), Some(st.periods_played));
     assert!(st.periods_played >= 40, "{st:?}");
     assert_eq!(env.status("periods-recorded"), Some(0));
+    // A clock-paced capture device never stalls.
+    assert_eq!(env.status("capture-stalls"), Some(0));
+    assert_eq!(env.status("capture-stall-frames"), Some(0));
     // The stall shows as the mixer's lateness.
     let late = env.status("mixer-late-max-us").unwrap();
     assert!((250_000..=300_000).contains(&late), "{late} us");

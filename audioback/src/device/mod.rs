@@ -8,7 +8,9 @@
 //! plays into nothing (the unikernel's `null` device, and the host tests' card, which
 //! records what it played); [`ring::RingSink`], playback into a cyclic DMA ring paced by
 //! the hardware's position (the unikernel puts minios-rt's Intel HDA output stream under
-//! it). Planned: HDA capture, virtio-sound for hosts that have it.
+//! it), and [`ring::RingSource`], capture from such a ring (the HDA's input stream), with
+//! silence at the rate while the hardware's position stands still. Planned: virtio-sound
+//! for hosts that have it.
 
 pub mod clock;
 pub mod ring;
@@ -81,4 +83,15 @@ pub trait PcmSource {
 
     /// When at least one period will be readable (`None`: not running).
     fn next_data_ns(&mut self, now_ns: u64) -> Option<u64>;
+
+    /// Times the device stalled while running (its position stood still too long) and
+    /// silence was handed out in its place; 0 for a device that cannot stall.
+    fn stalls(&self) -> u64 {
+        0
+    }
+
+    /// Frames of silence handed out while the device was stalled.
+    fn stall_frames(&self) -> u64 {
+        0
+    }
 }

@@ -14,9 +14,14 @@
 //!
 //! [`RingSource`] is the capture side: the hardware writes the ring, the position says how
 //! far; at most `queue` periods wait to be read (older ones are dropped as an overrun,
-//! before the hardware comes round to overwrite them).
+//! before the hardware comes round to overwrite them). A position that stands still for
+//! [`stall_limit_ns`] while recording is a stalled device: silence at the rate until it
+//! moves again, then the ring from the new position.
 
+use alloc::collections::VecDeque;
 use alloc::string::String;
+
+use minios::error_log::{thinning_note, worth_logging};
 
 use super::{DeviceParams, PcmSink, PcmSource};
 
@@ -215,17 +220,85 @@ impl<D: RingDma> PcmSink for RingSink<D> {
     }
 }
 
+/// Below this, a capture device's position standing still is not a stall (see
+/// [`stall_limit_ns`]): nothing the driver domain does makes the position stand still (a
+/// late look still finds it moved), but a device model's own timer under host load does,
+/// and the testbed saw the driver domain itself run up to 203.6 ms late on a loaded 2-core
+/// host. Twice that and more keeps such bursts from counting, and is still 20 times under
+/// the 10 s a recording guest's ALSA waits before failing its read (`EIO`).
+pub const STALL_MIN_NS: u64 = 500_000_000;
+
+/// Device periods a capture device's position may stand still before it is stalled (see
+/// [`stall_limit_ns`]): a device may move its position by whole periods. Three keep the
+/// largest configuration (16384-frame periods at 8 kHz, 2 s each) under ALSA's 10 s: the
+/// limit and one period of silence, 8.2 s.
+pub const STALL_PERIODS: u64 = 3;
+
+/// How long a running capture device's position may stand still before [`RingSource`]
+/// calls it stalled: [`STALL_PERIODS`] periods, at least [`STALL_MIN_NS`].
+pub fn stall_limit_ns(params: DeviceParams) -> u64 {
+    let rate = u128::from(params.rate.max(1));
+    let period_ns = (params.period_frames as u128 * 1_000_000_000).div_ceil(rate) as u64;
+    (STALL_PERIODS * period_ns).max(STALL_MIN_NS)
+}
+
+/// Frames at `rate` from `since` to `now`.
+fn frames_since(rate: u32, since: u64, now: u64) -> u64 {
+    (u128::from(now.saturating_sub(since)) * u128::from(rate) / 1_000_000_000) as u64
+}
+
+/// What a run of a [`RingSource`]'s frames is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Run {
+    /// Silence for a stalled device.
+    Silence,
+    /// The ring's frames, the run's first at ring frame `at` (modulo the ring).
+    Ring {
+        /// The ring frame of the run's first frame.
+        at: u64,
+    },
+}
+
+/// Runs kept at most (unread frames may span the end of one stall, a recovery and the
+/// start of the next; older ones are dropped as an overrun).
+const MAX_RUNS: usize = 4;
+
 /// A [`PcmSource`] over a [`RingDma`] the hardware writes.
+///
+/// A running device whose position stands still for [`stall_limit_ns`] is stalled: the
+/// source then hands out silence at the nominal rate (as the `null` device does), so the
+/// recording guests' positions keep moving, counts the episode ([`PcmSource::stalls`],
+/// [`PcmSource::stall_frames`]) and logs it (one WARN line per episode, thinned with
+/// [`minios::error_log::worth_logging`], an INFO line when it ends). When the position
+/// moves again the source takes the ring from there: what the hardware wrote in the look
+/// that found it moving is skipped (after a stall the ring behind the position may be the
+/// hardware's fresh frames or ring-old stale ones, e.g. when the position jumped), so
+/// neither stale frames nor the silence's time are handed out twice.
 pub struct RingSource<D: RingDma> {
     dma: D,
     params: DeviceParams,
+    name: String,
     frame_bytes: u64,
     capacity: u64,
     ring_frames: u64,
+    stall_ns: u64,
     running: bool,
     last_pos: usize,
-    recorded_bytes: u64,
+    /// Bytes the hardware recorded since the current ring run began (≡ `last_pos` modulo
+    /// the ring).
+    hw_bytes: u64,
+    /// The first whole frame of `hw_bytes` the current ring run hands out.
+    hw_first: u64,
+    /// Runs of frames by the first frame of each, oldest first; the last is the current.
+    runs: VecDeque<(u64, Run)>,
+    /// When the position last moved (or the source started).
+    moved_ns: u64,
+    /// Stalled since.
+    stalled: Option<u64>,
+    recorded: u64,
     taken: u64,
+    stalls: u64,
+    stall_frames: u64,
     /// Times frames were dropped because they were not read in time.
     pub overruns: u64,
     /// Positions the hardware reported outside the ring.
@@ -247,38 +320,154 @@ impl<D: RingDma> RingSource<D> {
         Ok(Self {
             dma,
             params,
+            name: String::from("sound device input"),
             frame_bytes,
             capacity: (queue * params.period_frames) as u64,
             ring_frames: want as u64 / frame_bytes,
+            stall_ns: stall_limit_ns(params),
             running: false,
             last_pos: 0,
-            recorded_bytes: 0,
+            hw_bytes: 0,
+            hw_first: 0,
+            runs: VecDeque::new(),
+            moved_ns: 0,
+            stalled: None,
+            recorded: 0,
             taken: 0,
+            stalls: 0,
+            stall_frames: 0,
             overruns: 0,
             bad_positions: 0,
         })
     }
 
-    /// Frames recorded since the start.
-    fn catch_up(&mut self) -> u64 {
+    /// Names the device in log lines (`hda 0000:00:04.0 input`).
+    pub fn with_name(mut self, name: String) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// Whether the device is stalled now (silence is handed out).
+    pub fn stalled(&self) -> bool {
+        self.stalled.is_some()
+    }
+
+    /// Starts a new run of frames at the current end.
+    fn push_run(&mut self, run: Run) {
+        if self
+            .runs
+            .back()
+            .is_some_and(|&(from, _)| from == self.recorded)
+        {
+            self.runs.pop_back();
+        }
+        self.runs.push_back((self.recorded, run));
+        if self.runs.len() > MAX_RUNS {
+            self.runs.pop_front();
+            let from = self.runs[0].0;
+            if self.taken < from {
+                self.overruns += 1;
+                self.taken = from;
+            }
+        }
+    }
+
+    /// Drops the runs wholly read.
+    fn prune(&mut self) {
+        while self.runs.len() > 1 && self.runs[1].0 <= self.taken {
+            self.runs.pop_front();
+        }
+    }
+
+    /// Frames recorded since the start (silence for a stall included).
+    fn catch_up(&mut self, now: u64) -> u64 {
         if !self.running {
-            return 0;
+            return self.recorded;
         }
         let ring = self.dma.ring_bytes();
-        match self.dma.position() {
-            Some(p) if p < ring => {
-                self.recorded_bytes += ((p + ring - self.last_pos) % ring) as u64;
-                self.last_pos = p;
+        let pos = self.dma.position().filter(|&p| p < ring);
+        if pos.is_none() {
+            if self.bad_positions == 0 {
+                log::warn!(
+                    "{}: position outside its {ring}-byte ring (ignored)",
+                    self.name
+                );
             }
-            _ => self.bad_positions += 1,
+            self.bad_positions += 1;
         }
-        let recorded = self.recorded_bytes / self.frame_bytes;
-        let pending = recorded - self.taken;
+        let moved = pos.filter(|&p| p != self.last_pos);
+        match (self.stalled, moved) {
+            (None, Some(p)) => {
+                self.hw_bytes += ((p + ring - self.last_pos) % ring) as u64;
+                self.last_pos = p;
+                self.moved_ns = now;
+            }
+            (None, None) => {
+                if now.saturating_sub(self.moved_ns) >= self.stall_ns {
+                    self.stall(now);
+                }
+            }
+            (Some(since), moved) => {
+                // Silence at the rate since the stall began, from the silence's first frame.
+                let from = self.runs.back().map_or(0, |&(from, _)| from);
+                let r = (from + frames_since(self.params.rate, since, now)).max(self.recorded);
+                self.stall_frames += r - self.recorded;
+                self.recorded = r;
+                if let Some(p) = moved {
+                    self.recover(now, p);
+                }
+            }
+        }
+        if self.stalled.is_none() {
+            let from = self.runs.back().map_or(0, |&(from, _)| from);
+            let real = (self.hw_bytes / self.frame_bytes).saturating_sub(self.hw_first);
+            self.recorded = self.recorded.max(from + real);
+        }
+        let pending = self.recorded - self.taken;
         if pending > self.capacity {
             self.overruns += 1;
-            self.taken = recorded - self.capacity;
+            self.taken = self.recorded - self.capacity;
+            self.prune();
         }
-        recorded
+        self.recorded
+    }
+
+    /// The position stood still for the limit: silence from here.
+    fn stall(&mut self, now: u64) {
+        self.stalls += 1;
+        self.stalled = Some(now);
+        self.push_run(Run::Silence);
+        if worth_logging(self.stalls) {
+            log::warn!(
+                "{}: capture stalled: its position stood at byte {} for {} ms; recording guests get silence until it moves ({} stalls so far{})",
+                self.name,
+                self.last_pos,
+                now.saturating_sub(self.moved_ns) / 1_000_000,
+                self.stalls,
+                thinning_note(self.stalls),
+            );
+        }
+    }
+
+    /// The position moved to `p` after a stall: the ring from `p` on.
+    fn recover(&mut self, now: u64, p: usize) {
+        self.stalled = None;
+        self.hw_bytes = p as u64;
+        self.hw_first = (p as u64).div_ceil(self.frame_bytes);
+        self.push_run(Run::Ring {
+            at: self.hw_first % self.ring_frames,
+        });
+        if worth_logging(self.stalls) {
+            log::info!(
+                "{}: capture moves again after {} ms (byte {} to {p}); {} frames of silence given in its stalls",
+                self.name,
+                now.saturating_sub(self.moved_ns) / 1_000_000,
+                self.last_pos,
+                self.stall_frames,
+            );
+        }
+        self.last_pos = p;
+        self.moved_ns = now;
     }
 }
 
@@ -287,9 +476,15 @@ impl<D: RingDma> PcmSource for RingSource<D> {
         self.params
     }
 
-    fn start(&mut self, _now_ns: u64) {
+    fn start(&mut self, now_ns: u64) {
         self.last_pos = 0;
-        self.recorded_bytes = 0;
+        self.hw_bytes = 0;
+        self.hw_first = 0;
+        self.runs.clear();
+        self.runs.push_back((0, Run::Ring { at: 0 }));
+        self.moved_ns = now_ns;
+        self.stalled = None;
+        self.recorded = 0;
         self.taken = 0;
         self.dma.start();
         self.running = true;
@@ -297,26 +492,58 @@ impl<D: RingDma> PcmSource for RingSource<D> {
 
     fn stop(&mut self) {
         if let Err(e) = self.dma.stop() {
-            log::warn!("sound device: stopping capture: {e}");
+            log::warn!("{}: stopping capture: {e}", self.name);
+        }
+        if self.stalled.take().is_some() && worth_logging(self.stalls) {
+            log::info!(
+                "{}: capture stopped while stalled; {} frames of silence given in its stalls",
+                self.name,
+                self.stall_frames
+            );
         }
         self.running = false;
+        self.taken = self.recorded;
     }
 
     fn running(&self) -> bool {
         self.running
     }
 
-    fn readable(&mut self, _now_ns: u64) -> usize {
-        let recorded = self.catch_up();
+    fn readable(&mut self, now_ns: u64) -> usize {
+        let recorded = self.catch_up(now_ns);
         (recorded - self.taken) as usize
     }
 
     fn read(&mut self, now_ns: u64, out: &mut [i16]) -> usize {
         let ch = usize::from(self.params.channels.max(1));
         let n = self.readable(now_ns).min(out.len() / ch);
-        let offset = (self.taken % self.ring_frames) * self.frame_bytes;
-        self.dma.read_samples(offset as usize, &mut out[..n * ch]);
-        self.taken += n as u64;
+        let end = self.taken + n as u64;
+        let mut f = self.taken;
+        let mut i = 0;
+        while f < end {
+            // The run holding frame `f` and where it ends.
+            let k = self
+                .runs
+                .iter()
+                .rposition(|&(from, _)| from <= f)
+                .unwrap_or(0);
+            let (from, run) = self.runs[k];
+            let until = self.runs.get(k + 1).map_or(end, |&(next, _)| next.min(end));
+            let len = (until - f) as usize * ch;
+            let dst = &mut out[i..i + len];
+            match run {
+                Run::Silence => dst.fill(0),
+                Run::Ring { at } => {
+                    let frame = (at + (f - from)) % self.ring_frames;
+                    self.dma
+                        .read_samples((frame * self.frame_bytes) as usize, dst);
+                }
+            }
+            i += len;
+            f = until;
+        }
+        self.taken = end;
+        self.prune();
         n
     }
 
@@ -324,10 +551,23 @@ impl<D: RingDma> PcmSource for RingSource<D> {
         if !self.running {
             return None;
         }
-        let recorded = self.catch_up();
+        let recorded = self.catch_up(now_ns);
         let need = (self.taken + self.params.period_frames as u64).saturating_sub(recorded);
         let ns = (u128::from(need) * 1_000_000_000).div_ceil(u128::from(self.params.rate.max(1)));
-        Some(now_ns.saturating_add(ns as u64))
+        let at = now_ns.saturating_add(ns as u64);
+        Some(match self.stalled {
+            // Look again when it would be stalled.
+            None => at.min(self.moved_ns.saturating_add(self.stall_ns)),
+            Some(_) => at,
+        })
+    }
+
+    fn stalls(&self) -> u64 {
+        self.stalls
+    }
+
+    fn stall_frames(&self) -> u64 {
+        self.stall_frames
     }
 }
 
@@ -520,6 +760,217 @@ mod tests {
         s.stop();
         assert!(!s.running() && !s.dma.on);
         assert_eq!(s.next_data_ns(0), None);
+    }
+
+    const MS: u64 = 1_000_000;
+
+    fn source(queue: usize) -> RingSource<FakeDma> {
+        RingSource::new(FakeDma::new(ring_bytes(P, queue)), P, queue).unwrap()
+    }
+
+    /// Reads everything readable at `now`.
+    fn drain(s: &mut RingSource<FakeDma>, now: u64) -> Vec<i16> {
+        let mut out = vec![0i16; 2 * s.capacity as usize];
+        let n = s.read(now, &mut out);
+        out.truncate(2 * n);
+        out
+    }
+
+    #[test]
+    fn the_stall_limit_is_a_few_periods_but_never_short() {
+        assert_eq!(stall_limit_ns(P), STALL_MIN_NS);
+        let slow = DeviceParams {
+            rate: 8000,
+            channels: 2,
+            period_frames: 16384,
+        };
+        assert_eq!(stall_limit_ns(slow), 3 * 2_048_000_000);
+        assert!(
+            stall_limit_ns(slow) + 2_048_000_000 < 10_000_000_000,
+            "ALSA's 10 s"
+        );
+    }
+
+    #[test]
+    fn a_stalled_input_gives_silence_at_the_rate_after_the_limit_not_before() {
+        let mut s = source(2);
+        s.start(0);
+        // A ring full of sound, read as it comes, then the position stands still at 10 ms.
+        for t in 1..=4 {
+            s.dma.record(16, |i| 1000 + i as i16);
+            assert_eq!(drain(&mut s, t * 2 * MS).len(), 16);
+        }
+        s.dma.record(16, |_| 7);
+        assert_eq!(drain(&mut s, 10 * MS), vec![7; 16]);
+        let limit = 10 * MS + STALL_MIN_NS;
+        for t in (11..510).step_by(7) {
+            assert_eq!(s.readable(t * MS), 0, "at {t} ms");
+            assert!(
+                s.next_data_ns(t * MS).unwrap() <= limit,
+                "looks again at the limit"
+            );
+        }
+        assert_eq!(s.readable(limit - 1), 0);
+        assert!(!s.stalled() && s.stalls() == 0, "not before the limit");
+        assert_eq!(s.readable(limit), 0);
+        assert!(s.stalled());
+        assert_eq!(s.stalls(), 1);
+        // From then on a period of silence every period: not the ring's stale sound.
+        assert_eq!(s.next_data_ns(limit), Some(limit + 8 * MS));
+        for k in 1..=100 {
+            let t = limit + k * 8 * MS;
+            assert_eq!(s.readable(t - MS), 7, "at the rate");
+            assert_eq!(drain(&mut s, t), vec![0; 16], "period {k}");
+            assert_eq!(s.next_data_ns(t), Some(t + 8 * MS));
+        }
+        assert_eq!(s.stall_frames(), 800);
+        assert_eq!((s.stalls(), s.overruns), (1, 0));
+    }
+
+    #[test]
+    fn recovery_takes_the_ring_again_from_the_position_without_stale_frames() {
+        let mut s = source(2);
+        s.start(0);
+        // Two rings of sound, read as they come; the last frames (value 9) at 20 ms.
+        for t in 1..=8 {
+            s.dma.record(16, |_| t as i16);
+            assert_eq!(drain(&mut s, t * MS + 12 * MS), vec![t as i16; 16]);
+        }
+        let limit = 20 * MS + STALL_MIN_NS;
+        // Half a period stays unread when it stalls.
+        s.dma.record(8, |_| 9);
+        assert_eq!(s.readable(20 * MS), 4);
+        assert_eq!(s.readable(limit), 4);
+        assert!(s.stalled());
+        let mut got = Vec::new();
+        let mut t = limit;
+        while t < limit + 200 * MS {
+            t += 8 * MS;
+            got.extend(drain(&mut s, t));
+        }
+        // The position comes back behind where it stood (it went round, or jumped): what
+        // lies behind it in the ring is from before the stall.
+        let stuck = s.dma.pos;
+        s.dma.pos = (stuck + 60) % s.dma.ring.len();
+        assert!(s.dma.pos < stuck);
+        let silence = s.stall_frames();
+        got.extend(drain(&mut s, t + 3 * MS));
+        assert!(!s.stalled());
+        let silence_total = s.stall_frames();
+        assert_eq!(
+            silence_total,
+            silence + 3,
+            "silence up to the look that found it moving"
+        );
+        // The hardware records from there.
+        s.dma.record(32, |i| 500 + i as i16);
+        got.extend(drain(&mut s, t + 40 * MS));
+        assert_eq!(&got[..8], &[9; 8], "the last frames before the stall");
+        let fresh: Vec<i16> = (0..32).map(|i| 500 + i).collect();
+        let n = got.len();
+        assert_eq!(
+            &got[n - 32..],
+            &fresh[..],
+            "the hardware's new frames, in order"
+        );
+        assert!(
+            got[8..n - 32].iter().all(|&x| x == 0),
+            "only silence between: nothing stale from the ring"
+        );
+        // Every frame handed out once: the real ones and the silence, no more.
+        assert_eq!(n as u64, 2 * (4 + silence_total + 16));
+        assert_eq!((s.stalls(), s.overruns), (1, 0));
+        // And it goes on from the hardware's position.
+        s.dma.record(16, |_| 42);
+        assert_eq!(drain(&mut s, t + 50 * MS), vec![42; 16]);
+    }
+
+    #[test]
+    fn a_moving_device_never_stalls_even_in_bursts() {
+        let mut s = source(16);
+        s.start(0);
+        let mut got = 0;
+        let mut t = 0;
+        // Steady, one frame a millisecond, looked at every 8 ms, then bursts: 64 frames
+        // at once after standing still for just under the limit.
+        for _ in 0..125 {
+            t += 8 * MS;
+            s.dma.record(16, |_| 3);
+            got += drain(&mut s, t).len();
+        }
+        for _ in 0..20 {
+            let burst_at = t + STALL_MIN_NS - MS;
+            while t + 10 * MS < burst_at {
+                t += 10 * MS;
+                got += drain(&mut s, t).len();
+            }
+            t = burst_at;
+            s.dma.record(128, |_| 3);
+            got += drain(&mut s, t).len();
+        }
+        assert_eq!((s.stalls(), s.stall_frames()), (0, 0));
+        assert!(!s.stalled());
+        assert_eq!(got, 125 * 16 + 20 * 128);
+        // Two stall episodes count two.
+        for k in 1..=2 {
+            t += STALL_MIN_NS + MS;
+            let _ = s.readable(t);
+            assert_eq!(s.stalls(), k);
+            s.dma.record(16, |_| 3);
+            let _ = s.readable(t + MS);
+            assert!(!s.stalled());
+        }
+    }
+
+    /// The mixer's capture fan-out over a stalled [`RingSource`]: a recording guest's
+    /// position keeps moving at the rate, and the engine counts the stall.
+    #[test]
+    fn a_recording_guest_keeps_moving_through_a_stall() {
+        use crate::card::Direction;
+        use crate::device::clock::ClockDevice;
+        use crate::format::SampleFormat;
+        use crate::mixer::{Engine, VoiceState};
+        use crate::params::OpenParams;
+        use alloc::boxed::Box;
+
+        let src = source(2);
+        let mut e = Engine::new(Box::new(ClockDevice::new(P, 2, None)), Box::new(src), 4);
+        let id = e
+            .add(
+                Direction::Capture,
+                OpenParams {
+                    format: SampleFormat::S16Le,
+                    channels: 2,
+                    rate: 1000,
+                    buffer_bytes: 4096,
+                    period_bytes: 32,
+                },
+            )
+            .unwrap();
+        e.voice_mut(id).unwrap().state = VoiceState::Running;
+        // The hardware never moves; the mixer runs when it asks to.
+        let mut t = 0;
+        let mut at_limit = None;
+        let mut passes = 0;
+        while t < 2 * STALL_MIN_NS {
+            passes += 1;
+            assert!(passes < 10_000, "the mixer spins at {t} ns");
+            t = e.pump(t).expect("capture running");
+            if at_limit.is_none() && t >= STALL_MIN_NS {
+                at_limit = Some(e.voice(id).unwrap().position);
+            }
+        }
+        assert_eq!(at_limit, Some(0), "nothing before the limit");
+        let pos = e.voice(id).unwrap().position;
+        // ~0.5 s of silence at 1000 frames/s of 4 bytes, in whole periods.
+        assert!((1900..=2000).contains(&pos), "{pos} bytes");
+        let mut buf = [1u8; 64];
+        assert_eq!(e.voice_mut(id).unwrap().take(&mut buf), 64);
+        assert_eq!(buf, [0; 64]);
+        let st = e.stats();
+        assert_eq!(st.capture_stalls, 1);
+        assert_eq!(st.capture_stall_frames, pos / 4);
+        assert_eq!(st.periods_recorded, pos / 32);
     }
 
     #[test]

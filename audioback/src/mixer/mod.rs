@@ -62,6 +62,11 @@ pub struct EngineStats {
     /// driver domain busy elsewhere or not scheduled): near a queue's worth of periods,
     /// the device underruns.
     pub late_max_us: u64,
+    /// Times the capture device stalled (its position stood still while recording) and
+    /// silence was recorded in its place ([`PcmSource::stalls`]).
+    pub capture_stalls: u64,
+    /// Frames of that silence ([`PcmSource::stall_frames`]).
+    pub capture_stall_frames: u64,
 }
 
 /// The device, the voices and the mix buffers.
@@ -135,6 +140,8 @@ impl Engine {
     pub fn stats(&self) -> EngineStats {
         EngineStats {
             device_underruns: self.sink.underruns(),
+            capture_stalls: self.source.stalls(),
+            capture_stall_frames: self.source.stall_frames(),
             ..self.stats
         }
     }
