@@ -31,7 +31,7 @@ commands:
                                pass, all testbed scenarios
   fuzz [<target>|all] [--seconds N]
                                list the fuzz targets, or fuzz one or all (see fuzz/README.md)
-  bench net|blk|nic|usb        our driver domains next to Linux's, in one testbed boot
+  bench net|blk|nic|usb|snd    our driver domains next to Linux's, in one testbed boot
   profile net [mtu|small|gso] [--packets N]
                                instructions per packet in netback's data path (host
                                platform, callgrind), grouped, with the costliest functions
