@@ -192,20 +192,6 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
             "-device".into(),
             "hda-duplex,bus=hda.0,audiodev=snd1".into(),
         ],
-        // A capture device that stalls (`sounddd-capture-stall`): the duplex codec on QEMU's
-        // alsa driver over ALSA's `null` device, whose input QEMU stops delivering after a
-        // moment, so the HDA's input position stands still while the stream runs.
-        QemuDevice::SoundStall => vec![
-            "-audiodev".into(),
-            "alsa,id=sndstall,in.dev=null,out.dev=null,in.try-poll=off,out.try-poll=off,\
-             in.frequency=48000,in.channels=2,in.format=s16,\
-             out.frequency=48000,out.channels=2,out.format=s16"
-                .into(),
-            "-device".into(),
-            format!("ich9-intel-hda,id=hdastall,bus=pcie.0,{addr}"),
-            "-device".into(),
-            "hda-duplex,bus=hdastall.0,audiodev=sndstall".into(),
-        ],
         // `bench snd`'s direct side: the same controller and output codec as `sound`'s codec
         // 0 (its output to a wav file of its own, so the two cards do the same work in
         // QEMU), without the duplex codec.

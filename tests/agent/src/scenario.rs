@@ -158,12 +158,6 @@ pub enum QemuDevice {
     /// `bench snd`'s guest that owns its HDA directly.
     #[serde(rename = "sound-2")]
     Sound2,
-    /// A third ich9-intel-hda whose duplex codec records from QEMU's `alsa` driver on ALSA's
-    /// `null` device: QEMU 7.2's input from it stops moving after a moment (the HDA's input
-    /// position stands still while the stream runs), a misbehaving capture device on
-    /// purpose; its output goes to `null` too.
-    #[serde(rename = "sound-stall")]
-    SoundStall,
 }
 
 impl QemuDevice {
@@ -180,7 +174,7 @@ impl QemuDevice {
     }
 
     /// Every device, in PCI slot order.
-    pub const ALL: [QemuDevice; 14] = [
+    pub const ALL: [QemuDevice; 13] = [
         QemuDevice::VirtioNet,
         QemuDevice::VirtioBlk,
         QemuDevice::Xhci,
@@ -194,7 +188,6 @@ impl QemuDevice {
         QemuDevice::Xhci2,
         QemuDevice::XhciMedia,
         QemuDevice::Sound2,
-        QemuDevice::SoundStall,
     ];
 
     /// The name used in scenario files and as `@name` in xl.cfg text.
@@ -213,7 +206,6 @@ impl QemuDevice {
             QemuDevice::Xhci2 => "xhci-2",
             QemuDevice::XhciMedia => "xhci-media",
             QemuDevice::Sound2 => "sound-2",
-            QemuDevice::SoundStall => "sound-stall",
         }
     }
 
@@ -233,7 +225,6 @@ impl QemuDevice {
             QemuDevice::Xhci2 => 0x1a,
             QemuDevice::XhciMedia => 0x1b,
             QemuDevice::Sound2 => 0x1c,
-            QemuDevice::SoundStall => 0x1d,
         }
     }
 
