@@ -51,7 +51,8 @@ pub struct Options {
     pub max_persistent_grants: usize,
     /// Requests a queue takes per pass before yielding to other devices.
     pub budget: usize,
-    /// Interval of the per-device counters in xenstore, in ms (0: never).
+    /// Interval of the per-device counters in xenstore, in ms (0: never); also that of
+    /// an owned device's counters in `data/status/`.
     pub stats_ms: u64,
 }
 

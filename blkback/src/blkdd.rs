@@ -8,6 +8,10 @@
 //! Everything that cannot work is refused at start with one line naming the cause: a bad
 //! option, overlapping or oversize slices, RAM volumes larger than memory, no backing disk,
 //! no usable device. At the stop the backing disk and the device are flushed once more.
+//!
+//! A driver domain that owns a device publishes the device's counters in its
+//! `data/status/` ([`DeviceStatus`]: at most every `blkback.stats_ms`, and once more after
+//! the final flush).
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -26,7 +30,7 @@ use minios::xenstore::Xenstore;
 
 use crate::backend::{BlkDriver, Catalog};
 use crate::config::{Backing, Config, DeviceKind};
-use crate::store::device::{self, DeviceStore, DeviceTask};
+use crate::store::device::{self, DeviceStatus, DeviceStore, DeviceTask};
 use crate::store::disk::{self, DiskStore, DiskTask};
 use crate::store::ram::RamVolume;
 
@@ -47,6 +51,8 @@ pub struct BlkDd<P: Platform> {
     pub disk: Option<disk::Shared<P>>,
     /// The passed-through controller of `virtio` or `nvme` volumes, if any volume is one.
     pub device: Option<device::Shared>,
+    /// The device's counters in `data/status/`, when there is a device.
+    status: Option<Rc<RefCell<DeviceStatus>>>,
 }
 
 /// Opens the passed-through block controller of the kind the volumes name (called only when
@@ -64,6 +70,10 @@ impl<P: Platform + Clone + 'static> DriverDomain<P> for BlkDd<P> {
         if let Some(store) = self.device.as_ref() {
             let deadline = exec.platform().now_ns().saturating_add(DISK_FLUSH_NS);
             DeviceStore::shutdown(store, exec.platform(), deadline);
+        }
+        if let Some(status) = self.status.as_ref() {
+            let now = exec.platform().now_ns();
+            status.borrow_mut().publish_final(exec.xenstore(), now);
         }
     }
 }
@@ -171,6 +181,7 @@ fn start<P: Platform + Clone + 'static>(
     };
     let catalog = volumes(&config, disk.as_ref(), device.as_ref())?;
     let domid = exec.platform().domid();
+    let stats_ms = config.options.stats_ms;
     let backend = Backend::new(BlkDriver::new(catalog, config.options), domid).shared();
     exec.spawn(backend.clone())
         .map_err(|e| StartError::new(format_args!("watching backend/vbd: {e}")))?;
@@ -182,10 +193,22 @@ fn start<P: Platform + Clone + 'static>(
         exec.spawn(DeviceTask::new(store.clone()))
             .map_err(|e| StartError::new(format_args!("device task: {e}")))?;
     }
+    let status = device.as_ref().map(|store| {
+        Rc::new(RefCell::new(DeviceStatus::new(
+            store.clone(),
+            domid,
+            stats_ms,
+        )))
+    });
+    if let Some(status) = status.as_ref() {
+        exec.spawn(status.clone())
+            .map_err(|e| StartError::new(format_args!("device status task: {e}")))?;
+    }
     Ok(BlkDd {
         backend,
         disk,
         device,
+        status,
     })
 }
 

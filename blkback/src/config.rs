@@ -15,8 +15,9 @@
 //! blkback.pgrants=<n>         persistent grants kept mapped per queue (default 1056)
 //! blkback.budget=<n>          requests per queue per pass (default 32)
 //! blkback.bounce=<n>          pages shared with dom0 for disk slices (default 512)
-//! blkback.stats_ms=<n>        per-vbd counters in xenstore at most every n ms (0 = never,
-//!                             default 1000; the same option as netback's)
+//! blkback.stats_ms=<n>        per-vbd counters (and an owned device's in data/status/) in
+//!                             xenstore at most every n ms (0 = never, default 1000; the
+//!                             same option as netback's)
 //! ```
 //!
 //! Sizes take `K`, `M`, `G`, `T` suffixes (binary). Volume names are what guests' xl.cfg

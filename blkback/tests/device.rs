@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use blkback::backend::{Catalog, Options, VolumeSource};
+use blkback::blkdd::BlkDd;
 use blkback::config::DeviceKind;
 use blkback::store::device::{DeviceStore, DeviceTask, HandleLimits, Shared, HANDLE_PARTS};
 use common::*;
@@ -17,7 +18,9 @@ use minios::blockdev::{
     BlockDevice, BlockError, BlockInfo, BlockOp, BlockStatus, DiscardLimits, DmaSeg, OnComplete,
     SECTOR,
 };
-use minios::host::{settle, DeviceSpec, World};
+use minios::driver_domain::DriverDomain;
+use minios::executor::StopReason;
+use minios::host::{settle, DeviceSpec, HostDomain, World};
 use minios::platform::{Access, GrantedPage, Grants, SharedMem};
 use xen_abi::blkif::*;
 
@@ -465,6 +468,7 @@ fn a_request_the_device_never_answers_fails_at_its_timeout_without_an_interrupt(
         "the request fails at its timeout"
     );
     assert_eq!(store.borrow().stats.errors, 1);
+    assert_eq!(store.borrow().stats.timeouts, 1);
     // The device goes on: the next requests (the other guest's too) are served.
     ctl.borrow_mut().hold = false;
     fb.verified_io(&mut env, 8, 7);
@@ -652,7 +656,6 @@ fn without_device_discard_none_is_offered() {
 
 #[test]
 fn the_driver_domain_boots_with_a_device_and_flushes_it_at_the_stop() {
-    use minios::executor::StopReason;
     use minios::xenstore::Store;
     let ctl = Rc::new(RefCell::new(Ctl {
         data: vec![0; 64 * MIB as usize],
@@ -1014,4 +1017,198 @@ fn a_device_with_one_queue_gets_every_ring_on_it() {
     assert!(ctl.borrow().on_queue.iter().all(|&(_, q)| q == 0));
     let st = store.borrow().stats;
     assert_eq!((st.queues, st.per_queue[0], st.per_queue[1]), (1, 3, 0));
+}
+
+/// The driver domain booted as `main` boots it (`blkdd::boot_with_device`) on a simulated
+/// device with `queues` submission queues (taking direct transfers), as an [`Env`] the
+/// test's frontends run against, and its state for the stop.
+fn boot_device(cmdline: &str, queues: usize) -> (Env, Rc<RefCell<Ctl>>, BlkDd<HostDomain>) {
+    let ctl = Rc::new(RefCell::new(Ctl {
+        data: vec![0; 64 * MIB as usize],
+        direct: true,
+        ..Ctl::default()
+    }));
+    let world = World::new();
+    let dd = world.create_domain(DD, "blkdd");
+    let dev_ctl = ctl.clone();
+    let started = blkback::blkdd::boot_with_device(
+        dd.clone(),
+        Some(dd.xenstore()),
+        cmdline,
+        Box::new(move |_, _| {
+            Ok(Box::new(FakeDevice {
+                ctl: dev_ctl,
+                info: device_info(true),
+                segs: BTreeMap::new(),
+                queues,
+                current: 0,
+            }) as Box<dyn BlockDevice>)
+        }),
+    )
+    .unwrap();
+    let mut env = Env {
+        world,
+        exec: started.exec,
+        backend: started.domain.backend.clone(),
+        others: Vec::new(),
+    };
+    env.settle();
+    (env, ctl, started.domain)
+}
+
+/// `data/status/<key>` of the driver domain.
+fn status(env: &Env, key: &str) -> Option<u64> {
+    env.world
+        .read_str(&format!("/local/domain/{DD}/data/status/{key}"))
+        .map(|v| v.parse().expect("a number"))
+}
+
+const SECOND: u64 = 1_000_000_000;
+
+#[test]
+fn the_device_counters_are_published_in_data_status() {
+    let (mut env, ctl, mut blkdd) =
+        boot_device("blkback.vol=a:virtio:0+16M blkback.vol=b:virtio:16M+16M", 2);
+    // Guest 5 keeps its grants mapped (direct transfers) and takes queue 0 with its first
+    // request; guest 6's grants are copied, on queue 1.
+    let mut fa = Front::attach(&mut env, 5, 51712, "a", persistent());
+    let mut fb = Front::attach(&mut env, 6, 51712, "b", FrontOpts::default());
+    let zeros = [
+        "device-requests",
+        "device-flushes",
+        "device-discards",
+        "device-errors",
+        "device-timeouts",
+        "device-busy",
+        "device-capped",
+        "device-max-in-flight",
+        "device-direct",
+        "device-direct-kib",
+        "device-copied",
+        "device-queue-0-requests",
+        "device-queue-1-requests",
+    ];
+    for key in zeros {
+        assert_eq!(status(&env, key), Some(0), "{key} at start");
+    }
+    assert_eq!(status(&env, "device-queues"), Some(2));
+    assert_eq!(status(&env, "device-queue-2-requests"), None, "two queues");
+    // 40 KiB written and read back: three 16 KiB-at-most device requests each, direct.
+    let data = pattern(40960, 31);
+    assert_eq!(fa.write(&mut env, 64, &data), BLKIF_RSP_OKAY);
+    assert_eq!(fa.read(&mut env, 64, 40960).data, data);
+    // 8 KiB written and read back (one request each, copied), a flush, a 3 MiB discard
+    // (three device requests of at most 2048 sectors), and a write the device fails.
+    let data = pattern(8192, 32);
+    assert_eq!(fb.write(&mut env, 0, &data), BLKIF_RSP_OKAY);
+    assert_eq!(fb.read(&mut env, 0, 8192).data, data);
+    assert_eq!(fb.flush(&mut env), BLKIF_RSP_OKAY);
+    assert_eq!(fb.discard(&mut env, 0, 6144, false), BLKIF_RSP_OKAY);
+    ctl.borrow_mut().bad_sector = Some(32768 + 1024);
+    assert_eq!(
+        fb.write(&mut env, 1024, &pattern(4096, 33)),
+        BLKIF_RSP_ERROR
+    );
+    ctl.borrow_mut().bad_sector = None;
+    // The device full: guest 6's ten 4 KiB writes, eight on the device, the ninth staged
+    // as the backlog, the tenth finding no room.
+    ctl.borrow_mut().hold = true;
+    for i in 0..10 {
+        start_write(&mut fb, 2048 + i * 8, &pattern(4096, 40 + i as u32));
+    }
+    env.settle();
+    ctl.borrow_mut().hold = false;
+    env.settle();
+    assert_eq!(fb.responses(0).len(), 10);
+    assert_eq!(
+        status(&env, "device-requests"),
+        Some(0),
+        "at most every stats_ms"
+    );
+    env.advance(SECOND);
+    let want = [
+        ("device-requests", 23),
+        ("device-flushes", 1),
+        ("device-discards", 3),
+        ("device-errors", 1),
+        ("device-timeouts", 0),
+        ("device-max-in-flight", 8),
+        ("device-direct", 6),
+        ("device-direct-kib", 80),
+        ("device-copied", 13),
+        ("device-queues", 2),
+        ("device-queue-0-requests", 6),
+        ("device-queue-1-requests", 17),
+    ];
+    for (key, value) in want {
+        assert_eq!(status(&env, key), Some(value), "{key}");
+    }
+    // How often the tenth write was tried before room freed up is the queue's business:
+    // at least once, and what the store counted.
+    let busy = blkdd.device.as_ref().unwrap().borrow().stats.busy;
+    assert!(busy >= 1);
+    assert_eq!(status(&env, "device-busy"), Some(busy));
+    assert_eq!(
+        status(&env, "device-capped"),
+        Some(0),
+        "one guest at a time"
+    );
+    // The stop's flush is in the final values, published at once.
+    blkdd.stop(&mut env.exec, StopReason::Poweroff);
+    assert_eq!(ctl.borrow().flushes, 2);
+    assert_eq!(status(&env, "device-requests"), Some(24));
+    assert_eq!(status(&env, "device-flushes"), Some(2));
+}
+
+#[test]
+fn a_request_the_device_never_answers_is_counted_in_device_timeouts() {
+    let (mut env, ctl, mut blkdd) = boot_device("blkback.vol=a:virtio:0+16M", 1);
+    let mut f = Front::attach(&mut env, 5, 51712, "a", FrontOpts::default());
+    f.verified_io(&mut env, 8, 1);
+    let at = env.world.now_ns() + 30_000_000_000;
+    {
+        let mut c = ctl.borrow_mut();
+        c.hold = true;
+        c.timeout_at = Some((at, env.world.clone()));
+    }
+    let id = start_write(&mut f, 64, &pattern(4096, 2));
+    env.advance(29 * SECOND);
+    assert!(f.responses(0).is_empty(), "not before the timeout");
+    assert_eq!(status(&env, "device-timeouts"), Some(0));
+    env.advance(SECOND);
+    let rsp = f.responses(0);
+    assert_eq!(
+        (rsp.len(), rsp[0].id, rsp[0].status),
+        (1, id, BLKIF_RSP_ERROR),
+        "the guest gets an error"
+    );
+    assert_eq!(status(&env, "device-timeouts"), Some(1));
+    assert_eq!(
+        status(&env, "device-errors"),
+        Some(1),
+        "a timeout is an error"
+    );
+    assert_eq!(env.counter(&f.dev, "err_store"), Some(1));
+    // An I/O error is an error but no timeout.
+    {
+        let mut c = ctl.borrow_mut();
+        c.hold = false;
+        c.bad_sector = Some(128);
+    }
+    assert_eq!(f.write(&mut env, 128, &pattern(4096, 3)), BLKIF_RSP_ERROR);
+    env.advance(SECOND);
+    assert_eq!(status(&env, "device-errors"), Some(2));
+    assert_eq!(status(&env, "device-timeouts"), Some(1));
+    blkdd.stop(&mut env.exec, StopReason::Poweroff);
+    assert_eq!(status(&env, "device-timeouts"), Some(1), "the final values");
+}
+
+#[test]
+fn nothing_is_published_in_data_status_with_stats_ms_0() {
+    let (mut env, _ctl, mut blkdd) = boot_device("blkback.vol=a:virtio:all blkback.stats_ms=0", 1);
+    let mut f = Front::attach(&mut env, 5, 51712, "a", FrontOpts::default());
+    f.verified_io(&mut env, 8, 1);
+    env.advance(SECOND);
+    blkdd.stop(&mut env.exec, StopReason::Poweroff);
+    assert!(!env.world.exists(&format!("/local/domain/{DD}/data/status")));
 }

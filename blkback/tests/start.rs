@@ -1,6 +1,7 @@
 //! Start-up as the unikernel runs it ([`blkback::blkdd::boot`]): the policy every backend
 //! shares (`minios::driver_domain`) — a configuration that cannot work is refused with one
-//! line naming the cause, before `data/ready`; a good one serves its volumes.
+//! line naming the cause, before `data/ready`; a good one serves its volumes (and, owning
+//! no device, publishes nothing in `data/status/`).
 
 use minios::executor::StopReason;
 use minios::host::{settle, DeviceSpec, World};
@@ -69,4 +70,6 @@ fn starts_publishes_a_volume_and_stops() {
     settle(&world, &mut [&mut started.exec]);
     assert_eq!(started.exec.stop_requested(), Some(StopReason::Poweroff));
     assert_eq!(started.stop(StopReason::Poweroff), StopReason::Poweroff);
+    // The device counters of data/status/ are only for a driver domain that owns one.
+    assert!(!world.exists(&format!("/local/domain/{DD}/data/status")));
 }

@@ -45,11 +45,14 @@
 //! (the limits and the waiting order above, across queues), not the device's.
 //!
 //! One file per job: this module is the store; [`volume`] one device's view of a slice;
-//! [`task`] the executor task and the final flush.
+//! [`task`] the executor task and the final flush; [`status`] its counters in the driver
+//! domain's `data/status/`.
 
+pub mod status;
 pub mod task;
 pub mod volume;
 
+pub use status::DeviceStatus;
 pub use task::DeviceTask;
 pub use volume::{DeviceSlice, DeviceVolume};
 
@@ -204,8 +207,11 @@ pub struct DeviceStats {
     pub discards: u64,
     /// Flush requests among them.
     pub flushes: u64,
-    /// Requests the device failed.
+    /// Requests the device failed (timeouts included).
     pub errors: u64,
+    /// Requests the device did not answer in time (the driver gave up on them:
+    /// [`BlockStatus::Timeout`]); also counted in `errors`.
+    pub timeouts: u64,
     /// Times a handle found no room.
     pub busy: u64,
     /// Times a handle was held at its share while others had requests in flight.
@@ -763,6 +769,9 @@ impl DeviceStore {
             }
             if status != BlockStatus::Ok {
                 self.stats.errors += 1;
+                if status == BlockStatus::Timeout {
+                    self.stats.timeouts += 1;
+                }
                 let why = format!("{} answered {status}", self.dev.describe());
                 if self.stats.errors == 1 {
                     log::warn!("{why} (the first device error; later ones are counted)");

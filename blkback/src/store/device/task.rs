@@ -91,11 +91,12 @@ impl DeviceStore {
             per_queue.join(" ")
         );
         log::info!(
-            "device: {} requests ({} flushes, {} discards), {} failed, at most {} in flight, {} times out of room, {} times a guest held its share; {} reads/writes direct to/from guest pages ({} KiB), {} copied",
+            "device: {} requests ({} flushes, {} discards), {} failed ({} timed out), at most {} in flight, {} times out of room, {} times a guest held its share; {} reads/writes direct to/from guest pages ({} KiB), {} copied",
             st.requests,
             st.flushes,
             st.discards,
             st.errors,
+            st.timeouts,
             st.max_in_flight,
             st.busy,
             st.capped,
