@@ -100,3 +100,30 @@ fn recording_is_converted_and_fanned_out() {
         .collect();
     assert!(amplitude(&y, 500.0, 48_000.0) > 10_000.0);
 }
+
+/// A driver domain that does not run in time while a guest records loses what the device
+/// recorded beyond its queue of periods: one capture overrun, in the engine's counters and
+/// in `data/status/capture-overruns`.
+#[test]
+fn a_late_mixer_loses_capture_periods_and_counts_them() {
+    let mut env = Env::new();
+    let mut f = Front::attach(&mut env, 5, 0, &card_keys(&[("cap", "c")], &[]));
+    assert_eq!(f.open(&mut env, 0, STEREO48), 0);
+    assert_eq!(f.trigger(&mut env, 0, XENSND_OP_TRIGGER_START), 0);
+    for _ in 0..20 {
+        env.advance(5 * MS);
+    }
+    assert_eq!(env.status("capture-overruns"), Some(0), "on time so far");
+    assert_eq!(env.engine.borrow().stats().capture_overruns, 0);
+    // The driver domain does not run for 300 ms: the device keeps 4 periods (40 ms).
+    env.world.advance(300 * MS);
+    env.settle();
+    for _ in 0..300 {
+        env.advance(5 * MS);
+    }
+    let st = env.engine.borrow().stats();
+    assert_eq!(st.capture_overruns, 1, "{st:?}");
+    assert_eq!(env.status("capture-overruns"), Some(1));
+    assert_eq!(env.status("capture-bad-positions"), Some(0));
+    assert_eq!(f.trigger(&mut env, 0, XENSND_OP_TRIGGER_STOP), 0);
+}

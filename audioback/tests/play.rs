@@ -88,9 +88,13 @@ fn a_late_mixer_shows_in_the_driver_domains_status() {
     assert_eq!(env.status("periods-played"), Some(st.periods_played));
     assert!(st.periods_played >= 40, "{st:?}");
     assert_eq!(env.status("periods-recorded"), Some(0));
-    // A clock-paced capture device never stalls.
+    // A clock-paced capture device never stalls; nothing records here, so nothing is lost;
+    // a clock-paced device reports no position that makes no sense.
     assert_eq!(env.status("capture-stalls"), Some(0));
     assert_eq!(env.status("capture-stall-frames"), Some(0));
+    assert_eq!(env.status("capture-overruns"), Some(0));
+    assert_eq!(env.status("capture-bad-positions"), Some(0));
+    assert_eq!(env.status("playback-bad-positions"), Some(0));
     // The stall shows as the mixer's lateness.
     let late = env.status("mixer-late-max-us").unwrap();
     assert!((250_000..=300_000).contains(&late), "{late} us");

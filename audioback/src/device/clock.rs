@@ -35,8 +35,8 @@ pub struct ClockDevice {
     // Capture.
     rec_anchor: Option<u64>,
     taken: u64,
-    /// Frames recorded but dropped because nobody read them in time.
-    pub overruns: u64,
+    /// Times recorded frames were dropped because nobody read them in time.
+    overruns: u64,
 }
 
 fn frames_at(rate: u32, anchor: u64, now: u64) -> u64 {
@@ -206,6 +206,10 @@ impl PcmSource for ClockDevice {
         let anchor = self.rec_anchor?;
         let want = self.taken + self.params.period_frames as u64;
         Some(time_of(self.params.rate, anchor, want).max(now_ns))
+    }
+
+    fn overruns(&self) -> u64 {
+        self.overruns
     }
 }
 

@@ -58,6 +58,12 @@ pub trait PcmSink {
 
     /// Times it ran dry (played silence because nothing was queued).
     fn underruns(&self) -> u64;
+
+    /// Positions the device reported that made no sense (outside its ring) and were
+    /// ignored; 0 for a device that reports none.
+    fn bad_positions(&self) -> u64 {
+        0
+    }
 }
 
 /// A capture device.
@@ -92,6 +98,18 @@ pub trait PcmSource {
 
     /// Frames of silence handed out while the device was stalled.
     fn stall_frames(&self) -> u64 {
+        0
+    }
+
+    /// Times recorded frames were dropped (the oldest first) because they were not read
+    /// in time; 0 for a device that cannot overrun.
+    fn overruns(&self) -> u64 {
+        0
+    }
+
+    /// Positions the device reported that made no sense (outside its ring) and were
+    /// ignored; 0 for a device that reports none.
+    fn bad_positions(&self) -> u64 {
         0
     }
 }

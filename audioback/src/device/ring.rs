@@ -66,7 +66,7 @@ pub struct RingSink<D: RingDma> {
     cleared: u64,
     underruns: u64,
     /// Positions the hardware reported outside the ring.
-    pub bad_positions: u64,
+    bad_positions: u64,
 }
 
 impl<D: RingDma> RingSink<D> {
@@ -218,6 +218,10 @@ impl<D: RingDma> PcmSink for RingSink<D> {
     fn underruns(&self) -> u64 {
         self.underruns
     }
+
+    fn bad_positions(&self) -> u64 {
+        self.bad_positions
+    }
 }
 
 /// Below this, a capture device's position standing still is not a stall (see
@@ -300,9 +304,9 @@ pub struct RingSource<D: RingDma> {
     stalls: u64,
     stall_frames: u64,
     /// Times frames were dropped because they were not read in time.
-    pub overruns: u64,
+    overruns: u64,
     /// Positions the hardware reported outside the ring.
-    pub bad_positions: u64,
+    bad_positions: u64,
 }
 
 impl<D: RingDma> RingSource<D> {
@@ -569,20 +573,36 @@ impl<D: RingDma> PcmSource for RingSource<D> {
     fn stall_frames(&self) -> u64 {
         self.stall_frames
     }
+
+    fn overruns(&self) -> u64 {
+        self.overruns
+    }
+
+    fn bad_positions(&self) -> u64 {
+        self.bad_positions
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::card::Direction;
+    use crate::device::clock::ClockDevice;
+    use crate::mixer::{Engine, VoiceId, VoiceState};
+    use alloc::boxed::Box;
+    use alloc::rc::Rc;
     use alloc::vec;
     use alloc::vec::Vec;
+    use core::cell::Cell;
 
     /// A ring in memory whose "hardware" plays when the test says so.
     struct FakeDma {
         ring: Vec<i16>,
         pos: usize,
         on: bool,
-        lie: Option<usize>,
+        /// What the next look at the position reports instead of it (once); shared, so a
+        /// test can make the hardware lie inside an engine.
+        lie: Rc<Cell<Option<usize>>>,
         heard: Vec<i16>,
     }
 
@@ -592,7 +612,7 @@ mod tests {
                 ring: vec![0; bytes / 2],
                 pos: 0,
                 on: false,
-                lie: None,
+                lie: Rc::default(),
                 heard: Vec::new(),
             }
         }
@@ -638,7 +658,7 @@ mod tests {
             Ok(())
         }
         fn position(&mut self) -> Option<usize> {
-            Some(self.lie.unwrap_or(self.pos * 2))
+            Some(self.lie.take().unwrap_or(self.pos * 2))
         }
     }
 
@@ -716,10 +736,9 @@ mod tests {
         let mut s = sink();
         s.start(0);
         s.write(&period(1));
-        s.dma.lie = Some(1 << 20);
+        s.dma.lie.set(Some(1 << 20));
         assert_eq!(s.position(0), 0);
-        assert_eq!(s.bad_positions, 1);
-        s.dma.lie = None;
+        assert_eq!(s.bad_positions(), 1);
         s.dma.play(16);
         assert_eq!(s.position(0), 8);
     }
@@ -751,12 +770,12 @@ mod tests {
         // Three periods unread: only the newest two are kept.
         s.dma.record(48, |i| 100 + (i / 16) as i16);
         assert_eq!(s.readable(0), 16);
-        assert_eq!(s.overruns, 1);
+        assert_eq!(s.overruns(), 1);
         assert_eq!(s.read(0, &mut out), 8);
         assert_eq!(out, [101; 16]);
-        s.dma.lie = Some(1 << 20);
+        s.dma.lie.set(Some(1 << 20));
         assert_eq!(s.readable(0), 8);
-        assert_eq!(s.bad_positions, 1);
+        assert_eq!(s.bad_positions(), 1);
         s.stop();
         assert!(!s.running() && !s.dma.on);
         assert_eq!(s.next_data_ns(0), None);
@@ -824,7 +843,7 @@ mod tests {
             assert_eq!(s.next_data_ns(t), Some(t + 8 * MS));
         }
         assert_eq!(s.stall_frames(), 800);
-        assert_eq!((s.stalls(), s.overruns), (1, 0));
+        assert_eq!((s.stalls(), s.overruns()), (1, 0));
     }
 
     #[test]
@@ -879,7 +898,7 @@ mod tests {
         );
         // Every frame handed out once: the real ones and the silence, no more.
         assert_eq!(n as u64, 2 * (4 + silence_total + 16));
-        assert_eq!((s.stalls(), s.overruns), (1, 0));
+        assert_eq!((s.stalls(), s.overruns()), (1, 0));
         // And it goes on from the hardware's position.
         s.dma.record(16, |_| 42);
         assert_eq!(drain(&mut s, t + 50 * MS), vec![42; 16]);
@@ -922,32 +941,29 @@ mod tests {
         }
     }
 
+    /// Adds a running voice at the device's rate and format (s16 stereo, 8-frame periods).
+    fn running_voice(e: &mut Engine, direction: Direction) -> VoiceId {
+        let params = crate::params::OpenParams {
+            format: crate::format::SampleFormat::S16Le,
+            channels: 2,
+            rate: 1000,
+            buffer_bytes: 4096,
+            period_bytes: 32,
+        };
+        let id = e.add(direction, params).unwrap();
+        e.voice_mut(id).unwrap().state = VoiceState::Running;
+        id
+    }
+
     /// The mixer's capture fan-out over a stalled [`RingSource`]: a recording guest's
-    /// position keeps moving at the rate, and the engine counts the stall.
+    /// position keeps moving at the rate, and the engine counts the stall, then an overrun
+    /// (the mixer late) and a position outside the ring.
     #[test]
     fn a_recording_guest_keeps_moving_through_a_stall() {
-        use crate::card::Direction;
-        use crate::device::clock::ClockDevice;
-        use crate::format::SampleFormat;
-        use crate::mixer::{Engine, VoiceState};
-        use crate::params::OpenParams;
-        use alloc::boxed::Box;
-
         let src = source(2);
+        let lie = src.dma.lie.clone();
         let mut e = Engine::new(Box::new(ClockDevice::new(P, 2, None)), Box::new(src), 4);
-        let id = e
-            .add(
-                Direction::Capture,
-                OpenParams {
-                    format: SampleFormat::S16Le,
-                    channels: 2,
-                    rate: 1000,
-                    buffer_bytes: 4096,
-                    period_bytes: 32,
-                },
-            )
-            .unwrap();
-        e.voice_mut(id).unwrap().state = VoiceState::Running;
+        let id = running_voice(&mut e, Direction::Capture);
         // The hardware never moves; the mixer runs when it asks to.
         let mut t = 0;
         let mut at_limit = None;
@@ -971,6 +987,37 @@ mod tests {
         assert_eq!(st.capture_stalls, 1);
         assert_eq!(st.capture_stall_frames, pos / 4);
         assert_eq!(st.periods_recorded, pos / 32);
+        assert_eq!((st.capture_overruns, st.capture_bad_positions), (0, 0));
+        // The mixer runs 100 ms late (12 periods; the device keeps 2) and the hardware
+        // reports a position outside its ring: one of each.
+        lie.set(Some(1 << 20));
+        t = e.pump(t + 100 * MS).expect("capture running");
+        assert_eq!(lie.get(), None, "the position was looked at");
+        let st = e.stats();
+        assert_eq!((st.capture_overruns, st.capture_bad_positions), (1, 1));
+        // On time again: nothing more.
+        for _ in 0..10 {
+            t = e.pump(t).expect("capture running");
+        }
+        let st = e.stats();
+        assert_eq!((st.capture_overruns, st.capture_bad_positions), (1, 1));
+        assert_eq!((st.capture_stalls, st.playback_bad_positions), (1, 0));
+    }
+
+    /// A playback device's position outside its ring reaches the engine's counters.
+    #[test]
+    fn a_playback_position_outside_the_ring_is_counted_in_the_engine() {
+        let s = sink();
+        let lie = s.dma.lie.clone();
+        let mut e = Engine::new(Box::new(s), Box::new(ClockDevice::new(P, 2, None)), 4);
+        running_voice(&mut e, Direction::Playback);
+        lie.set(Some(1 << 20));
+        assert!(e.pump(0).is_some(), "playing");
+        assert_eq!(lie.get(), None, "the position was looked at");
+        let st = e.stats();
+        assert_eq!(st.periods_played, 2, "a queue of silence");
+        assert_eq!(st.playback_bad_positions, 1);
+        assert_eq!((st.capture_overruns, st.capture_bad_positions), (0, 0));
     }
 
     #[test]

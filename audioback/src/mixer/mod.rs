@@ -67,6 +67,15 @@ pub struct EngineStats {
     pub capture_stalls: u64,
     /// Frames of that silence ([`PcmSource::stall_frames`]).
     pub capture_stall_frames: u64,
+    /// Times the capture device dropped recorded frames because the mixer did not read
+    /// them in time ([`PcmSource::overruns`]).
+    pub capture_overruns: u64,
+    /// Positions the capture device reported that made no sense and were ignored
+    /// ([`PcmSource::bad_positions`]).
+    pub capture_bad_positions: u64,
+    /// Positions the playback device reported that made no sense and were ignored
+    /// ([`PcmSink::bad_positions`]).
+    pub playback_bad_positions: u64,
 }
 
 /// The device, the voices and the mix buffers.
@@ -142,6 +151,9 @@ impl Engine {
             device_underruns: self.sink.underruns(),
             capture_stalls: self.source.stalls(),
             capture_stall_frames: self.source.stall_frames(),
+            capture_overruns: self.source.overruns(),
+            capture_bad_positions: self.source.bad_positions(),
+            playback_bad_positions: self.sink.bad_positions(),
             ..self.stats
         }
     }
