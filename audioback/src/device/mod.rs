@@ -90,6 +90,12 @@ pub trait PcmSource {
     /// When at least one period will be readable (`None`: not running).
     fn next_data_ns(&mut self, now_ns: u64) -> Option<u64>;
 
+    /// Tells the source the shortest buffer, in ns, of the guests recording from it (`None`:
+    /// nobody records), so a device that can stall calls it stalled soon enough for them:
+    /// a recording guest's ALSA fails its read with `EIO` when its position has not moved
+    /// for 1.1 buffer times. Default: nothing (a device that cannot stall).
+    fn set_guest_buffer_ns(&mut self, _ns: Option<u64>) {}
+
     /// Times the device stalled while running (its position stood still too long) and
     /// silence was handed out in its place; 0 for a device that cannot stall.
     fn stalls(&self) -> u64 {

@@ -224,26 +224,27 @@ impl<D: RingDma> PcmSink for RingSink<D> {
     }
 }
 
-/// Below this, a capture device's position standing still is not a stall (see
-/// [`stall_limit_ns`]): nothing the driver domain does makes the position stand still (a
-/// late look still finds it moved), but a device model's own timer under host load does,
-/// and the testbed saw the driver domain itself run up to 203.6 ms late on a loaded 2-core
-/// host. Twice that and more keeps such bursts from counting, and is still 20 times under
-/// the 10 s a recording guest's ALSA waits before failing its read (`EIO`).
-pub const STALL_MIN_NS: u64 = 500_000_000;
+/// At most this long a capture device's position may stand still before it is stalled
+/// (see [`stall_limit_ns`]): long enough that a device model's own timer running late under
+/// host load does not count (the testbed saw the driver domain itself run up to 203.6 ms
+/// late on a loaded 2-core host; nothing the driver domain does makes the position stand
+/// still: a late look still finds it moved), unless a recording guest's buffer is shorter.
+pub const STALL_MAX_NS: u64 = 500_000_000;
 
-/// Device periods a capture device's position may stand still before it is stalled (see
-/// [`stall_limit_ns`]): a device may move its position by whole periods. Three keep the
-/// largest configuration (16384-frame periods at 8 kHz, 2 s each) under ALSA's 10 s: the
-/// limit and one period of silence, 8.2 s.
-pub const STALL_PERIODS: u64 = 3;
+/// Device periods a capture device's position may always stand still before it is stalled
+/// (see [`stall_limit_ns`]): a device may move its position by whole periods.
+pub const STALL_PERIODS: u64 = 2;
 
 /// How long a running capture device's position may stand still before [`RingSource`]
-/// calls it stalled: [`STALL_PERIODS`] periods, at least [`STALL_MIN_NS`].
-pub fn stall_limit_ns(params: DeviceParams) -> u64 {
+/// calls it stalled: half the shortest buffer of the guests recording (`guest_buffer_ns`;
+/// their ALSA fails a read with `EIO` after 1.1 buffer times without a move, so silence
+/// must start well before), at most [`STALL_MAX_NS`], at least [`STALL_PERIODS`] device
+/// periods.
+pub fn stall_limit_ns(params: DeviceParams, guest_buffer_ns: Option<u64>) -> u64 {
     let rate = u128::from(params.rate.max(1));
     let period_ns = (params.period_frames as u128 * 1_000_000_000).div_ceil(rate) as u64;
-    (STALL_PERIODS * period_ns).max(STALL_MIN_NS)
+    let guests = guest_buffer_ns.map_or(STALL_MAX_NS, |b| (b / 2).min(STALL_MAX_NS));
+    guests.max(STALL_PERIODS * period_ns)
 }
 
 /// Frames at `rate` from `since` to `now`.
@@ -328,7 +329,7 @@ impl<D: RingDma> RingSource<D> {
             frame_bytes,
             capacity: (queue * params.period_frames) as u64,
             ring_frames: want as u64 / frame_bytes,
-            stall_ns: stall_limit_ns(params),
+            stall_ns: stall_limit_ns(params, None),
             running: false,
             last_pos: 0,
             hw_bytes: 0,
@@ -566,6 +567,10 @@ impl<D: RingDma> PcmSource for RingSource<D> {
         })
     }
 
+    fn set_guest_buffer_ns(&mut self, ns: Option<u64>) {
+        self.stall_ns = stall_limit_ns(self.params, ns);
+    }
+
     fn stalls(&self) -> u64 {
         self.stalls
     }
@@ -796,18 +801,20 @@ mod tests {
     }
 
     #[test]
-    fn the_stall_limit_is_a_few_periods_but_never_short() {
-        assert_eq!(stall_limit_ns(P), STALL_MIN_NS);
+    fn the_stall_limit_is_half_the_shortest_guest_buffer_within_bounds() {
+        // Nobody records, or long buffers: the most.
+        assert_eq!(stall_limit_ns(P, None), STALL_MAX_NS);
+        assert_eq!(stall_limit_ns(P, Some(4 * STALL_MAX_NS)), STALL_MAX_NS);
+        // A 170 ms buffer (ALSA's EIO at 187 ms): 85 ms.
+        assert_eq!(stall_limit_ns(P, Some(170 * MS)), 85 * MS);
+        // Never under two device periods (8 ms each here).
+        assert_eq!(stall_limit_ns(P, Some(10 * MS)), 16 * MS);
         let slow = DeviceParams {
             rate: 8000,
             channels: 2,
             period_frames: 16384,
         };
-        assert_eq!(stall_limit_ns(slow), 3 * 2_048_000_000);
-        assert!(
-            stall_limit_ns(slow) + 2_048_000_000 < 10_000_000_000,
-            "ALSA's 10 s"
-        );
+        assert_eq!(stall_limit_ns(slow, None), 2 * 2_048_000_000);
     }
 
     #[test]
@@ -821,7 +828,7 @@ mod tests {
         }
         s.dma.record(16, |_| 7);
         assert_eq!(drain(&mut s, 10 * MS), vec![7; 16]);
-        let limit = 10 * MS + STALL_MIN_NS;
+        let limit = 10 * MS + STALL_MAX_NS;
         for t in (11..510).step_by(7) {
             assert_eq!(s.readable(t * MS), 0, "at {t} ms");
             assert!(
@@ -855,7 +862,7 @@ mod tests {
             s.dma.record(16, |_| t as i16);
             assert_eq!(drain(&mut s, t * MS + 12 * MS), vec![t as i16; 16]);
         }
-        let limit = 20 * MS + STALL_MIN_NS;
+        let limit = 20 * MS + STALL_MAX_NS;
         // Half a period stays unread when it stalls.
         s.dma.record(8, |_| 9);
         assert_eq!(s.readable(20 * MS), 4);
@@ -918,7 +925,7 @@ mod tests {
             got += drain(&mut s, t).len();
         }
         for _ in 0..20 {
-            let burst_at = t + STALL_MIN_NS - MS;
+            let burst_at = t + STALL_MAX_NS - MS;
             while t + 10 * MS < burst_at {
                 t += 10 * MS;
                 got += drain(&mut s, t).len();
@@ -932,7 +939,7 @@ mod tests {
         assert_eq!(got, 125 * 16 + 20 * 128);
         // Two stall episodes count two.
         for k in 1..=2 {
-            t += STALL_MIN_NS + MS;
+            t += STALL_MAX_NS + MS;
             let _ = s.readable(t);
             assert_eq!(s.stalls(), k);
             s.dma.record(16, |_| 3);
@@ -955,6 +962,35 @@ mod tests {
         id
     }
 
+    /// A guest recording with a short buffer gets silence before its ALSA would give up
+    /// (1.1 buffer times without a move): the stall is called at half its buffer.
+    #[test]
+    fn a_short_guest_buffer_makes_a_stall_count_sooner() {
+        let src = source(2);
+        let mut e = Engine::new(Box::new(ClockDevice::new(P, 2, None)), Box::new(src), 4);
+        // 100 frames of 4 bytes at 1000 Hz: a 100 ms buffer, EIO after 110 ms.
+        let params = crate::params::OpenParams {
+            format: crate::format::SampleFormat::S16Le,
+            channels: 2,
+            rate: 1000,
+            buffer_bytes: 400,
+            period_bytes: 32,
+        };
+        let id = e.add(Direction::Capture, params).unwrap();
+        e.voice_mut(id).unwrap().state = VoiceState::Running;
+        let mut t = 0;
+        let mut moved_at = None;
+        while t < 110 * MS {
+            t = e.pump(t).expect("capture running");
+            if moved_at.is_none() && e.voice(id).unwrap().position > 0 {
+                moved_at = Some(t);
+            }
+        }
+        let moved_at = moved_at.expect("the guest's position moved within its 110 ms");
+        assert!(moved_at >= 50 * MS, "not before the limit: {moved_at} ns");
+        assert_eq!(e.stats().capture_stalls, 1);
+    }
+
     /// The mixer's capture fan-out over a stalled [`RingSource`]: a recording guest's
     /// position keeps moving at the rate, and the engine counts the stall, then an overrun
     /// (the mixer late) and a position outside the ring.
@@ -968,11 +1004,11 @@ mod tests {
         let mut t = 0;
         let mut at_limit = None;
         let mut passes = 0;
-        while t < 2 * STALL_MIN_NS {
+        while t < 2 * STALL_MAX_NS {
             passes += 1;
             assert!(passes < 10_000, "the mixer spins at {t} ns");
             t = e.pump(t).expect("capture running");
-            if at_limit.is_none() && t >= STALL_MIN_NS {
+            if at_limit.is_none() && t >= STALL_MAX_NS {
                 at_limit = Some(e.voice(id).unwrap().position);
             }
         }

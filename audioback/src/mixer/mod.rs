@@ -345,6 +345,19 @@ impl Engine {
         }
     }
 
+    /// The shortest buffer, in ns, of the running capture voices (`None`: none runs).
+    fn shortest_capture_buffer_ns(&self, dev_rate: u32) -> Option<u64> {
+        self.voices
+            .iter()
+            .flatten()
+            .filter(|v| v.direction == Direction::Capture && v.state == VoiceState::Running)
+            .map(|v| {
+                let frames = v.buffer_frames_at(dev_rate) as u128;
+                (frames * 1_000_000_000 / u128::from(dev_rate.max(1))) as u64
+            })
+            .min()
+    }
+
     fn pump_capture(&mut self, now: u64) -> Option<u64> {
         if !self.running(Direction::Capture) {
             if self.source.running() {
@@ -352,10 +365,12 @@ impl Engine {
             }
             return None;
         }
+        let q = self.source.params();
+        self.source
+            .set_guest_buffer_ns(self.shortest_capture_buffer_ns(q.rate));
         if !self.source.running() {
             self.source.start(now);
         }
-        let q = self.source.params();
         for _ in 0..MAX_PERIODS_PER_PASS {
             if self.source.readable(now) < q.period_frames {
                 break;
