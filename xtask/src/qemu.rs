@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use testbed_agent::scenario::QemuDevice;
 use testbed_agent::wav::WavSource;
 
+/// The audio timer of the `sound-stall` device, in µs (QEMU's default is 10 ms).
+const STALL_TIMER_US: u32 = 2_000_000;
+
 /// How a QEMU run ended.
 pub struct Outcome {
     /// Every serial line.
@@ -191,6 +194,18 @@ fn device_args(d: QemuDevice, m: &Machine) -> Result<Vec<String>> {
             "hda-output,bus=hda.0,audiodev=snd0".into(),
             "-device".into(),
             "hda-duplex,bus=hda.0,audiodev=snd1".into(),
+        ],
+        // A capture device that stalls (`sounddd-capture-stall`): the duplex codec on QEMU's
+        // `none` driver with a 2-s audio timer: the codec gets no input in time, so the
+        // HDA's input position stands still while the stream runs (in the testbed's runs,
+        // for a whole 3-s recording).
+        QemuDevice::SoundStall => vec![
+            "-audiodev".into(),
+            format!("none,id=sndstall,timer-period={STALL_TIMER_US}"),
+            "-device".into(),
+            format!("ich9-intel-hda,id=hdastall,bus=pcie.0,{addr}"),
+            "-device".into(),
+            "hda-duplex,bus=hdastall.0,audiodev=sndstall".into(),
         ],
         // `bench snd`'s direct side: the same controller and output codec as `sound`'s codec
         // 0 (its output to a wav file of its own, so the two cards do the same work in

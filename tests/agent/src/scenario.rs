@@ -158,6 +158,11 @@ pub enum QemuDevice {
     /// `bench snd`'s guest that owns its HDA directly.
     #[serde(rename = "sound-2")]
     Sound2,
+    /// A third ich9-intel-hda whose duplex codec is on QEMU's `none` audio driver with a
+    /// 2-s audio timer: the HDA's input position stands still while the stream runs, a
+    /// misbehaving capture device on purpose.
+    #[serde(rename = "sound-stall")]
+    SoundStall,
 }
 
 impl QemuDevice {
@@ -174,7 +179,7 @@ impl QemuDevice {
     }
 
     /// Every device, in PCI slot order.
-    pub const ALL: [QemuDevice; 13] = [
+    pub const ALL: [QemuDevice; 14] = [
         QemuDevice::VirtioNet,
         QemuDevice::VirtioBlk,
         QemuDevice::Xhci,
@@ -188,6 +193,7 @@ impl QemuDevice {
         QemuDevice::Xhci2,
         QemuDevice::XhciMedia,
         QemuDevice::Sound2,
+        QemuDevice::SoundStall,
     ];
 
     /// The name used in scenario files and as `@name` in xl.cfg text.
@@ -206,6 +212,7 @@ impl QemuDevice {
             QemuDevice::Xhci2 => "xhci-2",
             QemuDevice::XhciMedia => "xhci-media",
             QemuDevice::Sound2 => "sound-2",
+            QemuDevice::SoundStall => "sound-stall",
         }
     }
 
@@ -225,6 +232,7 @@ impl QemuDevice {
             QemuDevice::Xhci2 => 0x1a,
             QemuDevice::XhciMedia => 0x1b,
             QemuDevice::Sound2 => 0x1c,
+            QemuDevice::SoundStall => 0x1d,
         }
     }
 
