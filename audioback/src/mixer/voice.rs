@@ -49,7 +49,7 @@ pub struct Voice {
     in_device: VecDeque<(u64, u64)>,
     /// Periods in which a running playback voice ran out of data.
     pub underruns: u64,
-    /// Capture bytes dropped because the guest did not read them in time.
+    /// Capture frames dropped because the guest did not read them in time (one per frame).
     pub overruns: u64,
 }
 
