@@ -193,7 +193,8 @@ fn start<P: Platform + Clone + 'static>(
         exec.spawn(DeviceTask::new(store.clone()))
             .map_err(|e| StartError::new(format_args!("device task: {e}")))?;
     }
-    let status = device.as_ref().map(|store| {
+    // `stats_ms=0`: no status, and no task polling for nothing.
+    let status = device.as_ref().filter(|_| stats_ms != 0).map(|store| {
         Rc::new(RefCell::new(DeviceStatus::new(
             store.clone(),
             domid,
