@@ -948,13 +948,14 @@ mod tests {
         }
     }
 
-    /// Adds a running voice at the device's rate and format (s16 stereo, 8-frame periods).
-    fn running_voice(e: &mut Engine, direction: Direction) -> VoiceId {
+    /// Adds a running voice at the device's rate and format (s16 stereo, 8-frame periods)
+    /// with a buffer of `buffer_bytes`.
+    fn running_voice(e: &mut Engine, direction: Direction, buffer_bytes: u32) -> VoiceId {
         let params = crate::params::OpenParams {
             format: crate::format::SampleFormat::S16Le,
             channels: 2,
             rate: 1000,
-            buffer_bytes: 4096,
+            buffer_bytes,
             period_bytes: 32,
         };
         let id = e.add(direction, params).unwrap();
@@ -969,15 +970,7 @@ mod tests {
         let src = source(2);
         let mut e = Engine::new(Box::new(ClockDevice::new(P, 2, None)), Box::new(src), 4);
         // 100 frames of 4 bytes at 1000 Hz: a 100 ms buffer, EIO after 110 ms.
-        let params = crate::params::OpenParams {
-            format: crate::format::SampleFormat::S16Le,
-            channels: 2,
-            rate: 1000,
-            buffer_bytes: 400,
-            period_bytes: 32,
-        };
-        let id = e.add(Direction::Capture, params).unwrap();
-        e.voice_mut(id).unwrap().state = VoiceState::Running;
+        let id = running_voice(&mut e, Direction::Capture, 400);
         let mut t = 0;
         let mut moved_at = None;
         while t < 110 * MS {
@@ -999,7 +992,7 @@ mod tests {
         let src = source(2);
         let lie = src.dma.lie.clone();
         let mut e = Engine::new(Box::new(ClockDevice::new(P, 2, None)), Box::new(src), 4);
-        let id = running_voice(&mut e, Direction::Capture);
+        let id = running_voice(&mut e, Direction::Capture, 4096);
         // The hardware never moves; the mixer runs when it asks to.
         let mut t = 0;
         let mut at_limit = None;
@@ -1046,7 +1039,7 @@ mod tests {
         let s = sink();
         let lie = s.dma.lie.clone();
         let mut e = Engine::new(Box::new(s), Box::new(ClockDevice::new(P, 2, None)), 4);
-        running_voice(&mut e, Direction::Playback);
+        running_voice(&mut e, Direction::Playback, 4096);
         lie.set(Some(1 << 20));
         assert!(e.pump(0).is_some(), "playing");
         assert_eq!(lie.get(), None, "the position was looked at");
